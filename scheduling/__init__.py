@@ -1,0 +1,1 @@
+"""Admin-managed, tenant-scoped schedules fired exactly once by APScheduler."""

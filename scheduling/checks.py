@@ -1,0 +1,187 @@
+"""System checks: every ``SCHEDULING_*`` setting and the database the scheduler relies on."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from numbers import Real
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register as register_check
+from django.utils.module_loading import import_string
+
+from .conf import EXECUTOR_CHOICES, conf
+
+# setting name -> (minimum, error id); all must be real numbers >= minimum.
+NUMBERS: dict[str, tuple[float, str]] = {
+    "SYNC_INTERVAL": (0.05, "scheduling.E003"),
+    "FULL_SYNC_INTERVAL": (1, "scheduling.E004"),
+    "LEASE_TTL": (1, "scheduling.E005"),
+    "LEASE_RENEW_INTERVAL": (0.1, "scheduling.E006"),
+    "SHUTDOWN_GRACE": (0, "scheduling.E007"),
+    "MIN_INTERVAL": (1, "scheduling.E008"),
+    "DEFAULT_TIMEOUT": (1, "scheduling.E009"),
+    "DEFAULT_MISFIRE_GRACE": (0, "scheduling.E010"),
+    "MAX_RETRY_BACKOFF": (1, "scheduling.E011"),
+    "MAX_WORKERS": (1, "scheduling.E012"),
+    "SCAN_TIMEOUT": (0.1, "scheduling.E013"),
+    "CLEANUP_BATCH_SIZE": (1, "scheduling.E014"),
+}
+
+
+def check_settings(**kwargs: Any) -> list:
+    """Check the ``SCHEDULING_*`` settings."""
+    errors: list = []
+    model = conf.TENANT_MODEL
+    if not isinstance(model, str) or model.count(".") != 1:
+        errors.append(
+            Error(
+                "SCHEDULING_TENANT_MODEL must be of the form 'app_label.ModelName'.",
+                hint="For example SCHEDULING_TENANT_MODEL = 'tenants.Tenant'.",
+                id="scheduling.E001",
+            )
+        )
+    else:
+        from django.apps import apps
+
+        try:
+            apps.get_model(model)
+        except (LookupError, ValueError):
+            errors.append(
+                Error(
+                    f"SCHEDULING_TENANT_MODEL refers to {model!r}, which is not installed.",
+                    hint="Add its app to INSTALLED_APPS or point the setting at your model.",
+                    id="scheduling.E001",
+                )
+            )
+    if conf.EXECUTOR not in EXECUTOR_CHOICES:
+        errors.append(
+            Error(
+                f"SCHEDULING_EXECUTOR is {conf.EXECUTOR!r}.",
+                hint=f"Use one of {', '.join(EXECUTOR_CHOICES)}.",
+                id="scheduling.E002",
+            )
+        )
+    overrides = conf.EXECUTOR_OVERRIDES
+    if not isinstance(overrides, dict) or any(
+        k not in ("scan", "report", "cleanup") or v not in EXECUTOR_CHOICES
+        for k, v in (overrides.items() if isinstance(overrides, dict) else [])
+    ):
+        errors.append(
+            Error(
+                "SCHEDULING_EXECUTOR_OVERRIDES must map kinds (scan, report, cleanup) to "
+                "executors.",
+                hint=f"For example {{'scan': 'process'}}; executors: {', '.join(EXECUTOR_CHOICES)}.",
+                id="scheduling.E015",
+            )
+        )
+    for name, (minimum, check_id) in NUMBERS.items():
+        value = getattr(conf, name)
+        if isinstance(value, bool) or not isinstance(value, Real) or value < minimum:
+            errors.append(
+                Error(
+                    f"SCHEDULING_{name} must be a number of at least {minimum}; got {value!r}.",
+                    hint=f"Remove SCHEDULING_{name} to use the default.",
+                    id=check_id,
+                )
+            )
+    ttl, renew = conf.LEASE_TTL, conf.LEASE_RENEW_INTERVAL
+    if isinstance(ttl, Real) and isinstance(renew, Real) and renew * 2 > ttl:
+        errors.append(
+            Error(
+                "SCHEDULING_LEASE_RENEW_INTERVAL must be at most half of SCHEDULING_LEASE_TTL.",
+                hint="A leader must be able to miss one renewal without losing the lease.",
+                id="scheduling.E016",
+            )
+        )
+    for name in ("SCAN_DENY_NETWORKS", "SCAN_ALLOW_NETWORKS"):
+        errors.extend(_check_networks(name))
+    errors.extend(_check_import("TENANT_RESOLVER", "scheduling.E019"))
+    if not isinstance(conf.LEASE_NAME, str) or not conf.LEASE_NAME:
+        errors.append(
+            Error(
+                "SCHEDULING_LEASE_NAME must be a non-empty string.",
+                hint="Replicas that share a name elect one leader among them.",
+                id="scheduling.E020",
+            )
+        )
+    for name in ("REPORT_FROM_EMAIL", "JOB_SIGNING_KEY"):
+        value = getattr(conf, name)
+        if value is not None and not (isinstance(value, str) and value):
+            errors.append(
+                Error(
+                    f"SCHEDULING_{name} must be a non-empty string or None.",
+                    hint=f"Remove SCHEDULING_{name} to use the default.",
+                    id="scheduling.E021",
+                )
+            )
+    return errors
+
+
+def _check_networks(name: str) -> list:
+    value = getattr(conf, name)
+    bad = []
+    for item in value if isinstance(value, list | tuple) else [value]:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            bad.append(item)
+    if not bad:
+        return []
+    return [
+        Error(
+            f"SCHEDULING_{name} has entries that are not networks: {bad!r}.",
+            hint="Use CIDR strings such as '10.0.0.0/8' or '::1/128'.",
+            id="scheduling.E017" if name == "SCAN_DENY_NETWORKS" else "scheduling.E018",
+        )
+    ]
+
+
+def _check_import(name: str, check_id: str) -> list:
+    path = getattr(conf, name)
+    try:
+        import_string(path)
+    except (ImportError, TypeError, ValueError) as exc:
+        return [
+            Error(
+                f"SCHEDULING_{name} cannot be imported: {exc}.",
+                hint="Give the dotted path of a class.",
+                id=check_id,
+            )
+        ]
+    return []
+
+
+def check_database(**kwargs: Any) -> list:
+    """Warn when SQLite is not set up to share the database with a scheduler process."""
+    db = settings.DATABASES.get("default", {})
+    if "sqlite3" not in db.get("ENGINE", ""):
+        return []
+    options = db.get("OPTIONS", {})
+    missing = []
+    if str(options.get("transaction_mode", "")).upper() != "IMMEDIATE":
+        missing.append('"transaction_mode": "IMMEDIATE"')
+    if "wal" not in str(options.get("init_command", "")).lower():
+        missing.append('"init_command": "PRAGMA journal_mode=WAL;"')
+    if not options.get("timeout"):
+        missing.append('"timeout": 20')
+    if not missing:
+        return []
+    return [
+        Warning(
+            "The SQLite database is not configured for a concurrent scheduler process.",
+            hint="Add to DATABASES['default']['OPTIONS']: " + ", ".join(missing) + ". Without "
+            "them the scheduler's writes fail with 'database is locked' under load.",
+            id="scheduling.W001",
+        )
+    ]
+
+
+CHECKS: list[Callable[..., list]] = [check_settings, check_database]
+
+
+def register() -> None:
+    """Register the app's checks (called from ``AppConfig.ready``)."""
+    for check in CHECKS:
+        register_check(check, Tags.compatibility)

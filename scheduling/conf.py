@@ -1,0 +1,124 @@
+"""The one settings object of the app: every ``SCHEDULING_*`` setting, typed, read lazily.
+
+Read settings through ``conf`` (``from scheduling.conf import conf``), never through
+``django.conf.settings`` at import time, so that ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+DEFAULT_DENY_NETWORKS = (
+    "127.0.0.0/8",  # loopback
+    "::1/128",
+    "0.0.0.0/8",  # "this network"
+    "169.254.0.0/16",  # link-local, incl. cloud metadata 169.254.169.254
+    "fe80::/10",
+    "100.100.100.200/32",  # Alibaba Cloud metadata
+    "fd00:ec2::254/128",  # AWS metadata over IPv6
+)
+
+EXECUTOR_CHOICES = ("thread", "process", "celery")
+
+
+class Settings:
+    """Typed, lazy access to the ``SCHEDULING_*`` settings with their defaults."""
+
+    def _get(self, name: str, default: Any) -> Any:
+        return getattr(settings, f"SCHEDULING_{name}", default)
+
+    @property
+    def TENANT_MODEL(self) -> str:
+        return self._get("TENANT_MODEL", "tenants.Tenant")
+
+    @property
+    def TENANT_RESOLVER(self) -> str:
+        return self._get("TENANT_RESOLVER", "scheduling.tenancy.MembershipResolver")
+
+    def get_tenant_resolver(self) -> Any:
+        """Import and instantiate the configured tenant resolver."""
+        return import_string(self.TENANT_RESOLVER)()
+
+    @property
+    def EXECUTOR(self) -> str:
+        return self._get("EXECUTOR", "thread")
+
+    @property
+    def EXECUTOR_OVERRIDES(self) -> dict[str, str]:
+        """Executor per schedule kind (``{"scan": "process"}``), overriding ``EXECUTOR``."""
+        return self._get("EXECUTOR_OVERRIDES", {})
+
+    @property
+    def MAX_WORKERS(self) -> int:
+        return self._get("MAX_WORKERS", 8)
+
+    @property
+    def SYNC_INTERVAL(self) -> float:
+        return self._get("SYNC_INTERVAL", 1.0)
+
+    @property
+    def FULL_SYNC_INTERVAL(self) -> float:
+        return self._get("FULL_SYNC_INTERVAL", 300.0)
+
+    @property
+    def LEASE_NAME(self) -> str:
+        return self._get("LEASE_NAME", "default")
+
+    @property
+    def LEASE_TTL(self) -> float:
+        return self._get("LEASE_TTL", 15.0)
+
+    @property
+    def LEASE_RENEW_INTERVAL(self) -> float:
+        return self._get("LEASE_RENEW_INTERVAL", 3.0)
+
+    @property
+    def SHUTDOWN_GRACE(self) -> float:
+        return self._get("SHUTDOWN_GRACE", 30.0)
+
+    @property
+    def MIN_INTERVAL(self) -> int:
+        return self._get("MIN_INTERVAL", 60)
+
+    @property
+    def DEFAULT_TIMEOUT(self) -> int:
+        return self._get("DEFAULT_TIMEOUT", 3600)
+
+    @property
+    def DEFAULT_MISFIRE_GRACE(self) -> int:
+        return self._get("DEFAULT_MISFIRE_GRACE", 60)
+
+    @property
+    def MAX_RETRY_BACKOFF(self) -> int:
+        return self._get("MAX_RETRY_BACKOFF", 3600)
+
+    @property
+    def SCAN_DENY_NETWORKS(self) -> list[str]:
+        return list(self._get("SCAN_DENY_NETWORKS", DEFAULT_DENY_NETWORKS))
+
+    @property
+    def SCAN_ALLOW_NETWORKS(self) -> list[str]:
+        return list(self._get("SCAN_ALLOW_NETWORKS", []))
+
+    @property
+    def SCAN_TIMEOUT(self) -> float:
+        return self._get("SCAN_TIMEOUT", 10.0)
+
+    @property
+    def REPORT_FROM_EMAIL(self) -> str | None:
+        return self._get("REPORT_FROM_EMAIL", None)
+
+    @property
+    def JOB_SIGNING_KEY(self) -> str | None:
+        """Key for signing job state; default: derived from ``SECRET_KEY``."""
+        return self._get("JOB_SIGNING_KEY", None)
+
+    @property
+    def CLEANUP_BATCH_SIZE(self) -> int:
+        return self._get("CLEANUP_BATCH_SIZE", 1000)
+
+
+conf = Settings()

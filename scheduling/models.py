@@ -1,0 +1,677 @@
+"""Schedules of every kind, their executions, report artifacts and the scheduler's lease.
+
+``Schedule`` is one concrete table for all kinds (one job-id space, one foreign-key target for
+executions and dependencies); each kind adds its own fields in a child table (multi-table
+inheritance). The scheduler process keeps the "state" fields up to date with ``update()``
+calls that do not touch ``updated_at``, which is the change marker the sync loop polls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zoneinfo
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .conf import conf
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+TENANT_MODEL = getattr(settings, "SCHEDULING_TENANT_MODEL", "tenants.Tenant")
+
+
+def validate_timezone_name(value: str) -> None:
+    """Reject names that are not IANA time zones."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValidationError(
+            _("%(value)s is not a known IANA time zone (for example Europe/Berlin)."),
+            code="invalid_timezone",
+            params={"value": value},
+        ) from exc
+
+
+class Kind(models.TextChoices):
+    SCAN = "scan", _("Periodic scan")
+    REPORT = "report", _("Report")
+    CLEANUP = "cleanup", _("Cleanup")
+
+
+class TriggerType(models.TextChoices):
+    INTERVAL = "interval", _("Interval")
+    CRON = "cron", _("Cron")
+    ONCE = "once", _("Once")
+
+
+class Overlap(models.TextChoices):
+    SKIP = "skip", _("Skip when still running")
+    QUEUE = "queue", _("Queue after the running one")
+    ALLOW = "allow", _("Allow up to max instances")
+
+
+class DstGapPolicy(models.TextChoices):
+    RUN_AT_NEXT_VALID_TIME = "run_at_next_valid_time", _("Run at the next valid time")
+    SKIP = "skip", _("Skip")
+
+
+class DstFoldPolicy(models.TextChoices):
+    ONCE = "once", _("Run once")
+    TWICE = "twice", _("Run twice")
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    TIMED_OUT = "timed_out", _("Timed out")
+    SKIPPED = "skipped", _("Skipped")
+    MISSED = "missed", _("Missed")
+    INTERRUPTED = "interrupted", _("Interrupted")
+
+
+ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
+FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
+
+
+class TriggerKind(models.TextChoices):
+    SCHEDULE = "schedule", _("Schedule")
+    MANUAL = "manual", _("Manual")
+    RETRY = "retry", _("Retry")
+    DEPENDENCY = "dependency", _("Dependency")
+
+
+class ReportFormat(models.TextChoices):
+    JSON = "json", "JSON"
+    CSV = "csv", "CSV"
+    HTML = "html", "HTML"
+
+
+class ScheduleQuerySet(models.QuerySet):
+    def enabled(self) -> ScheduleQuerySet:
+        return self.filter(enabled=True)
+
+    def due(self, now: datetime | None = None) -> ScheduleQuerySet:
+        now = now or timezone.now()
+        return self.enabled().filter(next_run_at__lte=now)
+
+    def for_tenant(self, tenant: Any) -> ScheduleQuerySet:
+        return self.filter(tenant=tenant)
+
+    def visible_to(self, user: AbstractBaseUser) -> ScheduleQuerySet:
+        from .tenancy import visible_tenant_ids
+
+        ids = visible_tenant_ids(user)
+        return self if ids is None else self.filter(tenant_id__in=ids)
+
+    def changed_since(self, marker: datetime) -> ScheduleQuerySet:
+        return self.filter(updated_at__gt=marker)
+
+
+# Fields the scheduler process owns. A form or serializer saving a stale instance must not
+# overwrite them, so ``Schedule.save()`` leaves them out of ordinary updates.
+STATE_FIELDS = frozenset(
+    {"next_run_at", "last_run_at", "last_status", "run_count", "consecutive_failures"}
+)
+
+
+class Schedule(models.Model):
+    tenant = models.ForeignKey(
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="schedules", verbose_name=_("tenant")
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind, editable=False)
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+
+    enabled = models.BooleanField(_("enabled"), default=True)
+    paused_until = models.DateTimeField(
+        _("paused until"),
+        null=True,
+        blank=True,
+        help_text=_("While set and in the future, no occurrence fires; it resumes by itself."),
+    )
+
+    trigger_type = models.CharField(
+        _("trigger type"), max_length=16, choices=TriggerType, default=TriggerType.INTERVAL
+    )
+    interval_seconds = models.PositiveIntegerField(_("interval (seconds)"), null=True, blank=True)
+    cron_expression = models.CharField(
+        _("cron expression"),
+        max_length=200,
+        blank=True,
+        help_text=_("Five fields (minute hour day month weekday) or @hourly, @daily, @weekly..."),
+    )
+    run_at = models.DateTimeField(_("run at"), null=True, blank=True)
+    start_at = models.DateTimeField(_("start at"), null=True, blank=True)
+    end_at = models.DateTimeField(_("end at"), null=True, blank=True)
+    timezone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone_name],
+        help_text=_("IANA name; empty means the tenant's time zone, else UTC."),
+    )
+    jitter_seconds = models.PositiveIntegerField(_("jitter (seconds)"), default=0)
+    dst_gap_policy = models.CharField(
+        _("DST gap policy"),
+        max_length=32,
+        choices=DstGapPolicy,
+        default=DstGapPolicy.RUN_AT_NEXT_VALID_TIME,
+    )
+    dst_fold_policy = models.CharField(
+        _("DST fold policy"), max_length=16, choices=DstFoldPolicy, default=DstFoldPolicy.ONCE
+    )
+
+    timeout_seconds = models.PositiveIntegerField(
+        _("timeout (seconds)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Empty means SCHEDULING_DEFAULT_TIMEOUT."),
+    )
+    max_retries = models.PositiveSmallIntegerField(_("max retries"), default=0)
+    retry_backoff_seconds = models.PositiveIntegerField(_("retry backoff (seconds)"), default=60)
+    overlap = models.CharField(_("overlap"), max_length=8, choices=Overlap, default=Overlap.SKIP)
+    max_instances = models.PositiveSmallIntegerField(
+        _("max instances"), default=1, validators=[MinValueValidator(1)]
+    )
+    misfire_grace_seconds = models.PositiveIntegerField(
+        _("misfire grace (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_("Empty means SCHEDULING_DEFAULT_MISFIRE_GRACE."),
+    )
+    coalesce = models.BooleanField(_("coalesce missed runs"), default=True)
+    priority = models.SmallIntegerField(_("priority"), default=0)
+    max_executions = models.PositiveIntegerField(
+        _("max executions"),
+        null=True,
+        blank=True,
+        help_text=_("Disable the schedule after this many successful runs."),
+    )
+    depends_on = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        blank=True,
+        related_name="dependents",
+        verbose_name=_("depends on"),
+    )
+
+    next_run_at = models.DateTimeField(_("next run at"), null=True, blank=True, editable=False)
+    last_run_at = models.DateTimeField(_("last run at"), null=True, blank=True, editable=False)
+    last_status = models.CharField(
+        _("last status"), max_length=16, choices=Status, blank=True, editable=False
+    )
+    run_count = models.PositiveIntegerField(_("run count"), default=0, editable=False)
+    consecutive_failures = models.PositiveIntegerField(
+        _("consecutive failures"), default=0, editable=False
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_index=True)
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["tenant_id", "kind", "name"]
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "kind", "name"], name="schedule_unique_name_per_tenant_kind"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(trigger_type="interval", interval_seconds__gt=0)
+                    | (Q(trigger_type="cron") & ~Q(cron_expression=""))
+                    | Q(trigger_type="once", run_at__isnull=False)
+                ),
+                name="schedule_trigger_configured",
+            ),
+            models.CheckConstraint(
+                condition=Q(start_at__isnull=True)
+                | Q(end_at__isnull=True)
+                | Q(start_at__lt=F("end_at")),
+                name="schedule_start_before_end",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "kind", "enabled"], name="schedule_tenant_kind_idx"),
+            models.Index(fields=["enabled", "next_run_at"], name="schedule_enabled_next_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.timezone:
+            self.timezone = self.default_timezone()
+        if not self.kind:
+            self.kind = getattr(type(self), "KIND", "") or self.kind
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                f.name
+                for f in self._meta.concrete_fields
+                if not f.primary_key and f.name not in STATE_FIELDS and f.name != "created_at"
+            ]
+        super().save(*args, **kwargs)
+
+    # -- derived values -------------------------------------------------------------------
+
+    def default_timezone(self) -> str:
+        tenant = self.tenant if self.tenant_id else None
+        return getattr(tenant, "timezone", "") or "UTC"
+
+    @property
+    def effective_timezone(self) -> str:
+        return self.timezone or self.default_timezone()
+
+    @property
+    def effective_timeout(self) -> int:
+        return self.timeout_seconds or conf.DEFAULT_TIMEOUT
+
+    @property
+    def effective_misfire_grace(self) -> int:
+        if self.misfire_grace_seconds is None:
+            return conf.DEFAULT_MISFIRE_GRACE
+        return self.misfire_grace_seconds
+
+    @property
+    def job_id(self) -> str:
+        return f"schedule:{self.pk}"
+
+    def is_paused(self, now: datetime | None = None) -> bool:
+        return self.paused_until is not None and self.paused_until > (now or timezone.now())
+
+    def get_kind_object(self) -> Schedule:
+        """Return this schedule as its concrete kind (PeriodicScan, Report, CleanupConfig)."""
+        if type(self) is not Schedule:
+            return self
+        attr = KIND_ATTRS.get(self.kind)
+        return getattr(self, attr) if attr else self
+
+    def trigger_fingerprint(self) -> bytes:
+        """Digest of everything that shapes the job in the job store."""
+        parts = [
+            self.trigger_type,
+            self.interval_seconds,
+            self.cron_expression,
+            self.run_at,
+            self.start_at,
+            self.end_at,
+            self.effective_timezone,
+            self.jitter_seconds,
+            self.dst_gap_policy,
+            self.dst_fold_policy,
+            self.paused_until,
+            self.effective_misfire_grace,
+            self.coalesce,
+            self.created_at,
+        ]
+        return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
+
+    # -- validation -----------------------------------------------------------------------
+
+    def clean(self) -> None:
+        from .triggers import validate_trigger
+
+        super().clean()
+        if self.timezone == "" and self.tenant_id:
+            self.timezone = self.default_timezone()
+        validate_trigger(self)
+        self.clean_type()
+
+    def clean_type(self) -> None:
+        """Validate the registered type key and its options (kinds override this)."""
+
+
+KIND_ATTRS = {Kind.SCAN: "periodicscan", Kind.REPORT: "report", Kind.CLEANUP: "cleanupconfig"}
+
+
+def _clean_registered(schedule: Schedule, registry: Any, key_field: str) -> None:
+    from .exceptions import UnknownTaskType
+
+    key = getattr(schedule, key_field)
+    try:
+        entry = registry.get(key)
+    except UnknownTaskType as exc:
+        raise ValidationError({key_field: str(exc)}) from exc
+    schedule.options = entry.validate_options(schedule.options)
+
+
+class PeriodicScan(Schedule):
+    KIND = Kind.SCAN
+
+    scan_type = models.CharField(_("scan type"), max_length=64)
+    target = models.CharField(
+        _("target"), max_length=500, help_text=_("URL, host:port or host name, by scan type.")
+    )
+    options = models.JSONField(_("options"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("periodic scan")
+        verbose_name_plural = _("periodic scans")
+
+    def clean_type(self) -> None:
+        from .registry import scan_types
+
+        _clean_registered(self, scan_types, "scan_type")
+        entry = scan_types.get(self.scan_type)
+        if entry.validate_target is not None:
+            try:
+                entry.validate_target(self.target, self.options)
+            except ValidationError as exc:
+                raise ValidationError({"target": exc.messages}) from exc
+
+
+class Report(Schedule):
+    KIND = Kind.REPORT
+
+    report_type = models.CharField(_("report type"), max_length=64)
+    format = models.CharField(
+        _("format"), max_length=8, choices=ReportFormat, default=ReportFormat.JSON
+    )
+    recipients = models.TextField(
+        _("recipients"),
+        blank=True,
+        help_text=_("E-mail addresses, one per line or separated by commas."),
+    )
+    options = models.JSONField(_("options"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("report")
+        verbose_name_plural = _("reports")
+
+    def recipient_list(self) -> list[str]:
+        return [r.strip() for r in self.recipients.replace(",", "\n").splitlines() if r.strip()]
+
+    def clean_type(self) -> None:
+        from django.core.validators import validate_email
+
+        from .registry import report_types
+
+        _clean_registered(self, report_types, "report_type")
+        bad = []
+        for address in self.recipient_list():
+            try:
+                validate_email(address)
+            except ValidationError:
+                bad.append(address)
+        if bad:
+            raise ValidationError(
+                {"recipients": _("Not valid e-mail addresses: %s") % ", ".join(bad)}
+            )
+
+
+class CleanupConfig(Schedule):
+    KIND = Kind.CLEANUP
+
+    cleanup_target = models.CharField(_("cleanup target"), max_length=64)
+    retain_days = models.PositiveIntegerField(
+        _("retain (days)"), default=30, validators=[MinValueValidator(1)]
+    )
+    batch_size = models.PositiveIntegerField(
+        _("batch size"), default=1000, validators=[MinValueValidator(1)]
+    )
+    options = models.JSONField(_("options"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("cleanup config")
+        verbose_name_plural = _("cleanup configs")
+
+    def clean_type(self) -> None:
+        from .registry import cleanup_targets
+
+        _clean_registered(self, cleanup_targets, "cleanup_target")
+
+
+class ScheduleDeletion(models.Model):
+    """Tombstone of a deleted schedule, so the incremental sync can drop its job quickly."""
+
+    schedule_id = models.BigIntegerField()
+    deleted_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("schedule deletion")
+        verbose_name_plural = _("schedule deletions")
+
+    def __str__(self) -> str:
+        return f"schedule:{self.schedule_id} deleted at {self.deleted_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ExecutionQuerySet(models.QuerySet):
+    def for_tenant(self, tenant: Any) -> ExecutionQuerySet:
+        return self.filter(tenant=tenant)
+
+    def visible_to(self, user: AbstractBaseUser) -> ExecutionQuerySet:
+        from .tenancy import visible_tenant_ids
+
+        ids = visible_tenant_ids(user)
+        return self if ids is None else self.filter(tenant_id__in=ids)
+
+    def active(self) -> ExecutionQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def running(self) -> ExecutionQuerySet:
+        return self.filter(status=Status.RUNNING)
+
+    def queued(self) -> ExecutionQuerySet:
+        return self.filter(status=Status.QUEUED)
+
+    def finished(self) -> ExecutionQuerySet:
+        return self.filter(status__in=FINISHED_STATUSES)
+
+    def unclaimed(self, now: datetime | None = None) -> ExecutionQuerySet:
+        """Queued executions no scheduler has picked up yet (manual runs, retries) due now."""
+        now = now or timezone.now()
+        return self.filter(status=Status.QUEUED, claimed_by="").filter(
+            Q(run_after__isnull=True) | Q(run_after__lte=now)
+        )
+
+
+class Execution(models.Model):
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="executions",
+        verbose_name=_("schedule"),
+    )
+    schedule_name = models.CharField(_("schedule name"), max_length=200)
+    schedule_kind = models.CharField(_("schedule kind"), max_length=16, choices=Kind)
+    tenant = models.ForeignKey(
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="executions", verbose_name=_("tenant")
+    )
+    scheduled_for = models.DateTimeField(_("scheduled for"))
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
+    trigger = models.CharField(
+        _("trigger"), max_length=16, choices=TriggerKind, default=TriggerKind.SCHEDULE
+    )
+    status = models.CharField(_("status"), max_length=16, choices=Status, default=Status.QUEUED)
+    queued_at = models.DateTimeField(_("queued at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), null=True, blank=True)
+    result = models.JSONField(_("result"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    worker = models.CharField(_("worker"), max_length=255, blank=True)
+    claimed_by = models.CharField(
+        _("claimed by"),
+        max_length=255,
+        blank=True,
+        help_text=_("The scheduler (lease holder) that owns this execution."),
+    )
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("triggered by"),
+    )
+    run_after = models.DateTimeField(
+        _("run after"),
+        null=True,
+        blank=True,
+        help_text=_("A queued retry or manual run does not start before this time."),
+    )
+
+    objects = ExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-scheduled_for", "-attempt"]
+        get_latest_by = "queued_at"
+        verbose_name = _("execution")
+        verbose_name_plural = _("executions")
+        constraints = [
+            # The exactly-once guard: whoever inserts this row owns the occurrence.
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_for", "attempt"],
+                name="execution_one_attempt_per_occurrence",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-scheduled_for"], name="execution_tenant_time_idx"),
+            models.Index(fields=["schedule", "-scheduled_for"], name="execution_schedule_time_idx"),
+            models.Index(fields=["status", "claimed_by"], name="execution_status_idx"),
+            models.Index(fields=["finished_at"], name="execution_finished_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schedule_name} @ {self.scheduled_for:%Y-%m-%d %H:%M:%S} #{self.attempt}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def lateness(self) -> timedelta | None:
+        return self.started_at - self.scheduled_for if self.started_at else None
+
+    # State changes save only what changed; outcome writes are conditional on the execution
+    # still being active, so a late thread result never overwrites a timeout or interruption.
+
+    def mark_started(self, *, worker: str) -> bool:
+        now = timezone.now()
+        updated = Execution.objects.filter(pk=self.pk, status=Status.QUEUED).update(
+            status=Status.RUNNING, started_at=now, worker=worker
+        )
+        if updated:
+            self.status, self.started_at, self.worker = Status.RUNNING, now, worker
+        return bool(updated)
+
+    def mark_finished(
+        self,
+        status: str,
+        *,
+        result: Any = None,
+        error: str = "",
+        traceback: str = "",
+    ) -> bool:
+        now = timezone.now()
+        started = self.started_at or now
+        values = {
+            "status": status,
+            "finished_at": now,
+            "duration_ms": max(0, int((now - started).total_seconds() * 1000)),
+            "result": result,
+            "error": error,
+            "traceback": traceback,
+        }
+        updated = Execution.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
+            **values
+        )
+        if updated:
+            for key, value in values.items():
+                setattr(self, key, value)
+        return bool(updated)
+
+    def mark_succeeded(self, result: Any = None) -> bool:
+        return self.mark_finished(Status.SUCCEEDED, result=result)
+
+    def mark_failed(self, error: str, traceback: str = "") -> bool:
+        return self.mark_finished(Status.FAILED, error=error, traceback=traceback)
+
+
+class ReportArtifact(models.Model):
+    tenant = models.ForeignKey(
+        TENANT_MODEL,
+        on_delete=models.CASCADE,
+        related_name="report_artifacts",
+        verbose_name=_("tenant"),
+    )
+    report = models.ForeignKey(
+        Report,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="artifacts",
+        verbose_name=_("report"),
+    )
+    execution = models.ForeignKey(
+        Execution, on_delete=models.CASCADE, related_name="artifacts", verbose_name=_("execution")
+    )
+    format = models.CharField(_("format"), max_length=8, choices=ReportFormat)
+    filename = models.CharField(_("file name"), max_length=255)
+    content_type = models.CharField(_("content type"), max_length=100)
+    content = models.TextField(_("content"))
+    size = models.PositiveIntegerField(_("size (bytes)"))
+    checksum = models.CharField(_("SHA-256"), max_length=64)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("report artifact")
+        verbose_name_plural = _("report artifacts")
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="artifact_tenant_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        data = self.content.encode()
+        self.size = len(data)
+        self.checksum = hashlib.sha256(data).hexdigest()
+        super().save(*args, **kwargs)
+
+
+class SchedulerLease(models.Model):
+    """The leader lease: one row per scheduler group; its holder is the one that fires."""
+
+    name = models.CharField(_("name"), max_length=64, primary_key=True)
+    holder = models.CharField(_("holder"), max_length=255, blank=True)
+    acquired_at = models.DateTimeField(_("acquired at"), null=True, blank=True)
+    renewed_at = models.DateTimeField(_("renewed at"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    last_sync_at = models.DateTimeField(_("last sync at"), null=True, blank=True)
+    sync_lag_ms = models.PositiveIntegerField(_("sync lag (ms)"), null=True, blank=True)
+    job_count = models.PositiveIntegerField(_("job count"), default=0)
+
+    class Meta:
+        verbose_name = _("scheduler lease")
+        verbose_name_plural = _("scheduler leases")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or '-'}"
+
+    def is_held(self, now: datetime | None = None) -> bool:
+        return bool(self.holder) and self.expires_at is not None and self.expires_at > (
+            now or timezone.now()
+        )
+
+    @property
+    def heartbeat_age(self) -> timedelta | None:
+        return timezone.now() - self.renewed_at if self.renewed_at else None

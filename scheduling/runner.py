@@ -1,0 +1,339 @@
+"""One occurrence: claim it, run it, record the outcome, update the schedule's state.
+
+The claim is the insert of the ``Execution`` row. Its unique constraint on (schedule,
+scheduled_for, attempt) means that whichever process inserts it owns the occurrence; any other
+process, or this one offered the same occurrence again, gets an IntegrityError and skips it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import traceback as tb
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import signals
+from .conf import conf
+from .context import ExecutionContext
+from .exceptions import UnknownTaskType
+from .models import (
+    ACTIVE_STATUSES,
+    Execution,
+    Overlap,
+    Schedule,
+    Status,
+    TriggerKind,
+    TriggerType,
+)
+
+logger = logging.getLogger("scheduling.runner")
+
+RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+FAILURE_STATUSES = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)
+ERROR_LIMIT = 100_000
+
+
+def worker_id() -> str:
+    """Return ``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(
+    schedule: Schedule,
+    scheduled_for: datetime,
+    *,
+    attempt: int = 1,
+    trigger: str = TriggerKind.SCHEDULE,
+    status: str = Status.QUEUED,
+    claimed_by: str = "",
+    error: str = "",
+    triggered_by: Any = None,
+    run_after: datetime | None = None,
+) -> Execution | None:
+    """Insert the execution row of one occurrence; None if another process owns it."""
+    now = timezone.now()
+    execution = Execution(
+        schedule=schedule,
+        schedule_name=schedule.name,
+        schedule_kind=schedule.kind,
+        tenant_id=schedule.tenant_id,
+        scheduled_for=scheduled_for,
+        attempt=attempt,
+        trigger=trigger,
+        status=status,
+        queued_at=now,
+        claimed_by=claimed_by,
+        error=error,
+        triggered_by=triggered_by,
+        run_after=run_after,
+    )
+    if status not in ACTIVE_STATUSES:
+        execution.finished_at = now
+        execution.duration_ms = 0
+    try:
+        with transaction.atomic():
+            execution.save(force_insert=True)
+    except IntegrityError:
+        return None
+    return execution
+
+
+def _load(execution_id: int) -> Execution | None:
+    return (
+        Execution.objects.select_related(
+            "tenant",
+            "schedule",
+            "schedule__tenant",
+            "schedule__periodicscan",
+            "schedule__report",
+            "schedule__cleanupconfig",
+        )
+        .filter(pk=execution_id)
+        .first()
+    )
+
+
+def execute(execution_id: int, *, worker: str | None = None) -> Execution | None:
+    """Run a queued execution in this thread and record its outcome."""
+    execution = _load(execution_id)
+    if execution is None or not execution.mark_started(worker=worker or worker_id()):
+        return execution
+    schedule = execution.schedule
+    signals.execution_started.send(sender=Execution, execution=execution, schedule=schedule)
+    if schedule is None:
+        execution.mark_failed("The schedule was deleted before the execution started.")
+        return finish(execution)
+    kind_object = schedule.get_kind_object()
+    context = ExecutionContext(
+        execution=execution,
+        schedule=kind_object,
+        tenant=execution.tenant,
+        scheduled_for=execution.scheduled_for,
+        timeout=kind_object.effective_timeout,
+    )
+    try:
+        from .kinds import run_kind
+
+        result = run_kind(kind_object, context)
+    except UnknownTaskType as exc:
+        recorded = execution.mark_failed(str(exc))
+    except Exception as exc:
+        recorded = execution.mark_failed(
+            _error_text(exc), tb.format_exc()[-ERROR_LIMIT:]
+        )
+    else:
+        recorded = execution.mark_succeeded(_jsonable(result))
+    if not recorded:
+        # The watchdog marked it timed out (or shutdown interrupted it): drop the late result.
+        logger.warning(
+            "Execution %s finished after it was marked %s; its result is discarded.",
+            execution.pk,
+            Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first(),
+        )
+        return execution
+    return finish(execution)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:ERROR_LIMIT]
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+
+
+def time_out(execution_id: int) -> Execution | None:
+    """Mark a running execution ``timed_out`` (its thread may still be running)."""
+    execution = _load(execution_id)
+    if execution is None or execution.status not in ACTIVE_STATUSES:
+        return execution
+    timeout = execution.schedule.effective_timeout if execution.schedule else 0
+    if execution.mark_finished(
+        Status.TIMED_OUT, error=f"Timed out after {timeout} s (timeout_seconds)."
+    ):
+        finish(execution)
+    return execution
+
+
+def interrupt(executions: Iterable[Execution], reason: str) -> int:
+    """Mark active ``executions`` interrupted and apply the retry policy to each."""
+    count = 0
+    for execution in executions:
+        if execution.mark_finished(Status.INTERRUPTED, error=reason):
+            finish(execution)
+            count += 1
+    return count
+
+
+def finish(execution: Execution) -> Execution:
+    """Update the schedule's state after a final status; queue a retry; send signals."""
+    schedule = execution.schedule
+    status = execution.status
+    retry = None
+    if schedule is not None:
+        retry = _maybe_retry(schedule, execution)
+        values: dict[str, Any] = {"last_status": status}
+        if status in RAN_STATUSES or status == Status.INTERRUPTED:
+            values["last_run_at"] = execution.started_at or execution.scheduled_for
+        if status in RAN_STATUSES:
+            values["run_count"] = F("run_count") + 1
+        if status == Status.SUCCEEDED:
+            values["consecutive_failures"] = 0
+        elif status in FAILURE_STATUSES and retry is None:
+            values["consecutive_failures"] = F("consecutive_failures") + 1
+        if _should_disable(schedule, execution, retry):
+            # Bump updated_at: the sync loop then removes the job.
+            values["enabled"] = False
+            values["updated_at"] = timezone.now()
+        Schedule.objects.filter(pk=schedule.pk).update(**values)
+    logger.info(
+        "execution=%s schedule=%s name=%r tenant=%s status=%s duration_ms=%s attempt=%s%s",
+        execution.pk,
+        execution.schedule_id,
+        execution.schedule_name,
+        execution.tenant_id,
+        status,
+        execution.duration_ms,
+        execution.attempt,
+        f" error={execution.error[:200]!r}" if execution.error else "",
+    )
+    signals.execution_finished.send(
+        sender=Execution, execution=execution, schedule=schedule, status=status
+    )
+    return execution
+
+
+def _maybe_retry(schedule: Schedule, execution: Execution) -> Execution | None:
+    if execution.status not in FAILURE_STATUSES or execution.trigger == TriggerKind.MANUAL:
+        return None
+    if execution.attempt > schedule.max_retries:
+        return None
+    delay = min(
+        schedule.retry_backoff_seconds * 2 ** (execution.attempt - 1), conf.MAX_RETRY_BACKOFF
+    )
+    return claim(
+        schedule,
+        execution.scheduled_for,
+        attempt=execution.attempt + 1,
+        trigger=TriggerKind.RETRY,
+        run_after=timezone.now() + timedelta(seconds=delay),
+    )
+
+
+def _should_disable(schedule: Schedule, execution: Execution, retry: Execution | None) -> bool:
+    if retry is not None or execution.trigger == TriggerKind.MANUAL:
+        return False
+    if schedule.trigger_type == TriggerType.ONCE and execution.status in (
+        *RAN_STATUSES,
+        Status.INTERRUPTED,
+    ):
+        return True
+    if schedule.max_executions and execution.status == Status.SUCCEEDED:
+        succeeded = Execution.objects.filter(schedule=schedule, status=Status.SUCCEEDED).count()
+        return succeeded >= schedule.max_executions
+    return False
+
+
+def dispatch(
+    schedule_id: int,
+    run_times: list[datetime],
+    *,
+    first_due: datetime | None,
+    claimed_by: str,
+    submit: Callable[[Execution, int], None],
+    now: datetime | None = None,
+) -> list[Execution]:
+    """Claim the due occurrences of a schedule and hand the runnable ones to ``submit``.
+
+    Occurrences older than the misfire grace are recorded ``missed``; a coalesced run records
+    the occurrences it folded away as one ``missed`` row, so nothing disappears silently.
+    """
+    now = now or timezone.now()
+    schedule = Schedule.objects.select_related("tenant").filter(pk=schedule_id).first()
+    if schedule is None or not schedule.enabled:
+        return []
+    claimed: list[Execution] = []
+    grace = timedelta(seconds=schedule.effective_misfire_grace)
+    if schedule.coalesce and run_times and first_due is not None and first_due < run_times[0]:
+        row = claim(
+            schedule,
+            first_due,
+            status=Status.MISSED,
+            claimed_by=claimed_by,
+            error=(
+                f"Occurrences from {first_due.isoformat()} to before "
+                f"{run_times[0].isoformat()} were missed and coalesced into the next run."
+            ),
+        )
+        if row:
+            claimed.append(finish(row))
+    for run_time in run_times:
+        late = now - run_time
+        if late > grace:
+            row = claim(
+                schedule,
+                run_time,
+                status=Status.MISSED,
+                claimed_by=claimed_by,
+                error=f"Missed by {late.total_seconds():.1f} s "
+                f"(misfire grace {grace.total_seconds():.0f} s).",
+            )
+            if row:
+                claimed.append(finish(row))
+            continue
+        reason = skip_reason(schedule)
+        if reason:
+            row = claim(
+                schedule, run_time, status=Status.SKIPPED, claimed_by=claimed_by, error=reason
+            )
+            if row:
+                claimed.append(finish(row))
+            continue
+        row = claim(schedule, run_time, claimed_by=claimed_by)
+        if row is None:
+            continue  # another process (or an earlier pass) owns this occurrence
+        row.schedule = schedule
+        claimed.append(row)
+        submit(row, schedule.priority)
+    return claimed
+
+
+def skip_reason(schedule: Schedule) -> str:
+    """Return why an occurrence of ``schedule`` must not run now, or ''."""
+    tenant = schedule.tenant
+    if not getattr(tenant, "is_active", True):
+        return f"Tenant {tenant} is inactive."
+    if schedule.overlap == Overlap.ALLOW:
+        running = Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).count()
+        if running >= schedule.max_instances:
+            return (
+                f"{running} execution(s) still active; max_instances is "
+                f"{schedule.max_instances}."
+            )
+    elif schedule.overlap == Overlap.SKIP:
+        if Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).exists():
+            return "The previous execution is still running (overlap=skip)."
+    return ""
+
+
+def fire(schedule_id: int) -> Execution | None:
+    """Run schedule ``schedule_id`` once now, in this thread (the job function's target)."""
+    schedule = Schedule.objects.select_related("tenant").filter(pk=schedule_id).first()
+    if schedule is None:
+        return None
+    execution = claim(schedule, timezone.now().replace(microsecond=0), claimed_by=worker_id())
+    return execute(execution.pk) if execution else None

@@ -1,0 +1,63 @@
+"""Which tenants a user may see and change: the one place tenant scoping is decided.
+
+The resolver is pluggable (``SCHEDULING_TENANT_RESOLVER``) so that a host project with its own
+organisation and membership rules can answer these questions itself.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.http import Http404
+
+from .conf import conf
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    from .models import Schedule
+
+
+def get_tenant_model() -> Any:
+    """Return the tenant model named by ``SCHEDULING_TENANT_MODEL``."""
+    return apps.get_model(conf.TENANT_MODEL, require_ready=False)
+
+
+class MembershipResolver:
+    """Default rules: superusers see every tenant; others the tenants they are members of."""
+
+    def tenant_ids(self, user: AbstractBaseUser, *, min_role: str | None = None) -> set | None:
+        """Return the ids of the tenants ``user`` holds at least ``min_role`` in (None: all)."""
+        if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+            return set()
+        if getattr(user, "is_superuser", False):
+            return None
+        from tenants.models import ROLE_RANK, Membership, Role
+
+        memberships = Membership.objects.filter(user=user).values_list("tenant_id", "role")
+        floor = ROLE_RANK[Role(min_role)] if min_role else 0
+        return {tid for tid, role in memberships if ROLE_RANK.get(Role(role), -1) >= floor}
+
+
+def visible_tenant_ids(user: AbstractBaseUser, *, min_role: str | None = None) -> set | None:
+    """Return the tenant ids ``user`` may see (None means every tenant)."""
+    return conf.get_tenant_resolver().tenant_ids(user, min_role=min_role)
+
+
+def tenants_visible_to(user: AbstractBaseUser, *, min_role: str | None = None) -> Any:
+    """Return a queryset of the tenants ``user`` may see."""
+    qs = get_tenant_model()._default_manager.all()
+    ids = visible_tenant_ids(user, min_role=min_role)
+    return qs if ids is None else qs.filter(pk__in=ids)
+
+
+def get_schedule_for_tenant(tenant: Any, pk: Any, *, queryset: Any = None) -> Schedule:
+    """Return schedule ``pk`` of ``tenant``; another tenant's id is simply not found."""
+    from .models import Schedule
+
+    qs = queryset if queryset is not None else Schedule.objects.all()
+    try:
+        return qs.get(tenant=tenant, pk=pk)
+    except (Schedule.DoesNotExist, ValueError, TypeError) as exc:
+        raise Http404("No schedule matches the given query.") from exc
