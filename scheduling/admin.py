@@ -75,7 +75,9 @@ class ExecutionInline(admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> Any:
         # The latest few only: the full history is on the executions page.
         qs = super().get_queryset(request)
-        parent_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        parent_id = (
+            request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+        )
         if parent_id is None:
             return qs.none()
         latest = list(
@@ -178,9 +180,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         if db_field.name == "depends_on":
             from .models import Schedule
 
-            kwargs["queryset"] = Schedule.objects.visible_to(request.user).select_related(
-                "tenant"
-            )
+            kwargs["queryset"] = Schedule.objects.visible_to(request.user).select_related("tenant")
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     @admin.display(description=_("trigger"))

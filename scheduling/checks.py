@@ -8,7 +8,8 @@ from numbers import Real
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register as register_check
+from django.core.checks import Error, Tags, Warning
+from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
 from .conf import EXECUTOR_CHOICES, conf
@@ -72,7 +73,9 @@ def check_settings(**kwargs: Any) -> list:
             Error(
                 "SCHEDULING_EXECUTOR_OVERRIDES must map kinds (scan, report, cleanup) to "
                 "executors.",
-                hint=f"For example {{'scan': 'process'}}; executors: {', '.join(EXECUTOR_CHOICES)}.",
+                hint="For example {'scan': 'process'}; executors: "
+                + ", ".join(EXECUTOR_CHOICES)
+                + ".",
                 id="scheduling.E015",
             )
         )

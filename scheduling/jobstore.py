@@ -49,7 +49,9 @@ def _mac(payload: bytes) -> bytes:
     return salted_hmac("scheduling.jobstore", payload, secret=secret, algorithm="sha256").digest()
 
 
-def sign_state(state: dict, fingerprint: bytes = b"", protocol: int = pickle.HIGHEST_PROTOCOL) -> bytes:
+def sign_state(
+    state: dict, fingerprint: bytes = b"", protocol: int = pickle.HIGHEST_PROTOCOL
+) -> bytes:
     """Return signed bytes for a job's ``__getstate__()``."""
     fingerprint = fingerprint.ljust(FINGERPRINT_SIZE, b"\0")[:FINGERPRINT_SIZE]
     payload = fingerprint + pickle.dumps(state, protocol)
@@ -203,10 +205,12 @@ class SignedDjangoJobStore(DjangoJobStore):
         try:
             value = self._guard(
                 "get_next_run_time",
-                lambda: DjangoJob.objects.filter(next_run_time__isnull=False)
-                .order_by("next_run_time")
-                .values_list("next_run_time", flat=True)
-                .first(),
+                lambda: (
+                    DjangoJob.objects.filter(next_run_time__isnull=False)
+                    .order_by("next_run_time")
+                    .values_list("next_run_time", flat=True)
+                    .first()
+                ),
                 budget=1.0,
             )
         except DatabaseError:

@@ -589,9 +589,7 @@ class Execution(models.Model):
             "error": error,
             "traceback": traceback,
         }
-        updated = Execution.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
-            **values
-        )
+        updated = Execution.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(**values)
         if updated:
             for key, value in values.items():
                 setattr(self, key, value)
@@ -668,8 +666,10 @@ class SchedulerLease(models.Model):
         return f"{self.name}: {self.holder or '-'}"
 
     def is_held(self, now: datetime | None = None) -> bool:
-        return bool(self.holder) and self.expires_at is not None and self.expires_at > (
-            now or timezone.now()
+        return (
+            bool(self.holder)
+            and self.expires_at is not None
+            and self.expires_at > (now or timezone.now())
         )
 
     @property

@@ -97,9 +97,7 @@ class Registry:
             return self._entries[key]
         except KeyError:
             known = ", ".join(sorted(self._entries)) or "none"
-            raise UnknownTaskType(
-                f"Unknown {self.noun} {key!r}; registered: {known}."
-            ) from None
+            raise UnknownTaskType(f"Unknown {self.noun} {key!r}; registered: {known}.") from None
 
     def __contains__(self, key: object) -> bool:
         return key in self._entries

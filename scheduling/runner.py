@@ -125,9 +125,7 @@ def execute(execution_id: int, *, worker: str | None = None) -> Execution | None
     except UnknownTaskType as exc:
         recorded = execution.mark_failed(str(exc))
     except Exception as exc:
-        recorded = execution.mark_failed(
-            _error_text(exc), tb.format_exc()[-ERROR_LIMIT:]
-        )
+        recorded = execution.mark_failed(_error_text(exc), tb.format_exc()[-ERROR_LIMIT:])
     else:
         recorded = execution.mark_succeeded(_jsonable(result))
     if not recorded:
@@ -321,12 +319,13 @@ def skip_reason(schedule: Schedule) -> str:
         running = Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).count()
         if running >= schedule.max_instances:
             return (
-                f"{running} execution(s) still active; max_instances is "
-                f"{schedule.max_instances}."
+                f"{running} execution(s) still active; max_instances is {schedule.max_instances}."
             )
-    elif schedule.overlap == Overlap.SKIP:
-        if Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).exists():
-            return "The previous execution is still running (overlap=skip)."
+    elif (
+        schedule.overlap == Overlap.SKIP
+        and Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).exists()
+    ):
+        return "The previous execution is still running (overlap=skip)."
     return ""
 
 

@@ -192,9 +192,7 @@ class JobSync:
             deleted_ids = [f"{JOB_PREFIX}{pk}" for pk, _at in tombstones]
             result = SyncResult()
             if changed or deleted_ids:
-                headers = self.store.read_headers(
-                    [s.job_id for s in changed] + deleted_ids
-                )
+                headers = self.store.read_headers([s.job_id for s in changed] + deleted_ids)
                 jobs, remove, touched, result = self._plan(changed, headers, now)
                 live = {s.job_id for s in rows}
                 remove.extend(j for j in deleted_ids if j in headers and j not in live)

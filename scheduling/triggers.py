@@ -110,9 +110,7 @@ def parse_cron(expression: str) -> dict[str, str]:
         )
     parts = expr.split(" ")
     if len(parts) != 5:
-        raise InvalidTrigger(
-            f"expected 5 fields (minute hour day month weekday), got {len(parts)}"
-        )
+        raise InvalidTrigger(f"expected 5 fields (minute hour day month weekday), got {len(parts)}")
     fields = dict(zip(CRON_FIELDS, parts, strict=True))
     fields["day_of_week"] = _parse_dow(fields["day_of_week"])
     try:
@@ -381,7 +379,9 @@ def _describe_interval(seconds: int) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0:
             count = seconds // size
-            return _("Every %(unit)s") % {"unit": unit} if count == 1 else (
-                _("Every %(count)d %(unit)ss") % {"count": count, "unit": unit}
+            return (
+                _("Every %(unit)s") % {"unit": unit}
+                if count == 1
+                else (_("Every %(count)d %(unit)ss") % {"count": count, "unit": unit})
             )
     return _("Every second") if seconds == 1 else _("Every %(count)d seconds") % {"count": seconds}
