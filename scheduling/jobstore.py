@@ -283,7 +283,10 @@ class SignedDjangoJobStore(DjangoJobStore):
 
     @staticmethod
     def _fingerprint_of(job: Job) -> bytes:
-        return getattr(job, "_scheduling_fingerprint", b"")
+        try:
+            return bytes.fromhex(job.kwargs.get("fingerprint", ""))
+        except (AttributeError, ValueError):
+            return b""
 
     def write_jobs(self, jobs: Iterable[Job], batch_size: int = 500) -> int:
         """Insert or replace ``jobs`` in bulk (one statement per batch)."""

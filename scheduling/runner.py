@@ -329,7 +329,7 @@ def skip_reason(schedule: Schedule) -> str:
     return ""
 
 
-def fire(schedule_id: int) -> Execution | None:
+def fire(schedule_id: int, fingerprint: str = "") -> Execution | None:
     """Run schedule ``schedule_id`` once now, in this thread (the job function's target)."""
     schedule = Schedule.objects.select_related("tenant").filter(pk=schedule_id).first()
     if schedule is None:

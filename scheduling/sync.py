@@ -66,7 +66,8 @@ def make_job(
         id=schedule.job_id,
         func=JOB_FUNC,
         args=(schedule.pk,),
-        kwargs={},
+        # The fingerprint travels in the job (Job has __slots__) into the signed header.
+        kwargs={"fingerprint": schedule.trigger_fingerprint().hex()},
         name=f"{schedule.kind}:{schedule.name}"[:200],
         trigger=trigger,
         executor="default",
@@ -75,7 +76,6 @@ def make_job(
         max_instances=max(1, schedule.max_instances),
         next_run_time=next_run_time.astimezone(UTC),
     )
-    job._scheduling_fingerprint = schedule.trigger_fingerprint()
     return job
 
 
@@ -144,7 +144,7 @@ class JobSync:
             if touched:
                 with transaction.atomic():
                     Schedule.objects.bulk_update(touched, ["next_run_at"], batch_size=500)
-        if jobs or remove:
+        if (jobs or remove) and self.scheduler.running:
             self.scheduler.wakeup()
         return result
 

@@ -222,7 +222,8 @@ class ZonedCronTrigger(BaseTrigger):
 
 
 def _anchor(schedule: Schedule) -> datetime:
-    return schedule.start_at or schedule.created_at or timezone.now().replace(microsecond=0)
+    anchor = schedule.start_at or schedule.created_at or timezone.now()
+    return anchor.replace(microsecond=0)
 
 
 def stagger_offset(schedule: Schedule) -> int:
