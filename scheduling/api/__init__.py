@@ -1,0 +1,1 @@
+"""The REST API (Django REST Framework). Nothing outside this package imports DRF."""
