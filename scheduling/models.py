@@ -675,3 +675,57 @@ class SchedulerLease(models.Model):
     @property
     def heartbeat_age(self) -> timedelta | None:
         return timezone.now() - self.renewed_at if self.renewed_at else None
+
+
+class AuditAction(models.TextChoices):
+    CREATE = "create", _("Created")
+    CHANGE = "change", _("Changed")
+    DELETE = "delete", _("Deleted")
+    RUN = "run", _("Run now")
+    PAUSE = "pause", _("Paused")
+    RESUME = "resume", _("Resumed")
+    ENABLE = "enable", _("Enabled")
+    DISABLE = "disable", _("Disabled")
+
+
+class AuditEntry(models.Model):
+    """Who did what to a schedule, through which interface, with the old and new values."""
+
+    tenant = models.ForeignKey(
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_entries",
+        verbose_name=_("schedule"),
+    )
+    schedule_name = models.CharField(_("schedule name"), max_length=200)
+    schedule_kind = models.CharField(_("schedule kind"), max_length=16, choices=Kind)
+    action = models.CharField(_("action"), max_length=16, choices=AuditAction)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    source = models.CharField(_("source"), max_length=16, default="api")
+    # {"field": [old, new]} for changes; {} for actions without field changes.
+    changes = models.JSONField(_("changes"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit entries")
+        indexes = [
+            models.Index(fields=["schedule", "-created_at"], name="audit_schedule_time_idx"),
+            models.Index(fields=["tenant", "-created_at"], name="audit_tenant_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.schedule_name} by {self.user or '-'}"

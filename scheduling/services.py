@@ -6,6 +6,7 @@ marker the sync loop polls): bulk ``update()`` calls do not run ``auto_now``.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,15 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Execution, Schedule, Status, TriggerKind
+from .models import (
+    STATE_FIELDS,
+    AuditAction,
+    AuditEntry,
+    Execution,
+    Schedule,
+    Status,
+    TriggerKind,
+)
 
 
 def create_schedule(*, model: type[Schedule], tenant: Any, **fields: Any) -> Schedule:
@@ -76,3 +85,51 @@ def resume_schedules(*, queryset: QuerySet) -> int:
 def set_enabled(*, queryset: QuerySet, enabled: bool) -> int:
     """Enable or disable the schedules of ``queryset``."""
     return queryset.update(enabled=enabled, updated_at=timezone.now())
+
+
+AUDIT_IGNORED = STATE_FIELDS | {"updated_at", "created_at", "schedule_ptr", "id", "kind"}
+
+
+def snapshot(schedule: Schedule) -> dict[str, Any]:
+    """Return the audited field values of ``schedule`` as JSON-able data."""
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    data: dict[str, Any] = {}
+    for field in schedule._meta.concrete_fields:
+        if field.name in AUDIT_IGNORED:
+            continue
+        value = field.value_from_object(schedule)
+        data[field.name] = json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    if schedule.pk:
+        data["depends_on"] = sorted(schedule.depends_on.values_list("pk", flat=True))
+    return data
+
+
+def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+    """Return ``{field: [old, new]}`` for the fields that differ."""
+    return {
+        name: [before.get(name), value]
+        for name, value in after.items()
+        if before.get(name) != value
+    }
+
+
+def record_audit(
+    *,
+    schedule: Schedule,
+    action: str,
+    user: Any = None,
+    source: str = "api",
+    changes: dict[str, list[Any]] | None = None,
+) -> AuditEntry:
+    """Record that ``user`` did ``action`` to ``schedule`` through ``source``."""
+    return AuditEntry.objects.create(
+        tenant_id=schedule.tenant_id,
+        schedule=schedule if schedule.pk and action != AuditAction.DELETE else None,
+        schedule_name=schedule.name,
+        schedule_kind=schedule.kind,
+        action=action,
+        user=user if getattr(user, "is_authenticated", False) else None,
+        source=source,
+        changes=changes or {},
+    )
