@@ -194,7 +194,11 @@ class ZonedCronTrigger(BaseTrigger):
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
         if previous_fire_time is not None:
+            # Like APScheduler's CronTrigger: the next time strictly after the previous one,
+            # even if that is before ``now`` (that is how missed run times are enumerated).
             threshold = min(now, previous_fire_time + _EPSILON)
+            if threshold <= previous_fire_time:
+                threshold = previous_fire_time + _EPSILON
         else:
             threshold = max(now, self.start_date) if self.start_date else now
         threshold = threshold.astimezone(UTC)
@@ -221,9 +225,12 @@ class ZonedCronTrigger(BaseTrigger):
         return self._apply_jitter(best, self.jitter, now)
 
 
-def _anchor(schedule: Schedule) -> datetime:
-    anchor = schedule.start_at or schedule.created_at or timezone.now()
-    return anchor.replace(microsecond=0)
+def _interval_start(schedule: Schedule) -> datetime:
+    """First fire of an interval schedule: ``start_at``, else one period after creation."""
+    if schedule.start_at:
+        return schedule.start_at
+    created = (schedule.created_at or timezone.now()).replace(microsecond=0)
+    return created + timedelta(seconds=schedule.interval_seconds or 0)
 
 
 def stagger_offset(schedule: Schedule) -> int:
@@ -242,7 +249,7 @@ def build_trigger(schedule: Schedule, *, jitter: bool = True) -> BaseTrigger:
             raise InvalidTrigger("an interval schedule needs interval_seconds > 0")
         return IntervalTrigger(
             seconds=schedule.interval_seconds,
-            start_date=_anchor(schedule).astimezone(UTC),
+            start_date=_interval_start(schedule).astimezone(UTC),
             end_date=schedule.end_at,
             timezone=UTC,
             jitter=jitter_seconds,

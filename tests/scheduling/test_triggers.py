@@ -1,0 +1,258 @@
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.test import override_settings
+
+from scheduling import triggers
+from scheduling.models import PeriodicScan
+from tests.factories import make_scan, make_tenant
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def unsaved(**fields) -> PeriodicScan:
+    defaults = {
+        "name": "probe",
+        "scan_type": "test_echo",
+        "target": "x",
+        "trigger_type": "cron",
+        "timezone": "UTC",
+    }
+    defaults.update(fields)
+    return PeriodicScan(**defaults)
+
+
+def fire_times(trigger, start: datetime, end: datetime) -> list[datetime]:
+    """Walk a trigger the way APScheduler does: each fire time from the previous one."""
+    times = []
+    fire = trigger.get_next_fire_time(None, start)
+    while fire is not None and fire < end:
+        times.append(fire.astimezone(UTC))
+        fire = trigger.get_next_fire_time(fire, fire)
+    return times
+
+
+class TestCronAcrossDst:
+    def test_cron_fires_once_per_local_day_across_spring_forward(self):
+        schedule = unsaved(cron_expression="30 2 * * *", timezone="Europe/Berlin")
+        times = fire_times(
+            triggers.build_trigger(schedule), utc(2026, 3, 27, 12), utc(2026, 3, 31, 12)
+        )
+        assert times == [
+            utc(2026, 3, 28, 1, 30),  # 02:30 CET
+            utc(2026, 3, 29, 1, 0),  # 02:30 does not exist: 03:00 CEST, the next valid time
+            utc(2026, 3, 30, 0, 30),  # 02:30 CEST
+            utc(2026, 3, 31, 0, 30),
+        ]
+        assert times[1].astimezone(BERLIN).strftime("%H:%M %Z") == "03:00 CEST"
+
+    def test_cron_fires_once_per_local_day_across_fall_back(self):
+        schedule = unsaved(cron_expression="30 2 * * *", timezone="Europe/Berlin")
+        times = fire_times(
+            triggers.build_trigger(schedule), utc(2026, 10, 23, 12), utc(2026, 10, 27, 12)
+        )
+        assert times == [
+            utc(2026, 10, 24, 0, 30),  # 02:30 CEST
+            utc(2026, 10, 25, 0, 30),  # 02:30 happens twice: fires at the first only
+            utc(2026, 10, 26, 1, 30),  # 02:30 CET
+            utc(2026, 10, 27, 1, 30),
+        ]
+
+    def test_next_runs_preview_matches_the_scheduler_across_dst(self):
+        schedule = unsaved(cron_expression="30 2 * * *", timezone="Europe/Berlin")
+        runs = triggers.next_runs(schedule, 3, now=utc(2026, 3, 28, 12))
+        assert runs == [utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30)]
+
+    def test_gap_policy_skip_does_not_fire_on_the_missing_time(self):
+        schedule = unsaved(
+            cron_expression="30 2 * * *", timezone="Europe/Berlin", dst_gap_policy="skip"
+        )
+        runs = triggers.next_runs(schedule, 2, now=utc(2026, 3, 28, 12))
+        assert runs == [utc(2026, 3, 30, 0, 30), utc(2026, 3, 31, 0, 30)]
+
+    def test_fold_policy_twice_fires_at_both_occurrences(self):
+        schedule = unsaved(
+            cron_expression="30 1 * * *", timezone="America/New_York", dst_fold_policy="twice"
+        )
+        runs = triggers.next_runs(schedule, 3, now=utc(2026, 10, 31, 12))
+        # 1 November 2026: 01:30 EDT (05:30Z) and 01:30 EST (06:30Z).
+        assert runs == [utc(2026, 11, 1, 5, 30), utc(2026, 11, 1, 6, 30), utc(2026, 11, 2, 6, 30)]
+
+    def test_every_half_hour_through_the_gap_fires_once_at_its_end(self):
+        schedule = unsaved(cron_expression="*/30 * * * *", timezone="Europe/Berlin")
+        times = fire_times(
+            triggers.build_trigger(schedule), utc(2026, 3, 29, 0, 15), utc(2026, 3, 29, 2, 0)
+        )
+        # 01:30 CET, then 02:00/02:30 do not exist and 03:00 CEST is the same instant.
+        assert times == [utc(2026, 3, 29, 0, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 30)]
+
+    def test_interval_keeps_its_period_in_elapsed_time_across_dst(self):
+        schedule = unsaved(
+            trigger_type="interval",
+            interval_seconds=3600,
+            timezone="Europe/Berlin",
+            start_at=utc(2026, 10, 24, 22),
+        )
+        times = fire_times(
+            triggers.build_trigger(schedule), utc(2026, 10, 24, 22), utc(2026, 10, 25, 4)
+        )
+        gaps = {b - a for a, b in zip(times, times[1:], strict=False)}
+        assert len(times) == 6 and gaps == {timedelta(hours=1)}
+        spring = fire_times(
+            triggers.build_trigger(
+                unsaved(trigger_type="interval", interval_seconds=3600, start_at=utc(2026, 3, 28))
+            ),
+            utc(2026, 3, 28, 23),
+            utc(2026, 3, 29, 4),
+        )
+        assert {b - a for a, b in zip(spring, spring[1:], strict=False)} == {timedelta(hours=1)}
+
+
+class TestCronSemantics:
+    def test_weekday_numbers_follow_crontab_where_zero_is_sunday(self):
+        schedule = unsaved(cron_expression="0 9 * * 0")
+        runs = triggers.next_runs(schedule, 2, now=utc(2026, 11, 23))  # a Monday
+        assert [r.strftime("%A") for r in runs] == ["Sunday", "Sunday"]
+
+    def test_weekday_range_monday_to_friday(self):
+        schedule = unsaved(cron_expression="0 9 * * 1-5")
+        runs = triggers.next_runs(schedule, 7, now=utc(2026, 11, 22))  # a Sunday
+        assert [r.strftime("%a") for r in runs] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Mon", "Tue"]
+
+    def test_aliases_expand(self):
+        runs = triggers.next_runs(unsaved(cron_expression="@daily"), 2, now=utc(2026, 1, 1, 5))
+        assert runs == [utc(2026, 1, 2), utc(2026, 1, 3)]
+
+    def test_cron_respects_start_and_end(self):
+        schedule = unsaved(
+            cron_expression="0 * * * *", start_at=utc(2026, 1, 1, 10), end_at=utc(2026, 1, 1, 12)
+        )
+        assert triggers.next_runs(schedule, 5, now=utc(2026, 1, 1)) == [
+            utc(2026, 1, 1, 10),
+            utc(2026, 1, 1, 11),
+            utc(2026, 1, 1, 12),
+        ]
+
+    def test_jitter_stays_within_bounds(self):
+        trigger = triggers.build_trigger(unsaved(cron_expression="0 * * * *", jitter_seconds=30))
+        for _ in range(20):
+            fire = trigger.get_next_fire_time(None, utc(2026, 1, 1, 0, 30))
+            assert utc(2026, 1, 1, 1) <= fire <= utc(2026, 1, 1, 1, 0, 30)
+
+    def test_trigger_survives_pickling(self):
+        trigger = triggers.build_trigger(
+            unsaved(cron_expression="30 2 * * *", timezone="Europe/Berlin")
+        )
+        restored = pickle.loads(pickle.dumps(trigger))
+        now = utc(2026, 3, 28, 12)
+        assert restored.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
+
+    def test_once_fires_at_run_at_only(self):
+        schedule = unsaved(trigger_type="once", run_at=utc(2026, 5, 1, 8))
+        assert triggers.next_runs(schedule, 3, now=utc(2026, 4, 1)) == [utc(2026, 5, 1, 8)]
+
+    def test_paused_schedule_preview_starts_after_the_pause(self):
+        schedule = unsaved(cron_expression="0 * * * *", paused_until=utc(2026, 1, 1, 5, 30))
+        assert triggers.next_runs(schedule, 1, now=utc(2026, 1, 1)) == [utc(2026, 1, 1, 6)]
+
+
+class TestDescribe:
+    def test_cron_sentence_names_the_time_zone(self):
+        text = triggers.describe(unsaved(cron_expression="30 2 * * 1-5", timezone="Europe/Berlin"))
+        assert text == "At 02:30, Monday through Friday (Europe/Berlin)"
+
+    def test_interval_sentence(self):
+        assert triggers.describe(unsaved(trigger_type="interval", interval_seconds=300)) == (
+            "Every 5 minutes"
+        )
+        assert triggers.describe(unsaved(trigger_type="interval", interval_seconds=90)) == (
+            "Every 90 seconds"
+        )
+
+
+@pytest.mark.django_db
+class TestValidation:
+    def errors(self, **fields) -> dict:
+        tenant = make_tenant()
+        schedule = unsaved(tenant=tenant, **fields)
+        with pytest.raises(ValidationError) as info:
+            schedule.full_clean()
+        return info.value.message_dict
+
+    @pytest.mark.parametrize(
+        ("fields", "field"),
+        [
+            ({"cron_expression": "61 * * * *"}, "cron_expression"),
+            ({"cron_expression": "* * * *"}, "cron_expression"),
+            ({"cron_expression": "@sometimes"}, "cron_expression"),
+            ({"cron_expression": "0 0 30 2 *"}, "cron_expression"),
+            ({"cron_expression": ""}, "cron_expression"),
+            ({"trigger_type": "interval", "interval_seconds": None}, "interval_seconds"),
+            ({"trigger_type": "interval", "interval_seconds": 0}, "interval_seconds"),
+            ({"trigger_type": "once", "run_at": None}, "run_at"),
+            ({"cron_expression": "* * * * *", "timezone": "Mars/Olympus"}, "timezone"),
+            (
+                {
+                    "cron_expression": "* * * * *",
+                    "start_at": utc(2026, 2, 1),
+                    "end_at": utc(2026, 1, 1),
+                },
+                "end_at",
+            ),
+            ({"cron_expression": "* * * * *", "scan_type": "nope"}, "scan_type"),
+            ({"cron_expression": "* * * * *", "options": {"bogus": 1}}, "options"),
+            (
+                {
+                    "cron_expression": "* * * * *",
+                    "scan_type": "test_sleep",
+                    "options": {"seconds": -1},
+                },
+                "options",
+            ),
+        ],
+    )
+    def test_invalid_input_is_rejected_naming_the_field(self, fields, field):
+        assert field in self.errors(**fields)
+
+    def test_never_firing_cron_says_so(self):
+        message = self.errors(cron_expression="0 0 30 2 *")["cron_expression"][0]
+        assert "never fire" in message
+
+    def test_unknown_scan_type_lists_what_is_registered(self):
+        message = self.errors(cron_expression="* * * * *", scan_type="nope")["scan_type"][0]
+        assert "nope" in message and "test_echo" in message
+
+    @override_settings(SCHEDULING_MIN_INTERVAL=60)
+    def test_interval_below_the_minimum_is_rejected(self):
+        message = self.errors(trigger_type="interval", interval_seconds=30)["interval_seconds"][0]
+        assert "60" in message
+
+    def test_valid_schedule_gets_the_tenant_time_zone_by_default(self):
+        tenant = make_tenant(timezone="Asia/Tokyo")
+        scan = make_scan(tenant=tenant, scan_type="test_echo", target="x", timezone="")
+        assert scan.timezone == "Asia/Tokyo"
+
+    def test_valid_schedule_passes(self):
+        tenant = make_tenant()
+        schedule = unsaved(tenant=tenant, cron_expression="*/5 * * * 1-5")
+        schedule.full_clean()
+
+
+@pytest.mark.django_db
+def test_next_runs_of_a_saved_schedule_starts_from_now():
+    tenant = make_tenant()
+    with time_machine.travel(utc(2026, 6, 1, 12, 0, 0), tick=False):
+        scan = make_scan(tenant=tenant, scan_type="test_echo", interval_seconds=600)
+        runs = triggers.next_runs(scan, 3)
+    assert runs == [utc(2026, 6, 1, 12, 10), utc(2026, 6, 1, 12, 20), utc(2026, 6, 1, 12, 30)]
