@@ -15,6 +15,7 @@ DEFAULT_DENY_NETWORKS = (
     "127.0.0.0/8",  # loopback
     "::1/128",
     "0.0.0.0/8",  # "this network"
+    "::/128",
     "169.254.0.0/16",  # link-local, incl. cloud metadata 169.254.169.254
     "fe80::/10",
     "100.100.100.200/32",  # Alibaba Cloud metadata

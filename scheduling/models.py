@@ -617,8 +617,14 @@ class ReportArtifact(models.Model):
         related_name="artifacts",
         verbose_name=_("report"),
     )
+    # Artifacts have their own retention: they outlive the execution history.
     execution = models.ForeignKey(
-        Execution, on_delete=models.CASCADE, related_name="artifacts", verbose_name=_("execution")
+        Execution,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="artifacts",
+        verbose_name=_("execution"),
     )
     format = models.CharField(_("format"), max_length=8, choices=ReportFormat)
     filename = models.CharField(_("file name"), max_length=255)

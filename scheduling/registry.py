@@ -70,12 +70,14 @@ class TaskType:
                 for name, errors in form.errors.items()
             ]
             raise ValidationError({"options": messages})
-        # Keep only the options the user gave, plus declared initial values, as JSON.
-        return {
-            name: value
-            for name, value in form.cleaned_data.items()
-            if name in options or form.fields[name].initial is not None
-        }
+        # Keep the options the user gave; fill the others from declared initial values.
+        cleaned = {}
+        for name, value in form.cleaned_data.items():
+            if name in options:
+                cleaned[name] = value
+            elif form.fields[name].initial is not None:
+                cleaned[name] = form.fields[name].initial
+        return cleaned
 
 
 class Registry:

@@ -1,1 +1,71 @@
-"""Placeholder replaced below."""
+"""The built-in cleanup targets: executions, report artifacts, APScheduler's execution log.
+
+Other apps register their own the same way, in their ``scheduling_tasks.py``::
+
+    cleanup_target("audit_log", label="Audit log", model="audit.Entry",
+                   datetime_field="created_at", tenant_path="organisation")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import CharField, QuerySet, Value
+from django.db.models.functions import Cast, Concat
+from django.utils.translation import gettext_lazy as _
+
+from ..registry import cleanup_target
+
+
+def finished_executions(tenant: Any) -> QuerySet:
+    """The tenant's executions that have finished; queued and running ones are never purged."""
+    from ..models import Execution
+
+    return Execution.objects.for_tenant(tenant).finished()
+
+
+def apscheduler_job_executions(tenant: Any) -> QuerySet:
+    """django-apscheduler's execution log rows of the tenant's jobs (``schedule:<pk>``).
+
+    That table has no tenant column; a row belongs to the tenant whose schedule the job id
+    names. The job ids are built in a subquery, so this stays one statement however many
+    schedules the tenant has.
+    """
+    from django_apscheduler.models import DjangoJobExecution
+
+    from ..models import Schedule
+
+    job_ids = (
+        Schedule.objects.filter(tenant=tenant)
+        .order_by()
+        .annotate(apscheduler_job_id=Concat(Value("schedule:"), Cast("pk", CharField())))
+        .values("apscheduler_job_id")
+    )
+    return DjangoJobExecution.objects.filter(job_id__in=job_ids)
+
+
+cleanup_target(
+    "executions",
+    label=_("Executions"),
+    model="scheduling.Execution",
+    datetime_field="finished_at",
+    tenant_path="tenant",
+    queryset=finished_executions,
+)
+
+cleanup_target(
+    "report_artifacts",
+    label=_("Report artifacts"),
+    model="scheduling.ReportArtifact",
+    datetime_field="created_at",
+    tenant_path="tenant",
+)
+
+cleanup_target(
+    "apscheduler_job_executions",
+    label=_("APScheduler job executions"),
+    model="django_apscheduler.DjangoJobExecution",
+    datetime_field="run_time",
+    tenant_path=None,
+    queryset=apscheduler_job_executions,
+)

@@ -1,1 +1,544 @@
-"""Placeholder replaced below."""
+"""The built-in scan types: ``http``, ``tcp``, ``tls`` and ``dns``.
+
+Each one checks its target's shape when the scan is saved (``validate_target``) and, every
+time it runs, resolves the target and checks each address against the target policy
+(``scheduling.targets``) before it connects, by address, to a checked one.
+
+A scan that reaches its target but finds it unhealthy raises ``ScanFailed`` with a short,
+readable message; the execution is then recorded ``failed`` with that message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from ..conf import conf
+from ..context import ExecutionContext
+from ..exceptions import SchedulingError
+from ..registry import scan_type
+from ..targets import ResolutionError, connect, open_connection, resolve_and_check
+
+# The most body an HTTP check reads (for its keyword); the rest is never downloaded.
+MAX_BODY_BYTES = 1024 * 1024
+USER_AGENT = "django-tenant-scheduling/1 (scheduled check)"
+
+_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$", re.IGNORECASE)
+
+
+class ScanFailed(SchedulingError):
+    """A scan ran and found its target unhealthy (refused, wrong status, keyword missing)."""
+
+
+# -- target shapes -------------------------------------------------------------------------
+
+
+def validate_host(host: str) -> str:
+    """Return ``host`` (an IP address or DNS name) or raise ``ValidationError``."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_host = ""
+    labels = ascii_host.rstrip(".").split(".")
+    if not ascii_host or len(ascii_host) > 253 or not all(_LABEL_RE.match(x) for x in labels):
+        raise ValidationError(
+            _("%(host)s is not a valid host name or IP address."),
+            code="invalid_host",
+            params={"host": host},
+        )
+    return host
+
+
+def parse_host_port(target: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:443`` for IPv6) or raise ``ValidationError``."""
+    target = target.strip()
+    if target.startswith("["):
+        host, bracket, rest = target[1:].partition("]")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            bracket = ""
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValidationError(
+                _("Enter host:port, with IPv6 addresses in brackets: [2001:db8::1]:443."),
+                code="invalid_target",
+            )
+        port_text = rest[1:] if rest else ""
+    elif target.count(":") > 1:
+        raise ValidationError(
+            _("Put IPv6 addresses in brackets: [2001:db8::1]:443."), code="invalid_target"
+        )
+    else:
+        host, _sep, port_text = target.partition(":")
+        validate_host(host)
+    if not port_text and default_port is not None:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValidationError(
+            _("Enter host:port with a port from 1 to 65535, for example example.com:443."),
+            code="invalid_port",
+        )
+    return host, int(port_text)
+
+
+def validate_http_target(target: str, options: dict | None = None) -> None:
+    """Accept only absolute http:// and https:// URLs without credentials."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
+        raise ValidationError(_("A URL cannot contain spaces or control characters."))
+    try:
+        parts = urlsplit(target)
+    except ValueError as exc:  # unbalanced or invalid [IPv6] brackets
+        raise ValidationError(_("Enter an http:// or https:// URL."), code="invalid_url") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValidationError(_("Enter an http:// or https:// URL."), code="invalid_url")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValidationError(_("Enter a port from 1 to 65535 in the URL."), code="invalid_port")
+    if parts.username is not None or parts.password is not None:
+        # Results and error messages show the URL: credentials in it would leak there.
+        raise ValidationError(
+            _("Do not put credentials in the URL; they would show in results and logs."),
+            code="credentials",
+        )
+    validate_host(parts.hostname)
+
+
+def validate_tcp_target(target: str, options: dict | None = None) -> None:
+    """Accept ``host:port`` and ``[ipv6]:port``."""
+    parse_host_port(target)
+
+
+def validate_tls_target(target: str, options: dict | None = None) -> None:
+    """Accept ``host`` or ``host:port`` (443 when the port is left out)."""
+    parse_host_port(target, default_port=443)
+
+
+def validate_dns_target(target: str, options: dict | None = None) -> None:
+    """Accept a DNS name (or an IP address, which resolves to itself)."""
+    validate_host(target.strip())
+
+
+def _checked_target(validate: Any, target: str) -> None:
+    # A row saved around the validation (a bulk update, a fixture) still fails with a readable
+    # message rather than somewhere deep in a socket call.
+    try:
+        validate(target, None)
+    except ValidationError as exc:
+        raise ScanFailed(f"Invalid target {target!r}: {' '.join(exc.messages)}") from exc
+
+
+# -- shared run-time helpers ---------------------------------------------------------------
+
+
+def _clean_options(form_class: type[forms.Form], options: Any) -> dict:
+    form = form_class(data=options or {})
+    if not form.is_valid():
+        errors = "; ".join(
+            f"{name}: {' '.join(messages)}" for name, messages in form.errors.items()
+        )
+        raise ScanFailed(f"Invalid options: {errors}")
+    return form.cleaned_data
+
+
+def scan_timeout(context: ExecutionContext, requested: float | None = None) -> float:
+    """Seconds a scan may take: its option, capped by SCHEDULING_SCAN_TIMEOUT and time left."""
+    limit = conf.SCAN_TIMEOUT
+    if requested:
+        limit = min(limit, requested)
+    remaining = context.remaining
+    if remaining <= 0:
+        raise ScanFailed("No time left before the execution's timeout.")
+    return min(limit, remaining)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _connection_error(exc: OSError, where: str, timeout: float) -> ScanFailed:
+    if isinstance(exc, ResolutionError):
+        return ScanFailed(str(exc))
+    if isinstance(exc, ConnectionRefusedError):
+        return ScanFailed(f"Connection to {where} refused.")
+    if isinstance(exc, TimeoutError):
+        return ScanFailed(f"No answer from {where} within {timeout:g} s.")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ScanFailed(f"TLS certificate of {where} is not valid: {exc.verify_message}.")
+    if isinstance(exc, ssl.SSLError):
+        return ScanFailed(f"TLS handshake with {where} failed: {exc.reason or exc}.")
+    return ScanFailed(f"Cannot connect to {where}: {_reason(exc)}.")
+
+
+def tls_context() -> ssl.SSLContext:
+    """The TLS settings of ``http`` and ``tls`` scans: the system's trust store, verified."""
+    return ssl.create_default_context()
+
+
+# -- http ------------------------------------------------------------------------------------
+
+
+class HttpOptions(forms.Form):
+    method = forms.ChoiceField(
+        label=_("method"), choices=[("GET", "GET"), ("HEAD", "HEAD")], required=False
+    )
+    expected_status = forms.IntegerField(
+        label=_("expected status"),
+        required=False,
+        min_value=100,
+        max_value=599,
+        help_text=_("Fail unless the response has this status. Empty: record any status."),
+    )
+    keyword = forms.CharField(
+        label=_("keyword"),
+        required=False,
+        max_length=200,
+        help_text=_("Fail unless the first MiB of the body contains this text (case-sensitive)."),
+    )
+    timeout = forms.FloatField(
+        label=_("timeout (seconds)"),
+        required=False,
+        min_value=0.1,
+        max_value=3600,
+        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
+    )
+
+    def clean_method(self) -> str:
+        return self.cleaned_data.get("method") or "GET"
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        if cleaned.get("keyword") and cleaned.get("method") == "HEAD":
+            self.add_error("keyword", _("A keyword needs method GET: HEAD responses have no body."))
+        return cleaned
+
+
+class _CheckedConnectionMixin:
+    """Connect to a policy-checked address of the host; Host header and SNI keep the name."""
+
+    host: str
+    port: int
+    timeout: float
+    address = ""
+
+    def _open_checked_socket(self) -> socket.socket:
+        sock, self.address = open_connection(self.host, self.port, timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+class CheckedHTTPConnection(_CheckedConnectionMixin, http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = self._open_checked_socket()
+
+
+class CheckedHTTPSConnection(_CheckedConnectionMixin, http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = self._open_checked_socket()
+        try:
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _read_body(response: http.client.HTTPResponse, sock: socket.socket, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_BODY_BYTES:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("body not read in time")
+        sock.settimeout(remaining)
+        chunk = response.read(min(64 * 1024, MAX_BODY_BYTES - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _decode(body: bytes, response: http.client.HTTPResponse) -> str:
+    charset = response.headers.get_content_charset() or "utf-8"
+    try:
+        return body.decode(charset, errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@scan_type(
+    "http",
+    label=_("HTTP check"),
+    options=HttpOptions,
+    validate_target=validate_http_target,
+)
+def http_check(scan: Any, context: ExecutionContext) -> dict:
+    """Request the URL once (no redirects followed) and check its status and body."""
+    url = scan.target.strip()
+    _checked_target(validate_http_target, url)
+    options = _clean_options(HttpOptions, scan.options)
+    method, expected, keyword = options["method"], options["expected_status"], options["keyword"]
+    parts = urlsplit(url)
+    https = parts.scheme.lower() == "https"
+    host = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    timeout = scan_timeout(context, options["timeout"])
+
+    connection: CheckedHTTPConnection | CheckedHTTPSConnection
+    if https:
+        connection = CheckedHTTPSConnection(host, port, timeout=timeout, context=tls_context())
+    else:
+        connection = CheckedHTTPConnection(host, port, timeout=timeout)
+    started = time.monotonic()
+    deadline = started + timeout
+    body = b""
+    try:
+        connection.request(
+            method,
+            path,
+            headers={"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"},
+        )
+        connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        response = connection.getresponse()
+        if keyword:
+            body = _read_body(response, connection.sock, deadline)
+        latency_ms = _elapsed_ms(started)
+    except http.client.HTTPException as exc:
+        raise ScanFailed(
+            f"{url} sent an invalid HTTP response: {_short(str(exc) or type(exc).__name__)}"
+        ) from exc
+    except OSError as exc:
+        raise _connection_error(exc, url, timeout) from exc
+    finally:
+        connection.close()
+
+    status = response.status
+    result: dict[str, Any] = {
+        "url": url,
+        "method": method,
+        "address": connection.address,
+        "status_code": status,
+        "latency_ms": latency_ms,
+    }
+    ok = status == expected if expected else status < 400
+    location = response.getheader("Location")
+    if 300 <= status < 400 and location:
+        result["location"] = _short(location, 2000)
+    if keyword:
+        found = keyword in _decode(body, response)
+        result["keyword_found"] = found
+        ok = ok and found
+    result["ok"] = ok
+
+    if expected and status != expected:
+        reason = _short(response.reason or "", 100)
+        raise ScanFailed(f"{url} answered HTTP {status} {reason}, expected {expected}.")
+    if keyword and not result["keyword_found"]:
+        raise ScanFailed(
+            f"Keyword {_short(keyword, 100)!r} not found in the response from {url} "
+            f"(HTTP {status}, {len(body)} bytes read)."
+        )
+    return result
+
+
+# -- tcp -------------------------------------------------------------------------------------
+
+
+class TcpOptions(forms.Form):
+    timeout = forms.FloatField(
+        label=_("timeout (seconds)"),
+        required=False,
+        min_value=0.1,
+        max_value=3600,
+        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
+    )
+
+
+@scan_type(
+    "tcp",
+    label=_("TCP connect"),
+    options=TcpOptions,
+    validate_target=validate_tcp_target,
+)
+def tcp_check(scan: Any, context: ExecutionContext) -> dict:
+    """Open a TCP connection to ``host:port`` and record how long the connect took."""
+    _checked_target(validate_tcp_target, scan.target)
+    options = _clean_options(TcpOptions, scan.options)
+    host, port = parse_host_port(scan.target)
+    timeout = scan_timeout(context, options["timeout"])
+    where = f"{host} port {port}"
+    try:
+        addresses = resolve_and_check(host, port)
+    except ResolutionError as exc:
+        raise ScanFailed(str(exc)) from exc
+    started = time.monotonic()
+    try:
+        sock, address = connect(addresses, port, timeout=timeout, host=host)
+    except OSError as exc:
+        raise _connection_error(exc, where, timeout) from exc
+    connect_ms = _elapsed_ms(started)
+    sock.close()
+    return {"host": host, "port": port, "address": address, "connect_ms": connect_ms}
+
+
+# -- tls -------------------------------------------------------------------------------------
+
+
+class TlsOptions(forms.Form):
+    min_days = forms.IntegerField(
+        label=_("minimum days left"),
+        required=False,
+        min_value=0,
+        max_value=3650,
+        help_text=_("Fail when the certificate expires in fewer days than this."),
+    )
+    timeout = forms.FloatField(
+        label=_("timeout (seconds)"),
+        required=False,
+        min_value=0.1,
+        max_value=3600,
+        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
+    )
+
+
+def _name_field(name: Any, field: str = "commonName") -> str:
+    for rdn in name or ():
+        for key, value in rdn:
+            if key == field:
+                return str(value)
+    return ""
+
+
+@scan_type(
+    "tls",
+    label=_("TLS certificate"),
+    options=TlsOptions,
+    validate_target=validate_tls_target,
+)
+def tls_check(scan: Any, context: ExecutionContext) -> dict:
+    """Complete a verified TLS handshake and record the days until the certificate expires."""
+    _checked_target(validate_tls_target, scan.target)
+    options = _clean_options(TlsOptions, scan.options)
+    host, port = parse_host_port(scan.target, default_port=443)
+    timeout = scan_timeout(context, options["timeout"])
+    where = f"{host} port {port}"
+    started = time.monotonic()
+    try:
+        sock, address = open_connection(host, port, timeout=timeout)
+        with tls_context().wrap_socket(sock, server_hostname=host) as tls:
+            cert = tls.getpeercert() or {}
+            version = tls.version()
+    except OSError as exc:
+        raise _connection_error(exc, where, timeout) from exc
+    handshake_ms = _elapsed_ms(started)
+    expires_at = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), tz=UTC)
+    days_left = (expires_at - context.now()).total_seconds() / 86400
+    result = {
+        "host": host,
+        "port": port,
+        "address": address,
+        "tls_version": version,
+        "subject": _name_field(cert.get("subject")),
+        "issuer": _name_field(cert.get("issuer")) or _name_field(cert.get("issuer"), "orgName"),
+        "expires_at": expires_at.isoformat(),
+        "days_to_expiry": int(days_left // 1),
+        "handshake_ms": handshake_ms,
+    }
+    min_days = options["min_days"]
+    if min_days is not None and days_left < min_days:
+        raise ScanFailed(
+            f"The TLS certificate of {where} expires in {days_left:.1f} days "
+            f"({expires_at:%Y-%m-%d %H:%M} UTC), fewer than {min_days}."
+        )
+    return result
+
+
+# -- dns -------------------------------------------------------------------------------------
+
+
+class DnsOptions(forms.Form):
+    expected_addresses = forms.CharField(
+        label=_("expected addresses"),
+        required=False,
+        max_length=2000,
+        help_text=_("Comma-separated IP addresses; fail unless each one is among the results."),
+    )
+
+    def clean_expected_addresses(self) -> str:
+        value = self.cleaned_data.get("expected_addresses") or ""
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        bad = []
+        for item in items:
+            try:
+                ipaddress.ip_address(item)
+            except ValueError:
+                bad.append(item)
+        if bad:
+            raise ValidationError(
+                _("Not IP addresses: %(bad)s."), code="invalid", params={"bad": ", ".join(bad)}
+            )
+        return ", ".join(str(ipaddress.ip_address(item)) for item in items)
+
+
+@scan_type(
+    "dns",
+    label=_("DNS resolution"),
+    options=DnsOptions,
+    validate_target=validate_dns_target,
+)
+def dns_check(scan: Any, context: ExecutionContext) -> dict:
+    """Resolve the name now and record its addresses (each one checked against the policy)."""
+    host = scan.target.strip()
+    _checked_target(validate_dns_target, host)
+    options = _clean_options(DnsOptions, scan.options)
+    started = time.monotonic()
+    try:
+        addresses = resolve_and_check(host)
+    except ResolutionError as exc:
+        raise ScanFailed(str(exc)) from exc
+    result = {
+        "host": host,
+        "addresses": addresses,
+        "count": len(addresses),
+        "resolve_ms": _elapsed_ms(started),
+    }
+    expected = [item.strip() for item in options["expected_addresses"].split(",") if item.strip()]
+    resolved = {ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses}
+    missing = [item for item in expected if ipaddress.ip_address(item) not in resolved]
+    if missing:
+        raise ScanFailed(
+            f"{host} resolved to {', '.join(addresses)}; missing {', '.join(missing)}."
+        )
+    return result

@@ -1,0 +1,243 @@
+"""Cleanup targets and batched purges: only old rows, only this tenant, never active runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
+
+from scheduling.cleanup import purge, run_cleanup_config, target_queryset
+from scheduling.context import ExecutionContext
+from scheduling.models import CleanupConfig, Execution, ReportArtifact, Status
+from scheduling.registry import cleanup_targets
+from tests.factories import make_cleanup, make_execution, make_report, make_scan, make_tenant
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2025, 6, 1, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen_time():
+    with time_machine.travel(NOW, tick=False):
+        yield
+
+
+def old_execution(schedule, *, days: float, status: str = Status.SUCCEEDED, **fields) -> Execution:
+    finished = NOW - timedelta(days=days)
+    return make_execution(
+        schedule=schedule,
+        status=status,
+        scheduled_for=finished - timedelta(seconds=1),
+        started_at=finished - timedelta(seconds=1),
+        finished_at=finished,
+        **fields,
+    )
+
+
+def context_for(cleanup: CleanupConfig, *, timeout: float = 60) -> ExecutionContext:
+    execution = make_execution(
+        schedule=cleanup, status=Status.RUNNING, scheduled_for=NOW, finished_at=None
+    )
+    return ExecutionContext(
+        execution=execution,
+        schedule=cleanup,
+        tenant=cleanup.tenant,
+        scheduled_for=NOW,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def executions(tenant):
+    """Ten finished executions of ``tenant`` past retention, and rows that must survive."""
+    scan = make_scan(tenant=tenant)
+    doomed = [
+        old_execution(scan, days=40 + n, status=[Status.SUCCEEDED, Status.FAILED][n % 2])
+        for n in range(10)
+    ]
+    kept = [
+        old_execution(scan, days=10),
+        old_execution(scan, days=30),  # exactly at the cutoff: not strictly older
+        # Active rows are never purged, however old (even with a stray finished_at).
+        make_execution(
+            schedule=scan,
+            status=Status.RUNNING,
+            scheduled_for=NOW - timedelta(days=90),
+            finished_at=None,
+        ),
+        make_execution(
+            schedule=scan,
+            status=Status.QUEUED,
+            scheduled_for=NOW - timedelta(days=91),
+            started_at=None,
+            finished_at=NOW - timedelta(days=91),
+        ),
+    ]
+    other_scan = make_scan(tenant=make_tenant())
+    others = [old_execution(other_scan, days=100 + n) for n in range(5)]
+    return {"doomed": doomed, "kept": kept, "others": others}
+
+
+def test_cleanup_deletes_only_old_finished_executions_of_the_tenant_in_batches(tenant, executions):
+    cleanup = make_cleanup(tenant=tenant, cleanup_target="executions", retain_days=30, batch_size=3)
+    context = context_for(cleanup)
+
+    result = run_cleanup_config(cleanup, context)
+
+    assert result == {
+        "target": "executions",
+        "deleted": 10,
+        "batches": 4,
+        "cutoff": (NOW - timedelta(days=30)).isoformat(),
+        "complete": True,
+    }
+    remaining = set(Execution.objects.values_list("pk", flat=True))
+    assert not remaining & {e.pk for e in executions["doomed"]}
+    assert {e.pk for e in executions["kept"]} <= remaining
+    assert {e.pk for e in executions["others"]} <= remaining
+    assert context.execution.pk in remaining
+
+
+def test_batches_stop_without_an_extra_query_when_the_last_batch_is_short(tenant, executions):
+    entry = cleanup_targets.get("executions")
+    calls = []
+    deleted = purge(
+        entry,
+        tenant=tenant,
+        older_than=NOW - timedelta(days=30),
+        batch_size=5,
+        progress=lambda batch, total: calls.append((batch, total)),
+    )
+    # 10 rows in batches of 5: the second batch is full, so one more (empty) select ends it.
+    assert deleted == 10
+    assert calls == [(5, 5), (5, 10)]
+
+
+def test_purge_stops_when_progress_says_so(tenant, executions):
+    entry = cleanup_targets.get("executions")
+    deleted = purge(
+        entry,
+        tenant=tenant,
+        older_than=NOW - timedelta(days=30),
+        batch_size=3,
+        progress=lambda batch, total: False,
+    )
+    assert deleted == 3
+    assert Execution.objects.filter(pk__in=[e.pk for e in executions["doomed"]]).count() == 7
+
+
+def test_cleanup_out_of_time_stops_between_batches_and_says_so(tenant, executions):
+    cleanup = make_cleanup(tenant=tenant, cleanup_target="executions", retain_days=30, batch_size=3)
+    result = run_cleanup_config(cleanup, context_for(cleanup, timeout=0))
+    assert result["deleted"] == 3
+    assert result["batches"] == 1
+    assert result["complete"] is False
+
+
+def test_cleanup_with_nothing_to_delete(tenant):
+    cleanup = make_cleanup(tenant=tenant, cleanup_target="executions", retain_days=1)
+    result = run_cleanup_config(cleanup, context_for(cleanup))
+    assert result["deleted"] == 0
+    assert result["batches"] == 0
+    assert result["complete"] is True
+
+
+def test_report_artifacts_cleanup_keeps_recent_and_other_tenants_artifacts(tenant):
+    def artifact(owner, days):
+        report = make_report(tenant=owner)
+        execution = make_execution(schedule=report)
+        return ReportArtifact.objects.create(
+            tenant=owner,
+            report=report,
+            execution=execution,
+            format="json",
+            filename="r.json",
+            content_type="application/json",
+            content="{}",
+            created_at=NOW - timedelta(days=days),
+        )
+
+    old = [artifact(tenant, 400), artifact(tenant, 366)]
+    recent = artifact(tenant, 364)
+    foreign = artifact(make_tenant(), 999)
+    cleanup = make_cleanup(tenant=tenant, cleanup_target="report_artifacts", retain_days=365)
+
+    result = run_cleanup_config(cleanup, context_for(cleanup))
+
+    assert result["deleted"] == 2
+    assert not ReportArtifact.objects.filter(pk__in=[a.pk for a in old]).exists()
+    assert ReportArtifact.objects.filter(pk__in=[recent.pk, foreign.pk]).count() == 2
+    # Only the artifacts went: their executions stay.
+    assert Execution.objects.filter(pk__in=[a.execution_id for a in old]).count() == 2
+
+
+def job_execution(job_id: str, days: float) -> DjangoJobExecution:
+    job, _created = DjangoJob.objects.get_or_create(id=job_id, defaults={"job_state": b""})
+    return DjangoJobExecution.objects.create(
+        job=job, status=DjangoJobExecution.SUCCESS, run_time=NOW - timedelta(days=days)
+    )
+
+
+def test_apscheduler_job_executions_cleanup_matches_the_tenants_job_ids(tenant):
+    mine = make_scan(tenant=tenant)
+    theirs = make_scan(tenant=make_tenant())
+    old = [job_execution(mine.job_id, 20), job_execution(mine.job_id, 21)]
+    recent = job_execution(mine.job_id, 1)
+    foreign = job_execution(theirs.job_id, 50)
+    unrelated = job_execution("maintenance", 50)
+    cleanup = make_cleanup(
+        tenant=tenant, cleanup_target="apscheduler_job_executions", retain_days=7
+    )
+
+    result = run_cleanup_config(cleanup, context_for(cleanup))
+
+    assert result["deleted"] == 2
+    remaining = set(DjangoJobExecution.objects.values_list("pk", flat=True))
+    assert remaining == {recent.pk, foreign.pk, unrelated.pk}
+    assert not remaining & {e.pk for e in old}
+
+
+def test_apscheduler_target_queryset_is_one_query(tenant, django_assert_num_queries):
+    for _ in range(3):
+        job_execution(make_scan(tenant=tenant).job_id, 10)
+    queryset = target_queryset(cleanup_targets.get("apscheduler_job_executions"), tenant)
+    with django_assert_num_queries(1):
+        assert len(list(queryset)) == 3
+
+
+def test_custom_queryset_is_still_scoped_by_tenant_path(tenant, executions):
+    entry = cleanup_targets.get("executions")
+    other = executions["others"][0].tenant
+    rows = target_queryset(entry, other)
+    assert set(rows.values_list("tenant_id", flat=True)) == {other.pk}
+
+
+def test_unknown_cleanup_target_is_rejected_on_its_field(tenant):
+    cleanup = CleanupConfig(
+        tenant=tenant,
+        name="c",
+        trigger_type="interval",
+        interval_seconds=60,
+        cleanup_target="everything",
+    )
+    with pytest.raises(ValidationError) as info:
+        cleanup.full_clean()
+    assert "everything" in " ".join(info.value.message_dict["cleanup_target"])
+
+
+def test_cleanup_target_options_are_rejected_when_the_target_takes_none(tenant):
+    cleanup = CleanupConfig(
+        tenant=tenant,
+        name="c",
+        trigger_type="interval",
+        interval_seconds=60,
+        cleanup_target="executions",
+        options={"dry_run": True},
+    )
+    with pytest.raises(ValidationError) as info:
+        cleanup.full_clean()
+    assert "options" in info.value.message_dict
