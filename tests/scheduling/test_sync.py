@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django_apscheduler.models import DjangoJob
+
+from scheduling.jobstore import SignedDjangoJobStore, verify_state
+from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
+from scheduling.service import FencedScheduler
+from scheduling.sync import JobSync
+from tests.factories import make_scan, make_tenant
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def sync(db):
+    scheduler = FencedScheduler(fence=lambda: True, timezone="UTC")
+    store = SignedDjangoJobStore()
+    scheduler.add_jobstore(store, "default")
+    store._scheduler, store._alias = scheduler, "default"
+    return JobSync(scheduler, store)
+
+
+def job_row(schedule: Schedule) -> DjangoJob | None:
+    return DjangoJob.objects.filter(id=f"schedule:{schedule.pk}").first()
+
+
+def job_trigger(schedule: Schedule):
+    _fingerprint, pickled = verify_state(job_row(schedule).job_state)
+    return pickle.loads(pickled)["trigger"]  # noqa: S301 - verified above
+
+
+def echo_scan(tenant, **fields) -> PeriodicScan:
+    fields.setdefault("scan_type", "test_echo")
+    fields.setdefault("target", "x")
+    return make_scan(tenant=tenant, **fields)
+
+
+def touch(schedule: Schedule, **fields) -> None:
+    for name, value in fields.items():
+        setattr(schedule, name, value)
+    schedule.save()
+
+
+@pytest.mark.usefixtures("frozen")
+class TestFullSync:
+    def test_adds_a_job_per_enabled_schedule(self, sync):
+        tenant = make_tenant()
+        scan = echo_scan(tenant, interval_seconds=300)
+        disabled = echo_scan(tenant, enabled=False)
+        result = sync.full()
+        assert result.written == 1
+        assert job_row(scan).next_run_time == NOW + timedelta(seconds=300)
+        assert job_row(disabled) is None
+        scan.refresh_from_db()
+        assert scan.next_run_at == NOW + timedelta(seconds=300)
+
+    def test_is_idempotent_and_keeps_the_stored_next_run_time(self, sync, frozen):
+        scan = echo_scan(make_tenant(), interval_seconds=60)
+        sync.full()
+        first = job_row(scan).next_run_time
+        frozen.shift(600)  # the scheduler was down: the stored next run is now in the past
+        again = JobSync(sync.scheduler, sync.store).full()
+        assert (again.written, again.removed, again.unchanged) == (0, 0, 1)
+        assert job_row(scan).next_run_time == first
+
+    def test_schedule_whose_end_is_past_gets_no_job(self, sync):
+        scan = echo_scan(
+            make_tenant(),
+            start_at=NOW - timedelta(days=2),
+            end_at=NOW - timedelta(days=1),
+        )
+        sync.full()
+        assert job_row(scan) is None
+
+    def test_removes_jobs_of_rows_deleted_behind_its_back(self, sync):
+        scan = echo_scan(make_tenant())
+        sync.full()
+        with connection.cursor() as cursor:  # a raw delete sends no signal, leaves no tombstone
+            cursor.execute(
+                "DELETE FROM scheduling_periodicscan WHERE schedule_ptr_id=%s", [scan.pk]
+            )
+            cursor.execute("DELETE FROM scheduling_schedule WHERE id=%s", [scan.pk])
+        assert sync.full().removed == 1
+        assert job_row(scan) is None
+
+    def test_leaves_jobs_it_does_not_own_alone(self, sync):
+        DjangoJob.objects.create(id="someone-elses-job", job_state=b"opaque")
+        sync.full()
+        assert DjangoJob.objects.filter(id="someone-elses-job").exists()
+
+
+@pytest.mark.usefixtures("frozen")
+class TestIncrementalSync:
+    def test_change_of_trigger_reaches_the_job_store(self, sync, frozen):
+        scan = echo_scan(make_tenant(), interval_seconds=60)
+        sync.full()
+        frozen.shift(1)
+        touch(scan, trigger_type="cron", cron_expression="0 3 * * *", timezone="UTC")
+        assert sync.incremental().written == 1
+        assert job_row(scan).next_run_time == datetime(2026, 6, 2, 3, tzinfo=UTC)
+        assert job_trigger(scan).expression == "0 3 * * *"
+
+    def test_new_schedule_reaches_the_job_store(self, sync, frozen):
+        tenant = make_tenant()
+        sync.full()
+        frozen.shift(1)
+        scan = echo_scan(tenant, interval_seconds=120)
+        sync.incremental()
+        assert job_row(scan).next_run_time == NOW + timedelta(seconds=121)
+
+    def test_disable_removes_the_job(self, sync, frozen):
+        scan = echo_scan(make_tenant())
+        sync.full()
+        frozen.shift(1)
+        touch(scan, enabled=False)
+        assert sync.incremental().removed == 1
+        assert job_row(scan) is None
+        assert Schedule.objects.get(pk=scan.pk).next_run_at is None
+
+    def test_pause_until_moves_the_next_run_past_the_pause(self, sync, frozen):
+        scan = echo_scan(make_tenant(), trigger_type="cron", cron_expression="*/10 * * * *")
+        sync.full()
+        assert job_row(scan).next_run_time == NOW  # 12:00 matches */10
+        frozen.shift(1)
+        touch(scan, paused_until=NOW + timedelta(hours=2, minutes=5))
+        sync.incremental()
+        assert job_row(scan).next_run_time == NOW + timedelta(hours=2, minutes=10)
+
+    def test_delete_reaches_the_job_store_without_a_full_sync(self, sync, frozen):
+        scan = echo_scan(make_tenant())
+        keep = echo_scan(make_tenant())
+        sync.full()
+        frozen.shift(1)
+        PeriodicScan.objects.get(pk=scan.pk).delete()
+        assert ScheduleDeletion.objects.filter(schedule_id=scan.pk).exists()
+        assert sync.incremental().removed == 1
+        assert job_row(scan) is None and job_row(keep) is not None
+
+    def test_bulk_service_update_is_seen(self, sync, frozen):
+        from scheduling import services
+
+        scans = [echo_scan(make_tenant()) for _ in range(3)]
+        sync.full()
+        frozen.shift(1)
+        services.set_enabled(queryset=Schedule.objects.all(), enabled=False)
+        assert sync.incremental().removed == 3
+        assert not any(job_row(s) for s in scans)
+
+    def test_a_pass_without_changes_writes_nothing(self, sync, frozen):
+        echo_scan(make_tenant())
+        sync.full()
+        frozen.shift(30)
+        with CaptureQueriesContext(connection) as ctx:
+            result = sync.incremental()
+        assert result.changed == 0
+        assert not [q for q in ctx.captured_queries if not q["sql"].startswith("SELECT")]
+
+    @pytest.mark.parametrize("count", [100, 5000])
+    def test_pass_runs_a_constant_number_of_queries(self, sync, frozen, count):
+        tenant = make_tenant()
+        with transaction.atomic():
+            scans = [echo_scan(tenant, interval_seconds=60) for _ in range(count)]
+        sync.full()
+        frozen.shift(10)
+        touch(scans[count // 2], interval_seconds=90)
+        PeriodicScan.objects.get(pk=scans[-1].pk).delete()
+        with CaptureQueriesContext(connection) as ctx:
+            result = sync.incremental()
+        assert (result.written, result.removed) == (1, 1)
+        # Reads: changed rows, tombstones, job headers; writes: upsert, delete, state update,
+        # plus transaction bookkeeping. The same for 100 and 5,000 schedules.
+        assert len(ctx.captured_queries) <= 12, [q["sql"][:80] for q in ctx.captured_queries]
+
+
+@pytest.mark.usefixtures("frozen")
+class TestTamperedJobState:
+    def test_tampered_state_is_never_unpickled_and_the_job_is_rebuilt(self, sync, tmp_path, caplog):
+        scan = echo_scan(make_tenant(), interval_seconds=60)
+        sync.full()
+        sync.store.rebuild = sync.rebuild
+        marker = tmp_path / "pwned"
+
+        class Exploit:
+            def __reduce__(self):
+                return (open, (str(marker), "w"))
+
+        good = job_row(scan).job_state
+        next_run = job_row(scan).next_run_time
+        for evil in (pickle.dumps(Exploit()), good[:-1] + b"X"):
+            DjangoJob.objects.filter(pk=f"schedule:{scan.pk}").update(job_state=evil)
+            with caplog.at_level(logging.WARNING, logger="scheduling.jobstore"):
+                jobs = sync.store.get_due_jobs(NOW + timedelta(days=1))
+            assert not marker.exists(), "tampered bytes were unpickled"
+            assert [job.id for job in jobs] == [f"schedule:{scan.pk}"]
+            assert "cannot be restored" in caplog.text and "rebuilt" in caplog.text
+            verify_state(job_row(scan).job_state)  # the stored state is sound again
+            assert job_row(scan).next_run_time == next_run  # its occurrence is not lost
+            assert Schedule.objects.filter(pk=scan.pk).exists()
+            caplog.clear()
+
+    def test_state_signed_with_another_key_does_not_verify(self, sync, settings):
+        scan = echo_scan(make_tenant())
+        sync.full()
+        settings.SECRET_KEY = "another-key-" + os.urandom(8).hex()
+        with pytest.raises(Exception, match="does not verify"):
+            verify_state(job_row(scan).job_state)
