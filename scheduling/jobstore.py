@@ -109,6 +109,8 @@ outage = OutageLog(logger)
 
 def _reset_connection() -> None:
     # A broken connection stays broken; drop it so the next query opens a new one.
+    if connection.in_atomic_block:
+        return  # the caller's transaction owns the connection and will roll back
     try:
         connection.close()
     except Exception:  # closing an already-broken connection may itself fail
