@@ -1,0 +1,167 @@
+"""Properties of the real ``runscheduler`` process: exactly once, crash recovery, SIGTERM.
+
+These start real processes against the test database file, bound them in time and kill
+them in ``finally``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from scheduling.models import Execution, Status
+from tests.factories import make_scan, make_tenant
+
+pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_scheduler(*args: str, log: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "SCHEDULING_DB_PATH": connection.settings_dict["NAME"],
+        "PYTHONUNBUFFERED": "1",
+    }
+    handle = log.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runscheduler", "-v", "2", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def echo_scan(tenant, **fields):
+    fields.setdefault("scan_type", "test_echo")
+    fields.setdefault("target", "x")
+    return make_scan(tenant=tenant, **fields)
+
+
+def test_two_schedulers_fire_every_occurrence_exactly_once(tmp_path):
+    tenant = make_tenant()
+    scans = [echo_scan(tenant, interval_seconds=1, misfire_grace_seconds=30) for _ in range(5)]
+    log = tmp_path / "schedulers.log"
+    processes = [
+        start_scheduler("--max-seconds", "24", "--lease-ttl", "5", log=log) for _ in range(2)
+    ]
+    try:
+        for process in processes:
+            assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        for process in processes:
+            stop(process)
+    rows = list(
+        Execution.objects.filter(schedule__in=scans).values_list(
+            "schedule_id", "scheduled_for", "attempt", "status", "claimed_by"
+        )
+    )
+    per_occurrence = Counter((pk, when) for pk, when, attempt, _s, _c in rows if attempt == 1)
+    assert per_occurrence and max(per_occurrence.values()) == 1
+    for scan in scans:
+        times = sorted(when for pk, when in per_occurrence if pk == scan.pk)
+        assert len(times) >= 15, f"scan {scan.pk} fired only {len(times)} times"
+        gaps = {b - a for a, b in zip(times, times[1:], strict=False)}
+        assert gaps == {timedelta(seconds=1)}, f"missing occurrences for scan {scan.pk}"
+    assert {status for *_x, status, _c in rows} == {Status.SUCCEEDED}
+    assert len({claimed for *_x, claimed in rows}) == 1, "more than one process fired"
+
+
+def test_kill_9_during_a_long_execution_is_recovered_as_interrupted(tmp_path):
+    tenant = make_tenant()
+    slow = echo_scan(tenant, scan_type="test_sleep", options={"seconds": 60}, interval_seconds=3600)
+    Execution.objects.all().delete()
+    from scheduling import services
+
+    services.run_now(schedule=slow)
+    log = tmp_path / "scheduler.log"
+    first = start_scheduler("--lease-ttl", "3", log=log)
+    try:
+        assert wait_for(
+            lambda: Execution.objects.filter(schedule=slow, status=Status.RUNNING).exists(), 30
+        ), log.read_text()[-3000:]
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first)
+    assert Execution.objects.get(schedule=slow).status == Status.RUNNING  # left behind
+
+    ticker = echo_scan(tenant, interval_seconds=1)
+    second = start_scheduler("--lease-ttl", "3", log=log)
+    try:
+        assert wait_for(
+            lambda: Execution.objects.filter(schedule=slow, status=Status.INTERRUPTED).exists(),
+            30,
+        ), log.read_text()[-3000:]
+        assert wait_for(
+            lambda: Execution.objects.filter(schedule=ticker, status=Status.SUCCEEDED).count() >= 2,
+            20,
+        ), log.read_text()[-3000:]
+    finally:
+        second.send_signal(signal.SIGTERM)
+        try:
+            second.wait(timeout=20)
+        finally:
+            stop(second)
+    interrupted = Execution.objects.get(schedule=slow)
+    assert "stopped before it finished" in interrupted.error
+
+
+def test_sigterm_exits_0_within_the_grace_period_leaving_nothing_running(tmp_path):
+    tenant = make_tenant()
+    slow = echo_scan(tenant, scan_type="test_sleep", options={"seconds": 30}, interval_seconds=1)
+    quick = echo_scan(tenant, scan_type="test_sleep", options={"seconds": 0.5}, interval_seconds=1)
+    log = tmp_path / "scheduler.log"
+    process = start_scheduler("--grace", "2", log=log)
+    try:
+        assert wait_for(
+            lambda: (
+                Execution.objects.filter(schedule=slow, status=Status.RUNNING).exists()
+                and Execution.objects.filter(schedule=quick, status=Status.SUCCEEDED).exists()
+            ),
+            30,
+        ), log.read_text()[-3000:]
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+        elapsed = time.monotonic() - started
+    finally:
+        stop(process)
+    assert code == 0, log.read_text()[-3000:]
+    assert elapsed < 8, f"took {elapsed:.1f} s to stop with a 2 s grace period"
+    assert (
+        not Execution.objects.filter(status__in=[Status.RUNNING, Status.QUEUED])
+        .exclude(claimed_by="")
+        .exists()
+    )
+    assert Execution.objects.filter(schedule=slow, status=Status.INTERRUPTED).exists()
+    from scheduling.models import SchedulerLease
+
+    assert SchedulerLease.objects.get().holder == ""  # released for the next process
