@@ -158,7 +158,11 @@ def _check_import(name: str, check_id: str) -> list:
 
 def check_database(**kwargs: Any) -> list:
     """Warn when SQLite is not set up to share the database with a scheduler process."""
-    db = settings.DATABASES.get("default", {})
+    return sqlite_warnings(settings.DATABASES.get("default", {}))
+
+
+def sqlite_warnings(db: dict[str, Any]) -> list:
+    """Return the W001 warning for a SQLite database settings dict that lacks WAL & co."""
     if "sqlite3" not in db.get("ENGINE", ""):
         return []
     options = db.get("OPTIONS", {})
