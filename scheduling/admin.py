@@ -18,7 +18,7 @@ from .models import (
     ReportArtifact,
     SchedulerLease,
 )
-from .tenancy import tenants_visible_to, visible_tenant_ids
+from .tenancy import get_tenant_model, tenants_visible_to, visible_tenant_ids
 
 STATUS_COLOURS = {
     "succeeded": "#1a7f37",
@@ -43,8 +43,23 @@ def status_badge(status: str, label: str) -> str:
     )
 
 
+def tenant_admin_registered(site: admin.AdminSite) -> bool:
+    """Return whether the tenant model has an admin with search fields (for autocomplete)."""
+    model_admin = site._registry.get(get_tenant_model())
+    return bool(model_admin and model_admin.search_fields)
+
+
 class TenantScopedAdmin(admin.ModelAdmin):
     """Limit querysets and tenant choices to the tenants the user may see."""
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
+        # A host project's own tenant model may have no admin to autocomplete against.
+        fields = list(super().get_autocomplete_fields(request))
+        if "tenant" in [f.name for f in self.model._meta.fields] and tenant_admin_registered(
+            self.admin_site
+        ):
+            fields.append("tenant")
+        return fields
 
     def get_queryset(self, request: HttpRequest) -> Any:
         qs = super().get_queryset(request)
@@ -161,7 +176,6 @@ class ScheduleAdmin(TenantScopedAdmin):
         "created_at",
         "updated_at",
     ]
-    autocomplete_fields = ["tenant"]
     filter_horizontal = ["depends_on"]
     inlines = [ExecutionInline]
     actions = ["run_now", "pause", "resume", "enable", "disable"]

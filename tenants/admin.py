@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from .models import Membership, Tenant
 
@@ -9,7 +12,6 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
-@admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "timezone", "is_active", "created_at"]
     list_filter = ["is_active"]
@@ -18,10 +20,21 @@ class TenantAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
 
+# A host project that swaps SCHEDULING_TENANT_MODEL administers its own model.
+if not Tenant._meta.swapped:
+    admin.site.register(Tenant, TenantAdmin)
+
+
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role"]
     list_select_related = ["user", "tenant"]
-    search_fields = ["user__username", "tenant__name", "tenant__slug"]
-    autocomplete_fields = ["user", "tenant"]
+    search_fields = ["user__username", "user__email"]
+    autocomplete_fields = ["user"]
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> Any:
+        from scheduling.admin import tenant_admin_registered
+
+        fields = list(super().get_autocomplete_fields(request))
+        return [*fields, "tenant"] if tenant_admin_registered(self.admin_site) else fields

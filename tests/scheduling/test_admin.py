@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from scheduling.models import Execution, PeriodicScan
+from tests.factories import (
+    make_cleanup,
+    make_execution,
+    make_report,
+    make_scan,
+    make_tenant,
+    make_user,
+)
+
+pytestmark = pytest.mark.django_db
+
+MODELS = [
+    "scheduling_periodicscan",
+    "scheduling_report",
+    "scheduling_cleanupconfig",
+    "scheduling_execution",
+    "scheduling_reportartifact",
+    "scheduling_schedulerlease",
+    "tenants_tenant",
+    "tenants_membership",
+]
+
+
+@pytest.fixture
+def admin_client(client):
+    user = make_user(is_staff=True, is_superuser=True)
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def objects():
+    tenant = make_tenant(name="Acme")
+    scan = make_scan(tenant=tenant, scan_type="test_echo", target="x")
+    report = make_report(tenant=tenant)
+    cleanup = make_cleanup(tenant=tenant)
+    execution = make_execution(schedule=scan, error="boom")
+    return {
+        "tenant": tenant,
+        "scan": scan,
+        "report": report,
+        "cleanup": cleanup,
+        "execution": execution,
+    }
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_changelist_opens(admin_client, objects, model):
+    response = admin_client.get(reverse(f"admin:{model}_changelist"))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("key", ["scan", "report", "cleanup", "execution", "tenant"])
+def test_change_pages_open(admin_client, objects, key):
+    obj = objects[key]
+    url = reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+
+
+def test_schedule_page_shows_trigger_sentence_and_next_runs(admin_client, objects):
+    scan = objects["scan"]
+    response = admin_client.get(reverse("admin:scheduling_periodicscan_change", args=[scan.pk]))
+    assert "Every minute" in response.content.decode()
+    assert "UTC" in response.content.decode()
+
+
+def add_form(tenant, **overrides):
+    data = {
+        "tenant": tenant.pk,
+        "name": "nightly",
+        "enabled": "on",
+        "scan_type": "test_echo",
+        "target": "x",
+        "options": "{}",
+        "trigger_type": "cron",
+        "cron_expression": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "jitter_seconds": 0,
+        "dst_gap_policy": "run_at_next_valid_time",
+        "dst_fold_policy": "once",
+        "max_retries": 0,
+        "retry_backoff_seconds": 60,
+        "overlap": "skip",
+        "max_instances": 1,
+        "coalesce": "on",
+        "priority": 0,
+        "executions-TOTAL_FORMS": 0,
+        "executions-INITIAL_FORMS": 0,
+    }
+    data.update(overrides)
+    return data
+
+
+def test_add_schedule_through_the_admin(admin_client, objects):
+    response = admin_client.post(
+        reverse("admin:scheduling_periodicscan_add"), add_form(objects["tenant"])
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    scan = PeriodicScan.objects.get(name="nightly")
+    assert scan.kind == "scan" and scan.cron_expression == "0 3 * * *"
+
+
+def test_invalid_cron_is_a_form_error_and_saves_nothing(admin_client, objects):
+    response = admin_client.post(
+        reverse("admin:scheduling_periodicscan_add"),
+        add_form(objects["tenant"], cron_expression="0 0 30 2 *"),
+    )
+    assert response.status_code == 200
+    assert "can never fire" in response.content.decode()
+    assert not PeriodicScan.objects.filter(name="nightly").exists()
+
+
+def test_run_now_action_only_queues(admin_client, objects):
+    scan = objects["scan"]
+    response = admin_client.post(
+        reverse("admin:scheduling_periodicscan_changelist"),
+        {"action": "run_now", "_selected_action": [scan.pk]},
+        follow=True,
+    )
+    assert "1 run(s) queued" in response.content.decode()
+    manual = Execution.objects.get(schedule=scan, trigger="manual")
+    assert manual.status == "queued"
+
+
+def test_executions_are_read_only(admin_client, objects):
+    execution = objects["execution"]
+    url = reverse("admin:scheduling_execution_change", args=[execution.pk])
+    response = admin_client.post(url, {"status": "succeeded"})
+    assert response.status_code == 403
+    assert admin_client.get(reverse("admin:scheduling_execution_add")).status_code == 403
