@@ -28,6 +28,11 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "MAX_WORKERS": (1, "scheduling.E012"),
     "SCAN_TIMEOUT": (0.1, "scheduling.E013"),
     "CLEANUP_BATCH_SIZE": (1, "scheduling.E014"),
+    "EXECUTION_RETENTION_DAYS": (1, "scheduling.E022"),
+    "TENANT_CONCURRENCY": (0, "scheduling.E023"),
+    "MAX_SCHEDULES_PER_TENANT": (1, "scheduling.E024"),
+    "WEBHOOK_TIMEOUT": (0.1, "scheduling.E025"),
+    "HEALTH_MAX_HEARTBEAT_AGE": (1, "scheduling.E026"),
 }
 
 
@@ -109,7 +114,7 @@ def check_settings(**kwargs: Any) -> list:
                 id="scheduling.E020",
             )
         )
-    for name in ("REPORT_FROM_EMAIL", "JOB_SIGNING_KEY"):
+    for name in ("REPORT_FROM_EMAIL", "ALERT_FROM_EMAIL", "JOB_SIGNING_KEY"):
         value = getattr(conf, name)
         if value is not None and not (isinstance(value, str) and value):
             errors.append(

@@ -118,6 +118,34 @@ class Settings:
         return self._get("JOB_SIGNING_KEY", None)
 
     @property
+    def EXECUTION_RETENTION_DAYS(self) -> int:
+        """Default history retention; a tenant's execution_retention_days overrides it."""
+        return self._get("EXECUTION_RETENTION_DAYS", 90)
+
+    @property
+    def TENANT_CONCURRENCY(self) -> int:
+        """Default limit of concurrent executions per tenant (0: no limit)."""
+        return self._get("TENANT_CONCURRENCY", 0)
+
+    @property
+    def MAX_SCHEDULES_PER_TENANT(self) -> int:
+        """Default quota of schedules per tenant; a tenant's max_schedules overrides it."""
+        return self._get("MAX_SCHEDULES_PER_TENANT", 1000)
+
+    @property
+    def ALERT_FROM_EMAIL(self) -> str | None:
+        return self._get("ALERT_FROM_EMAIL", None)
+
+    @property
+    def WEBHOOK_TIMEOUT(self) -> float:
+        return self._get("WEBHOOK_TIMEOUT", 5.0)
+
+    @property
+    def HEALTH_MAX_HEARTBEAT_AGE(self) -> float:
+        """Seconds after which the health endpoint calls the scheduler's heartbeat stale."""
+        return self._get("HEALTH_MAX_HEARTBEAT_AGE", 30.0)
+
+    @property
     def CLEANUP_BATCH_SIZE(self) -> int:
         return self._get("CLEANUP_BATCH_SIZE", 1000)
 

@@ -193,6 +193,14 @@ class Schedule(models.Model):
     )
     coalesce = models.BooleanField(_("coalesce missed runs"), default=True)
     priority = models.SmallIntegerField(_("priority"), default=0)
+    stagger = models.BooleanField(
+        _("stagger"),
+        default=False,
+        help_text=_(
+            "Shift every run by a fixed offset derived from the schedule's id, within "
+            "jitter_seconds, so that many identical schedules do not start in the same second."
+        ),
+    )
     max_executions = models.PositiveIntegerField(
         _("max executions"),
         null=True,
@@ -735,3 +743,153 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} {self.schedule_name} by {self.user or '-'}"
+
+
+class BlackoutKind(models.TextChoices):
+    WEEKLY = "weekly", _("Every week")
+    DATES = "dates", _("Date range")
+
+
+class BlackoutWindow(models.Model):
+    """A period in which occurrences are recorded ``skipped`` instead of run.
+
+    Weekly windows repeat ("Sat 22:00 to Sun 06:00", in their time zone); date windows cover
+    one range of instants. A window without a schedule applies to every schedule of the tenant.
+    """
+
+    tenant = models.ForeignKey(
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="blackout_windows",
+        verbose_name=_("schedule"),
+        help_text=_("Empty: the window applies to every schedule of the tenant."),
+    )
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=8, choices=BlackoutKind)
+    start_weekday = models.PositiveSmallIntegerField(
+        _("start weekday"), null=True, blank=True, help_text=_("0 = Monday ... 6 = Sunday")
+    )
+    start_time = models.TimeField(_("start time"), null=True, blank=True)
+    end_weekday = models.PositiveSmallIntegerField(_("end weekday"), null=True, blank=True)
+    end_time = models.TimeField(_("end time"), null=True, blank=True)
+    starts_at = models.DateTimeField(_("starts at"), null=True, blank=True)
+    ends_at = models.DateTimeField(_("ends at"), null=True, blank=True)
+    timezone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name]
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("blackout window")
+        verbose_name_plural = _("blackout windows")
+        indexes = [models.Index(fields=["tenant", "schedule"], name="blackout_tenant_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertRule(models.Model):
+    """When to tell a tenant's owners and admins that a schedule is in trouble."""
+
+    tenant = models.ForeignKey(
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    schedule = models.ForeignKey(
+        Schedule,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alert_rules",
+        verbose_name=_("schedule"),
+        help_text=_("Empty: the rule watches every schedule of the tenant."),
+    )
+    name = models.CharField(_("name"), max_length=200)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    consecutive_failures = models.PositiveIntegerField(
+        _("after consecutive failures"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Alert when a schedule failed this many occurrences in a row."),
+    )
+    not_succeeded_multiple = models.FloatField(
+        _("did not run (multiple of the period)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0)],
+        help_text=_("Alert when a schedule has not succeeded for this many periods."),
+    )
+    email_admins = models.BooleanField(_("e-mail owners and admins"), default=True)
+    webhook_url = models.URLField(_("webhook URL"), blank=True)
+    cooldown_seconds = models.PositiveIntegerField(_("cool-down (seconds)"), default=3600)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("alert rule")
+        verbose_name_plural = _("alert rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertState(models.Model):
+    """Whether a rule is firing for a schedule, and when it last notified."""
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="states")
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="+")
+    firing = models.BooleanField(default=False)
+    reason = models.CharField(max_length=32, blank=True)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("alert state")
+        verbose_name_plural = _("alert states")
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "schedule"], name="alert_state_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} / {self.schedule_id}: {'firing' if self.firing else 'ok'}"
+
+
+class AlertDelivery(models.Model):
+    """One notification sent (or attempted) for an alert."""
+
+    class Event(models.TextChoices):
+        FAILING = "failing", _("Failing")
+        DID_NOT_RUN = "did_not_run", _("Did not run")
+        RECOVERED = "recovered", _("Recovered")
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("E-mail")
+        WEBHOOK = "webhook", _("Webhook")
+
+    tenant = models.ForeignKey(
+        TENANT_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+    )
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.SET_NULL, null=True, related_name="deliveries"
+    )
+    schedule = models.ForeignKey(
+        Schedule, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    event = models.CharField(_("event"), max_length=16, choices=Event)
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel)
+    recipient = models.CharField(_("recipient"), max_length=500)
+    ok = models.BooleanField(_("delivered"), default=False)
+    detail = models.TextField(_("detail"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("alert delivery")
+        verbose_name_plural = _("alert deliveries")
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="alert_delivery_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_display()} via {self.get_channel_display()} to {self.recipient}"

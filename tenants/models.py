@@ -50,6 +50,12 @@ class Tenant(models.Model):
         blank=True,
         help_text=_("Leave empty for the SCHEDULING_TENANT_CONCURRENCY default."),
     )
+    execution_retention_days = models.PositiveIntegerField(
+        _("execution retention (days)"),
+        null=True,
+        blank=True,
+        help_text=_("Leave empty for the SCHEDULING_EXECUTION_RETENTION_DAYS default."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     objects = TenantQuerySet.as_manager()
