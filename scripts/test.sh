@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The test command (CI runs exactly this through .ci/run):
+#
+#   1. .venv (Python 3.11, else the default python3 if it is 3.11+): pip install -e .[test]
+#   2. ruff check, ruff format --check, the packaging check, makemigrations --check
+#   3. pytest on Django 5.2
+#   4. when a Python 3.12+ interpreter exists: .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
+#      available) and pytest again
+#
+# Every step runs even when an earlier one fails; the exit status is non-zero if any failed.
+# Arguments are passed to pytest (bash scripts/test.sh -k triggers -x).
+# SKIP_DJANGO6=1 skips step 4.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PYTHONUNBUFFERED=1
+
+started=$SECONDS
+failed=()
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# Quiet pip; drop the warnings about package locations configured on some machines that do
+# not exist (they repeat for every package and hide the real errors).
+pip_install() {
+    local python=$1
+    shift
+    "$python" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+}
+
+# Whether the interpreter $1 runs and is at least version $2 ("3, 12").
+python_at_least() {
+    [[ -n $1 ]] && timeout 30 "$1" -c "import sys; sys.exit(sys.version_info[:2] < ($2))" \
+        >/dev/null 2>&1
+}
+
+# Create the virtualenv $1 with interpreter $2 unless a working one (>= $3) is there already.
+make_venv() {
+    local venv=$1 python=$2 minimum=$3
+    if ! python_at_least "$venv/bin/python" "$minimum"; then
+        rm -rf "$venv"
+        echo "Creating $venv with $("$python" --version 2>&1) ($python)"
+        "$python" -m venv "$venv"
+    fi
+}
+
+# Run one step, remember its failure and carry on with the next one.
+step() {
+    local name=$1
+    shift
+    section "$name"
+    local t0=$SECONDS
+    if "$@"; then
+        echo "-- $name: ok ($((SECONDS - t0)) s)"
+    else
+        echo "-- $name: FAILED ($((SECONDS - t0)) s)"
+        failed+=("$name")
+    fi
+}
+
+base_python=""
+for candidate in python3.11 python3; do
+    if python_at_least "$(command -v "$candidate" || true)" "3, 11"; then
+        base_python=$(command -v "$candidate")
+        break
+    fi
+done
+if [[ -z $base_python ]]; then
+    echo "error: Python 3.11 or newer is required (tried python3.11, python3)." >&2
+    exit 2
+fi
+
+section "Environment .venv"
+make_venv .venv "$base_python" "3, 11"
+pip_install .venv/bin/python -e ".[test]"
+.venv/bin/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.get_version()}")'
+
+step "ruff check" .venv/bin/ruff check .
+step "ruff format --check" .venv/bin/ruff format --check .
+step "packaging: every package directory is listed in pyproject.toml" \
+    .venv/bin/python scripts/check_packages.py
+step "makemigrations --check" env DJANGO_SETTINGS_MODULE=tests.settings \
+    .venv/bin/python manage.py makemigrations --check --dry-run
+step "pytest (Django 5.2)" .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "$@"
+
+if [[ ${SKIP_DJANGO6:-0} == 1 ]]; then
+    section "Django 6.1: skipped (SKIP_DJANGO6=1)"
+else
+    # Django 6.x needs Python 3.12+. pyenv shims exist for versions that are installed but not
+    # selected and then fail to run, so each candidate is run before it is trusted.
+    new_python=""
+    for candidate in python3.13 python3.12; do
+        if python_at_least "$(command -v "$candidate" || true)" "3, 12"; then
+            new_python=$(command -v "$candidate")
+            break
+        fi
+    done
+    if [[ -z $new_python ]] && command -v pyenv >/dev/null 2>&1; then
+        for version in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.[0-9]+)?$' | sort -rV); do
+            candidate="$(pyenv prefix "$version" 2>/dev/null)/bin/python3"
+            if python_at_least "$candidate" "3, 12"; then
+                new_python=$candidate
+                break
+            fi
+        done
+    fi
+    if [[ -z $new_python ]]; then
+        section "Django 6.1: skipped (no Python 3.12+ interpreter found)"
+    else
+        section "Environment .venv-dj61"
+        make_venv .venv-dj61 "$new_python" "3, 12"
+        # The newest Django in the range: 6.1 where the index has it, else 6.0.
+        pip_install .venv-dj61/bin/python -e ".[test]" "Django>=6.0,<6.2"
+        dj6_version=$(.venv-dj61/bin/python -c 'import django; print(django.get_version())')
+        .venv-dj61/bin/python -c 'import sys, django; print(f"Python {sys.version.split()[0]}, Django {django.get_version()}")'
+        step "pytest (Django $dj6_version)" \
+            .venv-dj61/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "$@"
+    fi
+fi
+
+section "Summary ($((SECONDS - started)) s)"
+if ((${#failed[@]})); then
+    printf 'FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "All steps passed."
