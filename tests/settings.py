@@ -6,7 +6,6 @@ from project.settings import *  # noqa: F403
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 SCHEDULING_MIN_INTERVAL = 1
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
