@@ -40,6 +40,52 @@ HEADER_SIZE = len(MAGIC) + MAC_SIZE + FINGERPRINT_SIZE
 JOB_PREFIX = "schedule:"
 
 
+# How many missed run times one pass enumerates before it jumps to the latest one.
+MAX_RUN_TIMES = 100
+
+
+class BoundedJob(Job):
+    """A job whose missed run times are enumerated only up to ``MAX_RUN_TIMES``.
+
+    APScheduler lists every missed run time before coalescing: after a clock jump of a year,
+    half a million of them for a minutely job. Past the bound, this jumps straight to the
+    latest run time at or before ``now``; the dispatcher records the gap as missed.
+    """
+
+    __slots__ = ()
+
+    def _get_run_times(self, now: datetime) -> list[datetime]:
+        run_times: list[datetime] = []
+        next_run_time = self.next_run_time
+        while next_run_time and next_run_time <= now and len(run_times) < MAX_RUN_TIMES:
+            run_times.append(next_run_time)
+            next_run_time = self.trigger.get_next_fire_time(next_run_time, now)
+        if next_run_time and next_run_time <= now:
+            latest = latest_fire_time(self.trigger, run_times[-1], now)
+            if latest is not None and latest > run_times[-1]:
+                run_times.append(latest)
+        return run_times
+
+
+def latest_fire_time(trigger: Any, after: datetime, now: datetime) -> datetime | None:
+    """Return the trigger's last fire time in (``after``, ``now``], searching backwards."""
+    window = timedelta(seconds=1)
+    while True:
+        start = max(after + timedelta(microseconds=1), now - window)
+        fire = trigger.get_next_fire_time(None, start)
+        if fire is not None and fire <= now:
+            # The window holds at least one fire time; walk forward to the last (few) of them.
+            for _ in range(10_000):
+                following = trigger.get_next_fire_time(fire, now)
+                if following is None or following > now or following <= fire:
+                    return fire
+                fire = following
+            return fire
+        if start <= after + timedelta(microseconds=1):
+            return None
+        window *= 2
+
+
 class JobStateInvalid(Exception):
     """Stored job state that does not verify."""
 
@@ -165,7 +211,7 @@ class SignedDjangoJobStore(DjangoJobStore):
         _fingerprint, pickled = verify_state(job_state)
         # Only bytes this process family signed reach pickle.
         state = pickle.loads(pickled)  # noqa: S301
-        job = Job.__new__(Job)
+        job = BoundedJob.__new__(BoundedJob)
         job.__setstate__(state)
         job._scheduler = self._scheduler
         job._jobstore_alias = self._alias

@@ -23,6 +23,7 @@ from . import signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import UnknownTaskType
+from .jobstore import MAX_RUN_TIMES
 from .models import (
     ACTIVE_STATUSES,
     Execution,
@@ -154,14 +155,15 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
-def time_out(execution_id: int) -> Execution | None:
-    """Mark a running execution ``timed_out`` (its thread may still be running)."""
+def time_out(execution_id: int, *, detail: str = "") -> Execution | None:
+    """Mark a running execution ``timed_out`` (a thread may still be running it)."""
     execution = _load(execution_id)
     if execution is None or execution.status not in ACTIVE_STATUSES:
         return execution
     timeout = execution.schedule.effective_timeout if execution.schedule else 0
+    error = f"Timed out after {timeout} s (timeout_seconds)"
     if execution.mark_finished(
-        Status.TIMED_OUT, error=f"Timed out after {timeout} s (timeout_seconds)."
+        Status.TIMED_OUT, error=f"{error}; {detail}." if detail else f"{error}."
     ):
         finish(execution)
     return execution
@@ -264,6 +266,7 @@ def dispatch(
     schedule = Schedule.objects.select_related("tenant").filter(pk=schedule_id).first()
     if schedule is None or not schedule.enabled:
         return []
+    truncated = len(run_times) > MAX_RUN_TIMES
     claimed: list[Execution] = []
     grace = timedelta(seconds=schedule.effective_misfire_grace)
     if schedule.coalesce and run_times and first_due is not None and first_due < run_times[0]:
@@ -282,13 +285,14 @@ def dispatch(
     for run_time in run_times:
         late = now - run_time
         if late > grace:
+            error = (
+                f"Missed by {late.total_seconds():.1f} s "
+                f"(misfire grace {grace.total_seconds():.0f} s)."
+            )
+            if truncated and run_time == run_times[-2]:
+                error += f" Further occurrences up to {run_times[-1].isoformat()} were missed too."
             row = claim(
-                schedule,
-                run_time,
-                status=Status.MISSED,
-                claimed_by=claimed_by,
-                error=f"Missed by {late.total_seconds():.1f} s "
-                f"(misfire grace {grace.total_seconds():.0f} s).",
+                schedule, run_time, status=Status.MISSED, claimed_by=claimed_by, error=error
             )
             if row:
                 claimed.append(finish(row))

@@ -177,6 +177,7 @@ class SchedulerService:
         self.executor: Any = None
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
         self._by_execution: dict[int, int] = {}
+        self._modes: dict[int, tuple[str, float | None]] = {}
         self._deferred_lock = threading.Lock()
         self._restarts = 0
 
@@ -359,7 +360,7 @@ class SchedulerService:
         """Claim queued manual runs and due retries that no scheduler owns yet."""
         if not self.lease.valid():
             return
-        for execution in Execution.objects.unclaimed().select_related("schedule")[:500]:
+        for execution in Execution.objects.unclaimed().select_related("schedule__tenant")[:500]:
             claimed = Execution.objects.filter(pk=execution.pk, claimed_by="").update(
                 claimed_by=self.identity
             )
@@ -384,7 +385,6 @@ class SchedulerService:
 
     def _submit(self, execution: Execution, priority: int) -> None:
         schedule = execution.schedule
-        timeout = schedule.effective_timeout if schedule else None
         if schedule is not None and schedule.overlap == Overlap.QUEUE:
             with self._deferred_lock:
                 waiting = self._deferred[schedule.pk]
@@ -393,7 +393,24 @@ class SchedulerService:
                     waiting.append(execution.pk)
                     return
                 self._by_execution[execution.pk] = schedule.pk
-        self.executor.submit(execution.pk, priority=priority, timeout=timeout)
+        self._hand_over(execution, priority)
+
+    def _hand_over(self, execution: Execution, priority: int) -> None:
+        schedule = execution.schedule
+        mode = conf.EXECUTOR_OVERRIDES.get(execution.schedule_kind, conf.EXECUTOR)
+        timeout = schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT
+        tenant = schedule.tenant if schedule else None
+        limit = getattr(tenant, "max_concurrent_executions", None)
+        with self._deferred_lock:
+            self._modes[execution.pk] = (mode, timeout)
+        self.executor.submit(
+            execution.pk,
+            priority=priority,
+            # The process mode enforces its own timeout by killing the child.
+            timeout=None if mode == "process" else timeout,
+            tenant_id=execution.tenant_id,
+            tenant_limit=conf.TENANT_CONCURRENCY if limit is None else limit,
+        )
 
     def _release_deferred(self, execution_id: int) -> None:
         with self._deferred_lock:
@@ -402,16 +419,18 @@ class SchedulerService:
                 return
             next_id = self._deferred[schedule_id].popleft()
             self._by_execution[next_id] = schedule_id
-        execution = Execution.objects.select_related("schedule").get(pk=next_id)
-        schedule = execution.schedule
-        self.executor.submit(
-            next_id,
-            priority=schedule.priority if schedule else 0,
-            timeout=schedule.effective_timeout if schedule else None,
-        )
+        execution = Execution.objects.select_related("schedule__tenant").get(pk=next_id)
+        self._hand_over(execution, execution.schedule.priority if execution.schedule else 0)
 
     def _execute(self, execution_id: int) -> None:
-        runner.execute(execution_id, worker=self.worker)
+        with self._deferred_lock:
+            mode, timeout = self._modes.pop(execution_id, ("thread", None))
+        if mode == "process":
+            from .executors.process import run_in_child
+
+            run_in_child(execution_id, timeout=timeout)
+        else:
+            runner.execute(execution_id, worker=self.worker)
 
     # -- shutdown ---------------------------------------------------------------------------
 

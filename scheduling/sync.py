@@ -24,7 +24,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from .exceptions import InvalidTrigger
-from .jobstore import JOB_PREFIX, SignedDjangoJobStore
+from .jobstore import JOB_PREFIX, BoundedJob, SignedDjangoJobStore
 from .models import Schedule, ScheduleDeletion
 from .triggers import build_trigger
 
@@ -61,7 +61,7 @@ def make_job(
         next_run_time = trigger.get_next_fire_time(None, start)
     if next_run_time is None:
         return None
-    job = Job(
+    job = BoundedJob(
         scheduler,
         id=schedule.job_id,
         func=JOB_FUNC,

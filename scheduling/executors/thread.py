@@ -1,8 +1,12 @@
 """The default executor: a bounded pool of threads fed by a priority queue.
 
-Higher ``priority`` runs first when the pool is saturated (ties: first come, first served).
-A thread cannot be killed, so a timeout is enforced by a watchdog that marks the execution
-``timed_out``; the conditional outcome write then discards the late result.
+- Higher ``priority`` runs first when the pool is saturated (ties: first come, first served).
+- A tenant never has more than its concurrency limit running at once; its further work waits
+  while other tenants' work proceeds.
+- A thread cannot be killed, so a timeout is enforced by a watchdog that marks the execution
+  ``timed_out``; the conditional outcome write then discards the late result. Work submitted
+  with ``isolated=True`` runs in a child process instead (see ``executors.process``), which the
+  timeout really kills.
 """
 
 from __future__ import annotations
@@ -10,14 +14,24 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.db import close_old_connections, connection
 
 logger = logging.getLogger("scheduling.executors.thread")
+
+
+@dataclass(order=True)
+class WorkItem:
+    sort_key: tuple[int, int]
+    execution_id: int = field(compare=False)
+    tenant_id: object = field(compare=False, default=None)
+    tenant_limit: int = field(compare=False, default=0)
+    timeout: float | None = field(compare=False, default=None)
 
 
 class ThreadExecutor:
@@ -35,12 +49,13 @@ class ThreadExecutor:
         self._run = run
         self._on_timeout = on_timeout
         self._on_done = on_done
-        self._queue: queue.PriorityQueue = queue.PriorityQueue()
+        self._pending: list[WorkItem] = []
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
-        self._running: dict[int, float] = {}  # execution id -> monotonic start
+        self._running: dict[int, object] = {}  # execution id -> tenant id
+        self._per_tenant: Counter = Counter()
         self._deadlines: list[tuple[float, int]] = []
-        self._lock = threading.Lock()
+        self._cond = threading.Condition()
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
 
@@ -57,54 +72,91 @@ class ThreadExecutor:
         )
         self._watchdog.start()
 
-    def submit(self, execution_id: int, *, priority: int = 0, timeout: float | None = None) -> None:
-        self._queue.put((-priority, next(self._seq), execution_id, timeout))
+    def submit(
+        self,
+        execution_id: int,
+        *,
+        priority: int = 0,
+        timeout: float | None = None,
+        tenant_id: object = None,
+        tenant_limit: int = 0,
+    ) -> None:
+        item = WorkItem(
+            (-priority, next(self._seq)), execution_id, tenant_id, tenant_limit, timeout
+        )
+        with self._cond:
+            heapq.heappush(self._pending, item)
+            self._cond.notify()
 
     @property
     def busy(self) -> int:
-        with self._lock:
+        with self._cond:
             return len(self._running)
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        with self._cond:
+            return len(self._pending)
 
     def running_ids(self) -> list[int]:
-        with self._lock:
+        with self._cond:
             return list(self._running)
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            try:
-                _priority, _seq, execution_id, timeout = self._queue.get(timeout=0.2)
-            except queue.Empty:
+    def _take(self) -> WorkItem | None:
+        """Pop the best item whose tenant is under its limit (call with the lock held)."""
+        blocked = []
+        chosen = None
+        while self._pending:
+            item = heapq.heappop(self._pending)
+            if item.tenant_limit and self._per_tenant[item.tenant_id] >= item.tenant_limit:
+                blocked.append(item)
                 continue
-            if execution_id is None:
-                break
-            with self._lock:
-                self._running[execution_id] = time.monotonic()
-                if timeout:
-                    heapq.heappush(self._deadlines, (time.monotonic() + timeout, execution_id))
+            chosen = item
+            break
+        for item in blocked:
+            heapq.heappush(self._pending, item)
+        return chosen
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                item = None
+                while not self._stop.is_set():
+                    item = self._take()
+                    if item is not None:
+                        break
+                    self._cond.wait(0.5)
+                if item is None:
+                    return
+                self._running[item.execution_id] = item.tenant_id
+                self._per_tenant[item.tenant_id] += 1
+                if item.timeout:
+                    heapq.heappush(
+                        self._deadlines, (time.monotonic() + item.timeout, item.execution_id)
+                    )
             try:
                 close_old_connections()
-                self._run(execution_id)
+                self._run(item.execution_id)
             except Exception:
-                logger.exception("Execution %s crashed its worker thread.", execution_id)
+                logger.exception("Execution %s crashed its worker thread.", item.execution_id)
                 connection.close()
             finally:
-                with self._lock:
-                    self._running.pop(execution_id, None)
+                with self._cond:
+                    self._running.pop(item.execution_id, None)
+                    self._per_tenant[item.tenant_id] -= 1
+                    # A slot of this tenant is free: wake a worker that may have skipped it.
+                    self._cond.notify_all()
                 if self._on_done is not None:
                     try:
-                        self._on_done(execution_id)
+                        self._on_done(item.execution_id)
                     except Exception:
-                        logger.exception("on_done hook failed for execution %s", execution_id)
+                        logger.exception("on_done hook failed for execution %s", item.execution_id)
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
             now = time.monotonic()
             expired = []
-            with self._lock:
+            with self._cond:
                 while self._deadlines and self._deadlines[0][0] <= now:
                     _deadline, execution_id = heapq.heappop(self._deadlines)
                     if execution_id in self._running:
@@ -118,14 +170,10 @@ class ThreadExecutor:
 
     def drain(self) -> list[int]:
         """Remove and return the ids of executions still waiting in the queue."""
-        ids = []
-        while True:
-            try:
-                _p, _s, execution_id, _t = self._queue.get_nowait()
-            except queue.Empty:
-                return ids
-            if execution_id is not None:
-                ids.append(execution_id)
+        with self._cond:
+            ids = [item.execution_id for item in self._pending]
+            self._pending.clear()
+        return ids
 
     def shutdown(self, *, grace: float) -> tuple[list[int], list[int]]:
         """Stop taking work; wait up to ``grace`` s for running executions.
@@ -138,6 +186,6 @@ class ThreadExecutor:
             time.sleep(0.05)
         still_running = self.running_ids()
         self._stop.set()
-        for _thread in self._threads:
-            self._queue.put((float("inf"), next(self._seq), None, None))
+        with self._cond:
+            self._cond.notify_all()
         return never_started, still_running
