@@ -318,6 +318,7 @@ class Schedule(models.Model):
             self.end_at,
             self.effective_timezone,
             self.jitter_seconds,
+            self.stagger,
             self.dst_gap_policy,
             self.dst_fold_policy,
             self.paused_until,
@@ -791,6 +792,46 @@ class BlackoutWindow(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.schedule_id and self.tenant_id and self.schedule.tenant_id != self.tenant_id:
+            errors["schedule"] = _("The schedule belongs to another tenant.")
+        if self.kind == BlackoutKind.WEEKLY:
+            for name in ("start_weekday", "start_time", "end_weekday", "end_time"):
+                if getattr(self, name) is None:
+                    errors[name] = _("A weekly window needs this field.")
+            for name in ("start_weekday", "end_weekday"):
+                value = getattr(self, name)
+                if value is not None and value > 6:
+                    errors[name] = _("Weekdays run from 0 (Monday) to 6 (Sunday).")
+        elif self.kind == BlackoutKind.DATES:
+            if self.starts_at is None:
+                errors["starts_at"] = _("A date window needs a start.")
+            if self.ends_at is None:
+                errors["ends_at"] = _("A date window needs an end.")
+            if self.starts_at and self.ends_at and self.starts_at >= self.ends_at:
+                errors["ends_at"] = _("The end must be after the start.")
+        if errors:
+            raise ValidationError(errors)
+
+    def contains(self, at: datetime) -> bool:
+        """Return whether the instant ``at`` falls inside this window."""
+        if self.kind == BlackoutKind.DATES:
+            return bool(self.starts_at and self.ends_at and self.starts_at <= at < self.ends_at)
+        if None in (self.start_weekday, self.start_time, self.end_weekday, self.end_time):
+            return False
+        local = at.astimezone(zoneinfo.ZoneInfo(self.timezone))
+
+        def minute_of_week(weekday: int, hour: int, minute: int, second: int = 0) -> float:
+            return weekday * 1440 + hour * 60 + minute + second / 60
+
+        now = minute_of_week(local.weekday(), local.hour, local.minute, local.second)
+        start = minute_of_week(self.start_weekday, self.start_time.hour, self.start_time.minute)
+        end = minute_of_week(self.end_weekday, self.end_time.hour, self.end_time.minute)
+        if start <= end:
+            return start <= now < end
+        return now >= start or now < end  # the window wraps around the end of the week
 
 
 class AlertRule(models.Model):

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import signals
@@ -214,7 +214,53 @@ def finish(execution: Execution) -> Execution:
     signals.execution_finished.send(
         sender=Execution, execution=execution, schedule=schedule, status=status
     )
+    if schedule is not None and retry is None:
+        trigger_dependents(schedule, execution.scheduled_for)
     return execution
+
+
+def trigger_dependents(upstream: Schedule, cycle: datetime) -> list[Execution]:
+    """Queue (or skip) the dependents of ``upstream`` whose upstreams all finished ``cycle``.
+
+    A dependent runs once every upstream's latest attempt for the same cycle (scheduled_for)
+    succeeded; it is recorded ``skipped`` with the reason when one of them ended otherwise.
+    The claim's unique constraint keeps two upstreams finishing at once from queuing it twice.
+    """
+    dependents = list(
+        Schedule.objects.filter(depends_on=upstream, enabled=True)
+        .select_related("tenant")
+        .prefetch_related("depends_on")
+    )
+    created = []
+    for dependent in dependents:
+        upstreams = list(dependent.depends_on.all())
+        latest: dict[int, Execution] = {}
+        for row in Execution.objects.filter(schedule__in=upstreams, scheduled_for=cycle).order_by(
+            "schedule_id", "attempt"
+        ):
+            latest[row.schedule_id] = row
+        failed = [
+            (u, latest[u.pk])
+            for u in upstreams
+            if u.pk in latest and latest[u.pk].is_finished and latest[u.pk].status != "succeeded"
+        ]
+        pending = [u for u in upstreams if u.pk not in latest or not latest[u.pk].is_finished]
+        if failed:
+            name, row = failed[0][0].name, failed[0][1]
+            skipped = claim(
+                dependent,
+                cycle,
+                trigger=TriggerKind.DEPENDENCY,
+                status=Status.SKIPPED,
+                error=f"Upstream {name!r} did not succeed for this cycle ({row.status}).",
+            )
+            if skipped is not None:
+                created.append(finish(skipped))
+        elif not pending:
+            queued = claim(dependent, cycle, trigger=TriggerKind.DEPENDENCY)
+            if queued is not None:
+                created.append(queued)
+    return created
 
 
 def _maybe_retry(schedule: Schedule, execution: Execution) -> Execution | None:
@@ -297,7 +343,7 @@ def dispatch(
             if row:
                 claimed.append(finish(row))
             continue
-        reason = skip_reason(schedule)
+        reason = skip_reason(schedule, run_time)
         if reason:
             row = claim(
                 schedule, run_time, status=Status.SKIPPED, claimed_by=claimed_by, error=reason
@@ -314,11 +360,14 @@ def dispatch(
     return claimed
 
 
-def skip_reason(schedule: Schedule) -> str:
-    """Return why an occurrence of ``schedule`` must not run now, or ''."""
+def skip_reason(schedule: Schedule, at: datetime | None = None) -> str:
+    """Return why the occurrence of ``schedule`` at ``at`` must not run, or ''."""
     tenant = schedule.tenant
     if not getattr(tenant, "is_active", True):
         return f"Tenant {tenant} is inactive."
+    window = blackout_at(schedule, at or timezone.now())
+    if window is not None:
+        return f"The occurrence falls in blackout window {window.name!r}."
     if schedule.overlap == Overlap.ALLOW:
         running = Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).count()
         if running >= schedule.max_instances:
@@ -331,6 +380,16 @@ def skip_reason(schedule: Schedule) -> str:
     ):
         return "The previous execution is still running (overlap=skip)."
     return ""
+
+
+def blackout_at(schedule: Schedule, at: datetime) -> Any:
+    """Return the tenant's or schedule's blackout window covering ``at``, if any."""
+    from .models import BlackoutWindow
+
+    windows = BlackoutWindow.objects.filter(tenant_id=schedule.tenant_id).filter(
+        Q(schedule__isnull=True) | Q(schedule_id=schedule.pk)
+    )
+    return next((w for w in windows if w.contains(at)), None)
 
 
 def fire(schedule_id: int, fingerprint: str = "") -> Execution | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from apscheduler.job import Job
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Exists, Max, OuterRef
 from django.utils import timezone
 
 from .exceptions import InvalidTrigger
@@ -96,7 +96,9 @@ class JobSync:
         return getattr(self.scheduler, "_jobstores_lock", self._lock)
 
     def _queryset(self) -> Any:
-        return Schedule.objects.select_related("tenant")
+        # A schedule with upstreams is driven by them (trigger=dependency), not by a job.
+        upstreams = Schedule.depends_on.through.objects.filter(from_schedule=OuterRef("pk"))
+        return Schedule.objects.select_related("tenant").annotate(has_upstreams=Exists(upstreams))
 
     def _plan(
         self, schedules: list[Schedule], headers: dict[str, bytes | None], now: datetime
@@ -107,7 +109,7 @@ class JobSync:
         touched: list[Schedule] = []
         for schedule in schedules:
             job_id = schedule.job_id
-            if not schedule.enabled:
+            if not schedule.enabled or getattr(schedule, "has_upstreams", False):
                 if job_id in headers:
                     remove.append(job_id)
                 schedule.next_run_at = None

@@ -133,8 +133,10 @@ class ZonedCronTrigger(BaseTrigger):
         start_date: datetime | None = None,
         end_date: datetime | None = None,
         jitter: int | None = None,
+        offset: int = 0,
     ) -> None:
         self.expression = normalize_cron(expression)
+        self.offset = offset
         self.fields = parse_cron(expression)
         self.tz = zoneinfo.ZoneInfo(tz)
         self.gap_policy = gap_policy
@@ -193,6 +195,15 @@ class ZonedCronTrigger(BaseTrigger):
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
+        offset = timedelta(seconds=getattr(self, "offset", 0))
+        if not offset:
+            return self._next(previous_fire_time, now)
+        # A staggered trigger fires ``offset`` after each cron time.
+        previous = previous_fire_time - offset if previous_fire_time is not None else None
+        fire = self._next(previous, now - offset)
+        return fire + offset if fire is not None else None
+
+    def _next(self, previous_fire_time: datetime | None, now: datetime) -> datetime | None:
         if previous_fire_time is not None:
             # Like APScheduler's CronTrigger: the next time strictly after the previous one,
             # even if that is before ``now`` (that is how missed run times are enumerated).
@@ -244,12 +255,16 @@ def stagger_offset(schedule: Schedule) -> int:
 def build_trigger(schedule: Schedule, *, jitter: bool = True) -> BaseTrigger:
     """Return the APScheduler trigger of ``schedule`` (raises ``InvalidTrigger``)."""
     jitter_seconds = (schedule.jitter_seconds or None) if jitter else None
+    offset = 0
+    if schedule.stagger:
+        # A fixed offset replaces the random jitter.
+        offset, jitter_seconds = stagger_offset(schedule), None
     if schedule.trigger_type == "interval":
         if not schedule.interval_seconds or schedule.interval_seconds <= 0:
             raise InvalidTrigger("an interval schedule needs interval_seconds > 0")
         return IntervalTrigger(
             seconds=schedule.interval_seconds,
-            start_date=_interval_start(schedule).astimezone(UTC),
+            start_date=(_interval_start(schedule) + timedelta(seconds=offset)).astimezone(UTC),
             end_date=schedule.end_at,
             timezone=UTC,
             jitter=jitter_seconds,
@@ -265,6 +280,7 @@ def build_trigger(schedule: Schedule, *, jitter: bool = True) -> BaseTrigger:
             start_date=schedule.start_at,
             end_date=schedule.end_at,
             jitter=jitter_seconds,
+            offset=offset,
         )
     if schedule.trigger_type == "once":
         if schedule.run_at is None:

@@ -1,0 +1,354 @@
+"""Execution policies: timeouts, overlap, misfires, clock jumps, dependencies, priority,
+fairness, blackout windows and stagger."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
+
+import pytest
+import time_machine
+from django.db import connection
+
+from scheduling import runner, triggers
+from scheduling.executors.process import run_in_child
+from scheduling.executors.thread import ThreadExecutor
+from scheduling.models import BlackoutWindow, Execution, Schedule, Status, TriggerKind
+from scheduling.service import DispatchExecutor, FencedScheduler, SchedulerService
+from tests.factories import make_scan, make_tenant
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)  # a Monday
+
+
+def echo_scan(tenant, **fields):
+    fields.setdefault("scan_type", "test_echo")
+    fields.setdefault("target", "x")
+    return make_scan(tenant=tenant, **fields)
+
+
+def loop(service: SchedulerService) -> FencedScheduler:
+    """A scheduler loop wired like the service's, driven by hand (no threads)."""
+    from scheduling.jobstore import SignedDjangoJobStore
+    from scheduling.sync import JobSync
+
+    service.lease.valid_until = time.monotonic() + 3600
+    submitted: list[int] = []
+
+    class Collect:
+        def submit(self, execution_id, **kwargs):
+            submitted.append(execution_id)
+
+    service.executor = Collect()
+    service.submitted = submitted
+    scheduler = FencedScheduler(fence=service.lease.valid, timezone="UTC")
+    store = SignedDjangoJobStore(retry_budget=0.2)
+    scheduler.add_jobstore(store, "default")
+    scheduler.add_executor(DispatchExecutor(service), "default")
+    store._scheduler, store._alias = scheduler, "default"
+    service.scheduler, service.store, service.sync = scheduler, store, JobSync(scheduler, store)
+    return scheduler
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.process
+def test_process_executor_kills_a_job_at_its_timeout():
+    scan = echo_scan(
+        make_tenant(), scan_type="test_sleep", options={"seconds": 60}, timeout_seconds=2
+    )
+    execution = runner.claim(scan, NOW, claimed_by="t")
+    os.environ.setdefault("SCHEDULING_DB_PATH", connection.settings_dict["NAME"])
+    env_before = os.environ.get("SCHEDULING_DB_PATH")
+    os.environ["SCHEDULING_DB_PATH"] = connection.settings_dict["NAME"]
+    try:
+        started = time.monotonic()
+        run_in_child(execution.pk, timeout=2)
+        elapsed = time.monotonic() - started
+    finally:
+        if env_before is None:
+            os.environ.pop("SCHEDULING_DB_PATH", None)
+        else:
+            os.environ["SCHEDULING_DB_PATH"] = env_before
+    execution.refresh_from_db()
+    assert execution.status == Status.TIMED_OUT
+    assert "killed" in execution.error
+    assert elapsed < 20
+    pid = int(execution.worker.rsplit(":", 1)[1])
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.mark.django_db
+class TestMisfiresAndClockJumps:
+    def test_downtime_yields_missed_rows_and_the_next_occurrence_on_time(self):
+        service = SchedulerService(install_signal_handlers=False)
+        scheduler = loop(service)
+        with time_machine.travel(NOW, tick=False) as clock:
+            scan = echo_scan(
+                make_tenant(),
+                interval_seconds=1,
+                misfire_grace_seconds=2,
+                coalesce=False,
+                overlap="allow",
+                max_instances=5,
+            )
+            service.sync.full()
+            clock.shift(11.5)  # the scheduler was down for ~10 s
+            scheduler._process_jobs()
+            rows = list(Execution.objects.filter(schedule=scan).order_by("scheduled_for"))
+            missed = [r for r in rows if r.status == Status.MISSED]
+            queued = [r for r in rows if r.status == Status.QUEUED]
+            assert len(missed) == 9 and len(queued) == 2  # 10 s and 11 s are within grace
+            assert all("Missed by" in r.error for r in missed)
+            clock.shift(0.5)
+            scheduler._process_jobs()
+            latest = Execution.objects.filter(schedule=scan).latest("scheduled_for")
+            assert latest.scheduled_for == NOW + timedelta(seconds=12)
+            assert latest.status == Status.QUEUED
+
+    def test_downtime_with_coalesce_yields_one_missed_row(self):
+        service = SchedulerService(install_signal_handlers=False)
+        scheduler = loop(service)
+        with time_machine.travel(NOW, tick=False) as clock:
+            scan = echo_scan(make_tenant(), interval_seconds=1, misfire_grace_seconds=5)
+            service.sync.full()
+            clock.shift(10.5)
+            scheduler._process_jobs()
+        statuses = list(Execution.objects.filter(schedule=scan).values_list("status", flat=True))
+        assert sorted(statuses) == ["missed", "queued"]
+
+    def test_clock_jumping_a_year_yields_one_coalesced_row_quickly(self):
+        service = SchedulerService(install_signal_handlers=False)
+        scheduler = loop(service)
+        with time_machine.travel(NOW, tick=False) as clock:
+            scan = echo_scan(make_tenant(), interval_seconds=1, misfire_grace_seconds=5)
+            service.sync.full()
+            clock.shift(timedelta(days=365))
+            started = time.process_time()
+            scheduler._process_jobs()
+            cpu = time.process_time() - started
+        rows = list(Execution.objects.filter(schedule=scan))
+        assert len(rows) == 2, [(r.status, r.scheduled_for) for r in rows]
+        assert {r.status for r in rows} == {"missed", "queued"}
+        assert cpu < 2, f"{cpu:.1f} s of CPU for one pass after a clock jump"
+
+    def test_clock_jumping_without_coalesce_stays_bounded(self):
+        service = SchedulerService(install_signal_handlers=False)
+        scheduler = loop(service)
+        with time_machine.travel(NOW, tick=False) as clock:
+            scan = echo_scan(
+                make_tenant(), interval_seconds=60, misfire_grace_seconds=5, coalesce=False
+            )
+            service.sync.full()
+            clock.shift(timedelta(days=365))
+            scheduler._process_jobs()
+            count = Execution.objects.filter(schedule=scan).count()
+            assert count <= 102
+            next_run = Schedule.objects.get(pk=scan.pk).next_run_at
+            assert next_run > NOW + timedelta(days=365) - timedelta(minutes=1)
+
+    def test_clock_stepped_back_never_reruns_a_recorded_occurrence(self):
+        service = SchedulerService(install_signal_handlers=False)
+        scheduler = loop(service)
+        with time_machine.travel(NOW, tick=False) as clock:
+            scan = echo_scan(make_tenant(), interval_seconds=60)
+            service.sync.full()
+            clock.shift(61)
+            scheduler._process_jobs()
+            assert Execution.objects.filter(schedule=scan).count() == 1
+            from django_apscheduler.models import DjangoJob
+
+            # Step the clock back and make the store offer the same occurrence again.
+            clock.shift(-120)
+            DjangoJob.objects.filter(pk=scan.job_id).update(
+                next_run_time=NOW + timedelta(seconds=60)
+            )
+            clock.shift(121)
+            scheduler._process_jobs()
+        assert Execution.objects.filter(schedule=scan, attempt=1).count() == 1
+
+
+@pytest.mark.django_db
+class TestDependencies:
+    def test_chain_runs_in_order_each_cycle_and_stops_at_a_failure(self):
+        tenant = make_tenant()
+        a = echo_scan(tenant, name="A")
+        b = echo_scan(tenant, name="B", scan_type="test_sleep", options={"fail": True})
+        c = echo_scan(tenant, name="C")
+        b.depends_on.set([a])
+        c.depends_on.set([b])
+        runner.execute(runner.claim(a, NOW, claimed_by="t").pk)
+        b_run = Execution.objects.get(schedule=b, scheduled_for=NOW)
+        assert (b_run.trigger, b_run.status) == (TriggerKind.DEPENDENCY, Status.QUEUED)
+        assert not Execution.objects.filter(schedule=c).exists()  # not before B finished
+        runner.execute(b_run.pk)
+        c_run = Execution.objects.get(schedule=c, scheduled_for=NOW)
+        assert c_run.status == Status.SKIPPED
+        assert "Upstream 'B' did not succeed" in c_run.error
+
+    def test_dependent_waits_for_all_upstreams_of_the_same_cycle(self):
+        tenant = make_tenant()
+        a, b = echo_scan(tenant, name="A"), echo_scan(tenant, name="B")
+        d = echo_scan(tenant, name="D")
+        d.depends_on.set([a, b])
+        runner.execute(runner.claim(a, NOW, claimed_by="t").pk)
+        runner.execute(runner.claim(b, NOW - timedelta(hours=1), claimed_by="t").pk)
+        assert not Execution.objects.filter(schedule=d).exists()  # B's run is another cycle
+        runner.execute(runner.claim(b, NOW, claimed_by="t").pk)
+        assert Execution.objects.get(schedule=d).trigger == TriggerKind.DEPENDENCY
+
+    def test_schedules_with_upstreams_get_no_job_of_their_own(self):
+        service = SchedulerService(install_signal_handlers=False)
+        loop(service)
+        tenant = make_tenant()
+        a, b = echo_scan(tenant, name="A"), echo_scan(tenant, name="B")
+        b.depends_on.set([a])
+        service.sync.full()
+        from django_apscheduler.models import DjangoJob
+
+        assert set(DjangoJob.objects.values_list("id", flat=True)) == {a.job_id}
+
+
+class TestPriorityAndFairness:
+    def run_pool(self, items, *, workers=1):
+        order: list[int] = []
+        gate = threading.Event()
+        done = threading.Event()
+
+        def run(execution_id):
+            if execution_id == 0:
+                gate.wait(5)
+            order.append(execution_id)
+            if len(order) == len(items) + 1:
+                done.set()
+
+        pool = ThreadExecutor(max_workers=workers, run=run, on_timeout=lambda pk: None)
+        pool.start()
+        try:
+            pool.submit(0)  # occupies the worker while the queue fills
+            time.sleep(0.1)
+            for execution_id, kwargs in items:
+                pool.submit(execution_id, **kwargs)
+            gate.set()
+            assert done.wait(5)
+        finally:
+            pool.shutdown(grace=1)
+        return order[1:]
+
+    def test_saturated_pool_runs_higher_priority_first(self):
+        order = self.run_pool(
+            [
+                (1, {"priority": 0}),
+                (2, {"priority": 0}),
+                (3, {"priority": 10}),
+                (4, {"priority": 5}),
+            ]
+        )
+        assert order == [3, 4, 1, 2]
+
+    def test_tenant_at_its_limit_waits_while_another_tenant_proceeds(self):
+        started: dict[int, float] = {}
+        release = threading.Event()
+
+        def run(execution_id):
+            started[execution_id] = time.monotonic()
+            if execution_id in (1, 2):
+                release.wait(5)
+
+        pool = ThreadExecutor(max_workers=3, run=run, on_timeout=lambda pk: None)
+        pool.start()
+        try:
+            pool.submit(1, tenant_id="a", tenant_limit=1)
+            pool.submit(2, tenant_id="a", tenant_limit=1)
+            pool.submit(3, tenant_id="b", tenant_limit=1)
+            deadline = time.monotonic() + 5
+            while 3 not in started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert 1 in started and 3 in started and 2 not in started
+            release.set()
+            while 2 not in started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert 2 in started
+        finally:
+            release.set()
+            pool.shutdown(grace=1)
+
+
+@pytest.mark.django_db
+class TestBlackoutWindows:
+    def test_occurrence_inside_a_weekly_window_is_skipped_naming_it(self):
+        tenant = make_tenant()
+        scan = echo_scan(tenant)
+        window = BlackoutWindow(
+            tenant=tenant,
+            name="Weekend maintenance",
+            kind="weekly",
+            start_weekday=5,
+            start_time=dtime(22, 0),
+            end_weekday=6,
+            end_time=dtime(6, 0),
+            timezone="Europe/Berlin",
+        )
+        window.full_clean()
+        window.save()
+        saturday_late = datetime(2026, 6, 6, 21, 30, tzinfo=UTC)  # 23:30 in Berlin
+        monday = datetime(2026, 6, 8, 9, 0, tzinfo=UTC)
+        rows = runner.dispatch(
+            scan.pk,
+            [saturday_late],
+            first_due=saturday_late,
+            claimed_by="t",
+            submit=lambda e, p: None,
+            now=saturday_late,
+        )
+        assert rows[0].status == Status.SKIPPED
+        assert "Weekend maintenance" in rows[0].error
+        assert runner.skip_reason(scan, monday) == ""
+
+    def test_date_window_of_one_schedule_leaves_the_others_alone(self):
+        tenant = make_tenant()
+        scan, other = echo_scan(tenant), echo_scan(tenant)
+        BlackoutWindow.objects.create(
+            tenant=tenant,
+            schedule=scan,
+            name="Migration",
+            kind="dates",
+            starts_at=NOW - timedelta(hours=1),
+            ends_at=NOW + timedelta(hours=1),
+        )
+        assert "Migration" in runner.skip_reason(scan, NOW)
+        assert runner.skip_reason(other, NOW) == ""
+        assert runner.skip_reason(scan, NOW + timedelta(hours=2)) == ""
+
+    def test_invalid_window_is_rejected_naming_the_field(self):
+        from django.core.exceptions import ValidationError
+
+        tenant = make_tenant()
+        window = BlackoutWindow(tenant=tenant, name="x", kind="dates", starts_at=NOW)
+        with pytest.raises(ValidationError) as info:
+            window.full_clean()
+        assert "ends_at" in info.value.message_dict
+
+
+@pytest.mark.django_db
+def test_stagger_spreads_identical_schedules_deterministically():
+    tenant = make_tenant()
+    scans = [
+        echo_scan(
+            tenant,
+            trigger_type="cron",
+            cron_expression="0 2 * * *",
+            timezone="UTC",
+            jitter_seconds=600,
+            stagger=True,
+        )
+        for _ in range(20)
+    ]
+    firsts = [triggers.first_fire_time(s, NOW) for s in scans]
+    again = [triggers.first_fire_time(s, NOW) for s in scans]
+    base = datetime(2026, 6, 2, 2, 0, tzinfo=UTC)
+    assert firsts == again  # deterministic, unlike jitter
+    assert all(base <= f < base + timedelta(seconds=600) for f in firsts)
+    assert len(set(firsts)) > 10
