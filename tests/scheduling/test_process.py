@@ -165,3 +165,20 @@ def test_sigterm_exits_0_within_the_grace_period_leaving_nothing_running(tmp_pat
     from scheduling.models import SchedulerLease
 
     assert SchedulerLease.objects.get().holder == ""  # released for the next process
+
+
+def test_overlap_skip_never_runs_two_at_once(tmp_path):
+    tenant = make_tenant()
+    slow = echo_scan(tenant, scan_type="test_sleep", options={"seconds": 2.5}, interval_seconds=1)
+    log = tmp_path / "scheduler.log"
+    process = start_scheduler("--max-seconds", "9", log=log)
+    try:
+        assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        stop(process)
+    rows = list(Execution.objects.filter(schedule=slow).order_by("scheduled_for"))
+    ran = [r for r in rows if r.started_at is not None]
+    assert any(r.status == Status.SKIPPED and "still running" in r.error for r in rows)
+    assert len(ran) >= 2
+    for earlier, later in zip(ran, ran[1:], strict=False):
+        assert later.started_at >= earlier.finished_at, "two executions overlapped"

@@ -154,7 +154,7 @@ class TestCronSemantics:
         trigger = triggers.build_trigger(
             unsaved(cron_expression="30 2 * * *", timezone="Europe/Berlin")
         )
-        restored = pickle.loads(pickle.dumps(trigger))
+        restored = pickle.loads(pickle.dumps(trigger))  # noqa: S301 - our own bytes
         now = utc(2026, 3, 28, 12)
         assert restored.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
 
@@ -256,3 +256,22 @@ def test_next_runs_of_a_saved_schedule_starts_from_now():
         scan = make_scan(tenant=tenant, scan_type="test_echo", interval_seconds=600)
         runs = triggers.next_runs(scan, 3)
     assert runs == [utc(2026, 6, 1, 12, 10), utc(2026, 6, 1, 12, 20), utc(2026, 6, 1, 12, 30)]
+
+
+def test_new_york_spring_gap_runs_at_the_next_valid_time_or_skips():
+    base = {"cron_expression": "30 2 * * *", "timezone": "America/New_York"}
+    runs = triggers.next_runs(unsaved(**base), 2, now=utc(2026, 3, 7, 12))
+    # 8 March 2026: 02:30 does not exist in New York; 03:00 EDT is 07:00Z.
+    assert runs == [utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]
+    skipping = triggers.next_runs(
+        unsaved(**base, dst_gap_policy="skip"), 2, now=utc(2026, 3, 7, 12)
+    )
+    assert skipping == [utc(2026, 3, 9, 6, 30), utc(2026, 3, 10, 6, 30)]
+
+
+def test_berlin_fold_policy_twice_runs_both_0230s():
+    schedule = unsaved(
+        cron_expression="30 2 * * *", timezone="Europe/Berlin", dst_fold_policy="twice"
+    )
+    runs = triggers.next_runs(schedule, 3, now=utc(2026, 10, 24, 12))
+    assert runs == [utc(2026, 10, 25, 0, 30), utc(2026, 10, 25, 1, 30), utc(2026, 10, 26, 1, 30)]
