@@ -9,6 +9,11 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SCHEDULING_MIN_INTERVAL = 1
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 
+# Tests that make the database unavailable shorten SQLite's busy timeout for the scheduler.
+DATABASES["default"]["OPTIONS"]["timeout"] = float(  # noqa: F405
+    os.environ.get("SCHEDULING_SQLITE_TIMEOUT", "20")  # noqa: F405
+)
+
 # A file, not memory: tests that start real scheduler processes share this database with them.
 DATABASES["default"]["TEST"] = {  # noqa: F405
     "NAME": os.environ.get("SCHEDULING_TEST_DB_PATH")  # noqa: F405

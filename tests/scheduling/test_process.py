@@ -182,3 +182,44 @@ def test_overlap_skip_never_runs_two_at_once(tmp_path):
     assert len(ran) >= 2
     for earlier, later in zip(ran, ran[1:], strict=False):
         assert later.started_at >= earlier.finished_at, "two executions overlapped"
+
+
+def test_scheduler_survives_a_database_that_is_unavailable_for_seconds(tmp_path):
+    import sqlite3
+
+    tenant = make_tenant()
+    ticker = echo_scan(tenant, interval_seconds=1, misfire_grace_seconds=60)
+    log = tmp_path / "scheduler.log"
+    os.environ["SCHEDULING_SQLITE_TIMEOUT"] = "0.5"
+    try:
+        process = start_scheduler("--max-seconds", "20", "--lease-ttl", "30", log=log)
+    finally:
+        del os.environ["SCHEDULING_SQLITE_TIMEOUT"]
+    blocker = sqlite3.connect(connection.settings_dict["NAME"], timeout=30)
+    try:
+        assert wait_for(
+            lambda: Execution.objects.filter(schedule=ticker, status=Status.SUCCEEDED).exists(),
+            15,
+        ), log.read_text()[-3000:]
+        blocker.execute("BEGIN EXCLUSIVE")  # nobody else can read or write now
+        time.sleep(5)
+        blocker.rollback()
+        lock_released = time.monotonic()
+        before = Execution.objects.filter(schedule=ticker).count()
+        assert wait_for(
+            lambda: Execution.objects.filter(schedule=ticker).count() >= before + 3, 15
+        ), log.read_text()[-3000:]
+        recovered_after = time.monotonic() - lock_released
+        assert process.poll() is None, "the scheduler died while the database was locked"
+        assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        blocker.close()
+        stop(process)
+    text = log.read_text()
+    assert "Database unavailable" in text
+    assert text.count("Database unavailable") <= 3, "an outage must be logged once, not per retry"
+    assert recovered_after < 10
+    per_occurrence = Counter(
+        Execution.objects.filter(schedule=ticker, attempt=1).values_list("scheduled_for", flat=True)
+    )
+    assert max(per_occurrence.values()) == 1
