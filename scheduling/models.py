@@ -334,10 +334,27 @@ class Schedule(models.Model):
         from .triggers import validate_trigger
 
         super().clean()
+        if not self.kind:
+            self.kind = getattr(type(self), "KIND", "")
         if self.timezone == "" and self.tenant_id:
             self.timezone = self.default_timezone()
         validate_trigger(self)
         self.clean_type()
+        # Forms exclude ``kind`` (not editable), which makes Django skip the unique constraint;
+        # check it here so a duplicate is a field error, not an IntegrityError.
+        if (
+            self.tenant_id
+            and self.name
+            and Schedule.objects.filter(tenant_id=self.tenant_id, kind=self.kind, name=self.name)
+            .exclude(pk=self.pk)
+            .exists()
+        ):
+            raise ValidationError(
+                {
+                    "name": _("A %(kind)s named %(name)s already exists for this tenant.")
+                    % {"kind": Kind(self.kind).label.lower(), "name": self.name}
+                }
+            )
 
     def clean_type(self) -> None:
         """Validate the registered type key and its options (kinds override this)."""

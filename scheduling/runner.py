@@ -310,8 +310,8 @@ def dispatch(
     """
     now = now or timezone.now()
     schedule = Schedule.objects.select_related("tenant").filter(pk=schedule_id).first()
-    if schedule is None or not schedule.enabled:
-        return []
+    if schedule is None or not schedule.enabled or schedule.is_paused(now):
+        return []  # the sync loop is about to move or drop this job
     truncated = len(run_times) > MAX_RUN_TIMES
     claimed: list[Execution] = []
     grace = timedelta(seconds=schedule.effective_misfire_grace)

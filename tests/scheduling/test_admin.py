@@ -135,3 +135,12 @@ def test_executions_are_read_only(admin_client, objects):
     response = admin_client.post(url, {"status": "succeeded"})
     assert response.status_code == 403
     assert admin_client.get(reverse("admin:scheduling_execution_add")).status_code == 403
+
+
+def test_duplicate_name_is_a_form_error_not_a_crash(admin_client, objects):
+    url = reverse("admin:scheduling_periodicscan_add")
+    assert admin_client.post(url, add_form(objects["tenant"])).status_code == 302
+    response = admin_client.post(url, add_form(objects["tenant"]))
+    assert response.status_code == 200
+    assert "already exists for this tenant" in response.content.decode()
+    assert PeriodicScan.objects.filter(name="nightly").count() == 1
