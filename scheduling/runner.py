@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import signals
+from . import alerts, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import UnknownTaskType
@@ -214,6 +214,7 @@ def finish(execution: Execution) -> Execution:
     signals.execution_finished.send(
         sender=Execution, execution=execution, schedule=schedule, status=status
     )
+    alerts.on_execution_finished(execution)  # never raises; one query without rules
     if schedule is not None and retry is None:
         trigger_dependents(schedule, execution.scheduled_for)
     return execution

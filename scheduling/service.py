@@ -32,7 +32,7 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, conn
 from django.db.models import Q
 from django.utils import timezone
 
-from . import runner, signals
+from . import alerts, runner, signals
 from .conf import conf
 from .jobstore import SignedDjangoJobStore, outage, schedule_pk
 from .models import ACTIVE_STATUSES, Execution, Overlap, SchedulerLease, Status
@@ -42,6 +42,8 @@ logger = logging.getLogger("scheduling.service")
 
 # APScheduler's loop wakes at least this often, so its liveness is visible.
 MAX_WAIT = 5.0
+# How often the leader looks for schedules that did not run (alert rules).
+ALERT_CHECK_INTERVAL = 30.0
 
 
 class Lease:
@@ -197,7 +199,7 @@ class SchedulerService:
         self._install_signals()
         started = time.monotonic()
         logger.info("Scheduler %s starting.", self.identity)
-        next_renew = next_sync = next_full = 0.0
+        next_renew = next_sync = next_full = next_alerts = 0.0
         backoff = 0.1
         try:
             while not self.stopping.is_set():
@@ -220,6 +222,9 @@ class SchedulerService:
                             self._lose_leadership("the lease was taken over")
                             continue
                         next_renew = now + self.renew_interval
+                    if now >= next_alerts:
+                        alerts.check_did_not_run()
+                        next_alerts = now + ALERT_CHECK_INTERVAL
                     if now >= next_full:
                         self._full_sync()
                         next_full = now + self.full_sync_interval

@@ -208,7 +208,8 @@ class TestDependencies:
         service.sync.full()
         from django_apscheduler.models import DjangoJob
 
-        assert set(DjangoJob.objects.values_list("id", flat=True)) == {a.job_id}
+        jobs = set(DjangoJob.objects.values_list("id", flat=True))
+        assert a.job_id in jobs and b.job_id not in jobs
 
 
 class TestPriorityAndFairness:
