@@ -77,3 +77,33 @@ def make_execution(*, schedule: Any, **overrides: Any) -> Execution:
     }
     fields.update(overrides)
     return Execution.objects.create(**fields)
+
+
+def make_artifact(*, execution: Execution, **overrides: Any) -> Any:
+    from scheduling.models import ReportArtifact
+
+    fields = {
+        "tenant_id": execution.tenant_id,
+        "report_id": execution.schedule_id,
+        "execution": execution,
+        "format": "csv",
+        "filename": f"report-{next(_seq)}.csv",
+        "content_type": "text/csv; charset=utf-8",
+        "content": "name,count\nalpha,1\n",
+    }
+    fields.update(overrides)
+    return ReportArtifact.objects.create(**fields)
+
+
+def make_token(*, user: Any) -> str:
+    from rest_framework.authtoken.models import Token
+
+    return Token.objects.create(user=user).key
+
+
+def make_alert_rule(*, tenant: Tenant, **overrides: Any) -> Any:
+    from scheduling.models import AlertRule
+
+    fields = {"name": f"alert rule {next(_seq)}", "consecutive_failures": 3}
+    fields.update(overrides)
+    return AlertRule.objects.create(tenant=tenant, **fields)
