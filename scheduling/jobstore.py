@@ -127,27 +127,36 @@ def schedule_pk(job_id: str) -> int | None:
 
 
 class OutageLog:
-    """Log a database outage once when it starts and once when it ends."""
+    """Log a database outage once when it starts and once when it is over.
 
-    def __init__(self, log: logging.Logger) -> None:
+    While a SQLite database is locked, reads may still succeed between failing writes; the
+    outage is over only after ``quiet`` seconds without a failure, not at the first success.
+    """
+
+    def __init__(self, log: logging.Logger, quiet: float = 2.0) -> None:
         self.log = log
+        self.quiet = quiet
         self.since: float | None = None
+        self.last_failure = 0.0
         self._lock = threading.Lock()
 
     def failed(self, where: str, exc: BaseException) -> None:
         with self._lock:
+            self.last_failure = time.monotonic()
             if self.since is None:
-                self.since = time.monotonic()
+                self.since = self.last_failure
                 self.log.error("Database unavailable (%s: %s); retrying.", where, exc)
 
     def ok(self) -> None:
-        if self.since is not None:
-            with self._lock:
-                if self.since is not None:
-                    self.log.warning(
-                        "Database available again after %.1f s.", time.monotonic() - self.since
-                    )
-                    self.since = None
+        if self.since is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if self.since is not None and now - self.last_failure >= self.quiet:
+                self.log.warning(
+                    "Database available again after %.1f s.", self.last_failure - self.since
+                )
+                self.since = None
 
 
 outage = OutageLog(logger)
@@ -177,6 +186,8 @@ class SignedDjangoJobStore(DjangoJobStore):
         self.rebuild = rebuild
         self.keep_trying = keep_trying or (lambda: True)
         self.retry_budget = retry_budget
+        self.before_flush: Callable[[], bool] | None = None
+        self._pending: dict[str, Job] = {}
 
     def register_event_listeners(self) -> None:
         """Skip django-apscheduler's per-event execution logging (Execution is the history)."""
@@ -250,6 +261,8 @@ class SignedDjangoJobStore(DjangoJobStore):
         return self._get_jobs(next_run_time__lte=now)
 
     def get_next_run_time(self) -> datetime | None:
+        # APScheduler asks this at the end of each pass: the moment to write the pass's work.
+        self.flush()
         try:
             value = self._guard(
                 "get_next_run_time",
@@ -286,31 +299,64 @@ class SignedDjangoJobStore(DjangoJobStore):
         self.write_jobs([job])
 
     def update_job(self, job: Job) -> None:
-        pk = schedule_pk(job.id)
-        state = self._serialize(job, self._fingerprint_of(job))
+        """Defer the write: a pass's updates go out together in ``flush()``."""
+        self._pending[job.id] = job
 
-        def write() -> int:
-            with transaction.atomic():
-                count = DjangoJob.objects.filter(id=job.id).update(
-                    next_run_time=job.next_run_time, job_state=state
-                )
-                if count and pk is not None:
-                    from .models import Schedule
+    def flush(self) -> None:
+        """Run ``before_flush`` (the pass's claims), then write the deferred job updates.
 
-                    Schedule.objects.filter(pk=pk).update(next_run_at=job.next_run_time)
-                return count
+        The order matters: a job's next run time moves on only after its occurrences are
+        claimed. If the claims fail, or ``before_flush`` says the pass must not count (the
+        lease was lost), the updates are dropped and the same occurrences are offered again.
+        """
+        pending, self._pending = self._pending, {}
+        try:
+            proceed = self.before_flush() if self.before_flush is not None else True
+        except Exception:
+            logger.exception("Could not claim this pass's occurrences; they will be offered again.")
+            _reset_connection()
+            return
+        if not proceed or not pending:
+            return
+        from .sync import store_next_run_times
+
+        jobs = list(pending.values())
+        ops = connection.ops
+        # Identifiers come from the model, quoted; values are parameters.
+        sql = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(  # noqa: S608
+            ops.quote_name(DjangoJob._meta.db_table),
+            ops.quote_name("next_run_time"),
+            ops.quote_name("job_state"),
+            ops.quote_name("id"),
+        )
+        params = [
+            (
+                ops.adapt_datetimefield_value(job.next_run_time),
+                self._serialize(job, self._fingerprint_of(job)),
+                job.id,
+            )
+            for job in jobs
+        ]
+        schedules = [
+            (pk, job.next_run_time) for job in jobs if (pk := schedule_pk(job.id)) is not None
+        ]
+
+        def write() -> None:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.executemany(sql, params)
+                if schedules:
+                    store_next_run_times(schedules)
 
         try:
-            count = self._guard("update_job", write)
+            self._guard("update_job", write)
         except DatabaseError:
-            # The occurrence was claimed already; a stale next_run_time only makes the next
-            # pass offer it again, and the claim's unique constraint turns that into a no-op.
-            logger.error("Could not store the next run time of %s; will retry.", job.id)
-            return
-        if not count:
-            raise JobLookupError(job.id)
+            # The occurrences were claimed already; a stale next_run_time only makes the next
+            # pass offer them again, and the claims' unique constraint makes that a no-op.
+            logger.error("Could not store the next run time of %d job(s); will retry.", len(jobs))
 
     def remove_job(self, job_id: str) -> None:
+        self._pending.pop(job_id, None)
+
         def delete() -> int:
             with transaction.atomic():
                 count, _detail = DjangoJob.objects.filter(id=job_id).delete()

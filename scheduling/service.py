@@ -179,7 +179,8 @@ class SchedulerService:
         self.executor: Any = None
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
         self._by_execution: dict[int, int] = {}
-        self._modes: dict[int, tuple[str, float | None]] = {}
+        self._modes: dict[int, tuple[str, float | None, Execution | None]] = {}
+        self._due: list[runner.Due] = []
         self._deferred_lock = threading.Lock()
         self._restarts = 0
 
@@ -299,6 +300,8 @@ class SchedulerService:
         self.store = SignedDjangoJobStore(
             rebuild=self._rebuild, keep_trying=lambda: not self.stopping.is_set()
         )
+        self.store.before_flush = self._flush_due
+        self._due = []
         self.scheduler.add_jobstore(self.store, "default")
         self.scheduler.add_executor(DispatchExecutor(self), "default")
         self.sync = JobSync(self.scheduler, self.store)
@@ -376,17 +379,23 @@ class SchedulerService:
     # -- dispatch ---------------------------------------------------------------------------
 
     def on_due(self, job: Any, run_times: list) -> None:
-        """Called by APScheduler's loop (through DispatchExecutor) for a due job."""
+        """Called by APScheduler's loop (through DispatchExecutor) for each due job of a pass.
+
+        The pass's occurrences are claimed together in ``_flush_due``, which the job store
+        runs before it writes the jobs' next run times.
+        """
         pk = schedule_pk(job.id)
-        if pk is None or not self.lease.valid():
-            return
-        runner.dispatch(
-            pk,
-            run_times,
-            first_due=job.next_run_time,
-            claimed_by=self.identity,
-            submit=self._submit,
-        )
+        if pk is not None:
+            self._due.append((pk, list(run_times), job.next_run_time))
+
+    def _flush_due(self) -> bool:
+        """Claim and submit the pass's occurrences; False: the pass must not count."""
+        due, self._due = self._due, []
+        if not self.lease.valid():
+            return False  # fenced: leave the jobs as they are for the next leader
+        if due:
+            runner.dispatch_many(due, claimed_by=self.identity, submit=self._submit)
+        return True
 
     def _submit(self, execution: Execution, priority: int) -> None:
         schedule = execution.schedule
@@ -407,7 +416,7 @@ class SchedulerService:
         tenant = schedule.tenant if schedule else None
         limit = getattr(tenant, "max_concurrent_executions", None)
         with self._deferred_lock:
-            self._modes[execution.pk] = (mode, timeout)
+            self._modes[execution.pk] = (mode, timeout, execution)
         self.executor.submit(
             execution.pk,
             priority=priority,
@@ -429,13 +438,13 @@ class SchedulerService:
 
     def _execute(self, execution_id: int) -> None:
         with self._deferred_lock:
-            mode, timeout = self._modes.pop(execution_id, ("thread", None))
+            mode, timeout, loaded = self._modes.pop(execution_id, ("thread", None, None))
         if mode == "process":
             from .executors.process import run_in_child
 
             run_in_child(execution_id, timeout=timeout)
         else:
-            runner.execute(execution_id, worker=self.worker)
+            runner.execute(execution_id, worker=self.worker, execution=loaded)
 
     # -- shutdown ---------------------------------------------------------------------------
 

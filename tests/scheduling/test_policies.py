@@ -48,6 +48,7 @@ def loop(service: SchedulerService) -> FencedScheduler:
     scheduler.add_jobstore(store, "default")
     scheduler.add_executor(DispatchExecutor(service), "default")
     store._scheduler, store._alias = scheduler, "default"
+    store.before_flush = service._flush_due
     service.scheduler, service.store, service.sync = scheduler, store, JobSync(scheduler, store)
     return scheduler
 

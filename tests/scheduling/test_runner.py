@@ -237,6 +237,7 @@ class TestSchedulerLoop:
         scheduler.add_jobstore(store, "default")
         scheduler.add_executor(DispatchExecutor(service), "default")
         store._scheduler, store._alias = scheduler, "default"
+        store.before_flush = service._flush_due
         service.scheduler, service.store, service.sync = scheduler, store, JobSync(scheduler, store)
         return scheduler
 
