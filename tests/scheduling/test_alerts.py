@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import django
 import pytest
 import time_machine
 from django.db import OperationalError
@@ -268,12 +269,18 @@ def test_failing_recipients_lookup_is_recorded_and_the_webhook_still_goes_out(
 def test_unreachable_mail_server_is_recorded_and_does_not_raise(tenant, admins):
     scan = make_scan(tenant=tenant)
     make_alert_rule(tenant=tenant, consecutive_failures=1)
-    with override_settings(
-        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
-        EMAIL_HOST="127.0.0.1",
-        EMAIL_PORT=closed_port(),
-        EMAIL_TIMEOUT=5,
-    ):
+    smtp, port = "django.core.mail.backends.smtp.EmailBackend", closed_port()
+    if django.VERSION >= (6, 1):  # MAILERS replaces the EMAIL_* settings
+        options = {"host": "127.0.0.1", "port": port, "timeout": 5}
+        mail_settings = {"MAILERS": {"default": {"BACKEND": smtp, "OPTIONS": options}}}
+    else:
+        mail_settings = {
+            "EMAIL_BACKEND": smtp,
+            "EMAIL_HOST": "127.0.0.1",
+            "EMAIL_PORT": port,
+            "EMAIL_TIMEOUT": 5,
+        }
+    with override_settings(**mail_settings):
         [delivery] = fail(scan)
     assert (delivery.event, delivery.channel, delivery.ok) == ("failing", "email", False)
     assert "ConnectionRefusedError" in delivery.detail

@@ -70,6 +70,7 @@ def test_sqlite_without_wal_and_immediate_transactions_warns():
     assert "IMMEDIATE" in warnings[0].hint and "WAL" in warnings[0].hint
 
 
+@pytest.mark.django_db
 def test_check_command_runs_the_checks():
     call_command("check")
     with override_settings(SCHEDULING_EXECUTOR="bogus"), pytest.raises(SystemCheckError) as info:
