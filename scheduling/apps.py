@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, post_migrate, post_save
 from django.utils.translation import gettext_lazy as _
 
 
@@ -9,8 +9,25 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, receivers, registry
+        from . import checks, checks_runtime, receivers, registry
+        from .tenancy import get_tenant_model
 
         checks.register()
+        checks_runtime.register()
         post_delete.connect(receivers.record_schedule_deletion, dispatch_uid="scheduling_deletion")
+        post_migrate.connect(
+            receivers.create_retention_schedules,
+            sender=self,
+            dispatch_uid="scheduling_retention_on_migrate",
+        )
+        try:
+            tenant_model = get_tenant_model()
+        except (LookupError, ValueError):
+            tenant_model = None  # scheduling.E001 reports the setting
+        if tenant_model is not None:
+            post_save.connect(
+                receivers.tenant_saved,
+                sender=tenant_model,
+                dispatch_uid="scheduling_retention_on_tenant_save",
+            )
         registry.autodiscover()

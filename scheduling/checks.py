@@ -33,6 +33,7 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "MAX_SCHEDULES_PER_TENANT": (1, "scheduling.E024"),
     "WEBHOOK_TIMEOUT": (0.1, "scheduling.E025"),
     "HEALTH_MAX_HEARTBEAT_AGE": (1, "scheduling.E026"),
+    "API_MAX_NEXT_RUNS": (1, "scheduling.E028"),
 }
 
 
@@ -124,6 +125,16 @@ def check_settings(**kwargs: Any) -> list:
                     id="scheduling.E021",
                 )
             )
+    if not isinstance(conf.RETENTION_SCHEDULE, bool):
+        errors.append(
+            Error(
+                f"SCHEDULING_RETENTION_SCHEDULE must be True or False; "
+                f"got {conf.RETENTION_SCHEDULE!r}.",
+                hint="True (the default) gives every tenant a daily 'History retention' "
+                "cleanup of its execution history.",
+                id="scheduling.E027",
+            )
+        )
     return errors
 
 

@@ -1,9 +1,9 @@
 """Deleting a tenant's old rows of a registered cleanup target, in batches.
 
 Each batch selects at most ``batch_size`` primary keys and deletes those rows in its own short
-transaction, so a purge of millions of rows never holds a long lock (on SQLite: never keeps the
-scheduler's own writes waiting for more than one batch) and stops cleanly between batches when
-its execution's time runs out.
+transaction, then (on SQLite) leaves the write lock free for a moment, so a purge of millions of
+rows never holds a long lock nor starves other writers (the scheduler's own writes wait for at
+most about one batch) and stops cleanly between batches when its execution's time runs out.
 """
 
 from __future__ import annotations
@@ -71,14 +71,17 @@ def purge(
     total = 0
     last_pk: Any = None
     while True:
+        batch = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
+        # Selected before the write transaction: a read does not take the write lock.
+        pks = list(batch.order_by("pk").values_list("pk", flat=True)[:size])
+        if not pks:
+            break
+        started = time.monotonic()
         with transaction.atomic(using=using):
-            batch = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
-            pks = list(batch.order_by("pk").values_list("pk", flat=True)[:size])
-            if not pks:
-                break
             # Deleting through the filtered queryset re-applies the conditions, so a row that
             # changed since it was selected (an execution retried) is left alone.
             _count, per_model = queryset.filter(pk__in=pks).delete()
+        held = time.monotonic() - started
         deleted = per_model.get(model._meta.label, 0)
         total += deleted
         # Keys only ever grow past the last batch: a row that could not be deleted is not
@@ -88,14 +91,36 @@ def purge(
             break
         if len(pks) < size:
             break
+        _let_writers_in(using, held)
     return total
+
+
+def _let_writers_in(using: str, held: float) -> None:
+    """On SQLite, leave the write lock free for a moment after a batch.
+
+    SQLite has one write lock and no queue: a writer that finds it taken sleeps and retries
+    (1, 2, 5 ... 25 ms apart at first, up to 100 ms apart later; see sqlite3_busy_timeout). A
+    purge that starts its next batch right after a commit would win the lock again and again
+    and keep such a writer waiting for as long as it runs. A pause about as long as the
+    batch held the lock (25 to 100 ms) spans at least one retry of every waiting writer.
+    """
+    connection = connections[using]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        return  # other databases lock rows, not the database; inside a transaction: no use
+    time.sleep(min(0.1, max(0.025, held)))
 
 
 def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dict:
     """Run one cleanup config: purge its target's rows older than ``retain_days``."""
     entry = cleanup_targets.get(cleanup.cleanup_target)
-    entry.validate_options(cleanup.options)
-    cutoff = context.now() - timedelta(days=cleanup.retain_days)
+    options = entry.validate_options(cleanup.options)
+    retain_days = cleanup.retain_days
+    if options.get("use_tenant_retention"):
+        # The tenant's current retention, not a copy taken when the schedule was saved.
+        from .housekeeping import retention_days
+
+        retain_days = retention_days(cleanup.tenant)
+    cutoff = context.now() - timedelta(days=retain_days)
     batch_size = cleanup.batch_size or conf.CLEANUP_BATCH_SIZE
     batches = 0
     complete = True
@@ -133,6 +158,7 @@ def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dic
         "target": entry.key,
         "deleted": deleted,
         "batches": batches,
+        "retain_days": retain_days,
         "cutoff": cutoff.isoformat(),
         "complete": complete,
     }

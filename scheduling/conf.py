@@ -146,8 +146,18 @@ class Settings:
         return self._get("HEALTH_MAX_HEARTBEAT_AGE", 30.0)
 
     @property
+    def API_MAX_NEXT_RUNS(self) -> int:
+        """Upper bound of ``count`` in the API's next-runs endpoint."""
+        return self._get("API_MAX_NEXT_RUNS", 100)
+
+    @property
     def CLEANUP_BATCH_SIZE(self) -> int:
         return self._get("CLEANUP_BATCH_SIZE", 1000)
+
+    @property
+    def RETENTION_SCHEDULE(self) -> bool:
+        """Give every tenant the built-in "History retention" cleanup (see housekeeping)."""
+        return self._get("RETENTION_SCHEDULE", True)
 
 
 conf = Settings()

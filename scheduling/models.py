@@ -331,11 +331,16 @@ class Schedule(models.Model):
     # -- validation -----------------------------------------------------------------------
 
     def clean(self) -> None:
+        from .services import check_limits
         from .triggers import validate_trigger
 
         super().clean()
         if not self.kind:
             self.kind = getattr(type(self), "KIND", "")
+        limits = check_limits(self)
+        if limits:
+            # Values this far out would overflow the trigger arithmetic below.
+            raise ValidationError(limits)
         if self.timezone == "" and self.tenant_id:
             self.timezone = self.default_timezone()
         validate_trigger(self)

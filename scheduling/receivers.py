@@ -11,3 +11,41 @@ def record_schedule_deletion(sender: Any, instance: Any, **kwargs: Any) -> None:
     """Leave a tombstone so the scheduler drops the job without waiting for a full sync."""
     if isinstance(instance, Schedule) and type(instance) is Schedule and instance.pk:
         ScheduleDeletion.objects.create(schedule_id=instance.pk)
+
+
+def create_retention_schedules(sender: Any, using: str = "default", **kwargs: Any) -> None:
+    """After ``migrate``: give every tenant its built-in history retention cleanup."""
+    from django.db import connections, router
+
+    from .conf import conf
+    from .housekeeping import ensure_retention_schedules
+    from .models import CleanupConfig
+    from .tenancy import get_tenant_model
+
+    if not conf.RETENTION_SCHEDULE:
+        return
+    models = (Schedule, CleanupConfig, get_tenant_model())
+    if not all(router.allow_migrate_model(using, model) for model in models):
+        return
+    # ``migrate`` to an earlier state (``migrate scheduling zero``) ends without the tables.
+    tables = set(connections[using].introspection.table_names())
+    if any(model._meta.db_table not in tables for model in models):
+        return
+    ensure_retention_schedules()
+
+
+def tenant_saved(
+    sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any
+) -> None:
+    """A new tenant gets its history retention cleanup; a changed one, its retain_days."""
+    if raw:  # loaddata: the fixture brings its own rows
+        return
+    from .conf import conf
+    from .housekeeping import ensure_retention_schedule_or_warn, sync_retention_days
+
+    if not conf.RETENTION_SCHEDULE:
+        return
+    if created:
+        ensure_retention_schedule_or_warn(instance)
+    else:
+        sync_retention_days(instance)

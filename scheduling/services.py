@@ -7,13 +7,17 @@ marker the sync loop polls): bulk ``update()`` calls do not run ``auto_now``.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from .conf import conf
 from .models import (
     STATE_FIELDS,
     AuditAction,
@@ -24,48 +28,348 @@ from .models import (
     TriggerKind,
 )
 
+# Upper bounds beyond which the scheduler's date arithmetic overflows (timedelta, thread
+# timeouts) long before any sensible schedule needs them.
+DAY = 86_400
+NUMBER_LIMITS: dict[str, int] = {
+    "interval_seconds": 100 * 366 * DAY,
+    "jitter_seconds": 7 * DAY,
+    "timeout_seconds": 7 * DAY,
+    "retry_backoff_seconds": 30 * DAY,
+    "misfire_grace_seconds": 30 * DAY,
+    "max_executions": 2**31 - 1,
+    "max_retries": 32_767,
+    "max_instances": 32_767,
+    "priority": 32_767,
+    "retain_days": 100 * 366,
+    "batch_size": 1_000_000,
+}
+NUMBER_MINIMUMS: dict[str, int] = {"priority": -32_768}
+DATETIME_FIELDS = ("run_at", "start_at", "end_at", "paused_until")
+# Datetimes far from now overflow when shifted by a zone offset or a jitter.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
-def create_schedule(*, model: type[Schedule], tenant: Any, **fields: Any) -> Schedule:
-    """Validate and save a new schedule of kind ``model``; raise ``ValidationError``."""
+
+def max_schedules(tenant: Any) -> int | None:
+    """Return how many schedules ``tenant`` may have (None: no limit)."""
+    limit = getattr(tenant, "max_schedules", None)
+    return limit if limit is not None else conf.MAX_SCHEDULES_PER_TENANT
+
+
+def count_towards_quota(tenant: Any) -> int:
+    """Return how many of ``tenant``'s schedules count against its quota."""
+    from .housekeeping import RETENTION_NAME, RETENTION_OPTION
+    from .models import CleanupConfig
+
+    total = Schedule.objects.filter(tenant=tenant).count()
+    # The built-in history retention cleanup is the app's, not the tenant's.
+    builtin = CleanupConfig.objects.filter(
+        tenant=tenant, name=RETENTION_NAME, **{f"options__{RETENTION_OPTION}": True}
+    ).count()
+    return total - builtin
+
+
+def check_quota(tenant: Any) -> None:
+    """Raise ``ValidationError`` when ``tenant`` cannot have one more schedule."""
+    limit = max_schedules(tenant)
+    if limit is None:
+        return
+    if count_towards_quota(tenant) >= limit:
+        raise ValidationError(
+            _(
+                "The tenant %(tenant)s has reached its limit of %(limit)d schedules; "
+                "delete one or ask for a higher quota."
+            )
+            % {"tenant": tenant, "limit": limit},
+            code="quota",
+        )
+
+
+def validate_dependencies(schedule: Schedule, depends_on: Iterable[Schedule]) -> None:
+    """Reject self-dependencies, other tenants' schedules and cycles ("A -> B -> A")."""
+    depends_on = list(depends_on)
+    errors: list[str] = []
+    for dep in depends_on:
+        if schedule.pk is not None and dep.pk == schedule.pk:
+            errors.append(_("A schedule cannot depend on itself."))
+        elif dep.tenant_id != schedule.tenant_id:
+            errors.append(
+                _("%(name)s belongs to another tenant; dependencies must share the tenant.")
+                % {"name": dep.name}
+            )
+    if errors:
+        raise ValidationError({"depends_on": errors})
+    if schedule.pk is None or not depends_on:
+        return  # nothing can depend on a schedule that does not exist yet
+
+    # The tenant's dependency graph with this schedule's edges replaced by the new ones.
+    through = Schedule.depends_on.through
+    edges: dict[int, list[int]] = {}
+    for src, dst in through.objects.filter(from_schedule__tenant_id=schedule.tenant_id).values_list(
+        "from_schedule_id", "to_schedule_id"
+    ):
+        if src != schedule.pk:
+            edges.setdefault(src, []).append(dst)
+    edges[schedule.pk] = [dep.pk for dep in depends_on]
+
+    path = _find_cycle(schedule.pk, edges)
+    if path:
+        names = dict(Schedule.objects.filter(pk__in=path).values_list("pk", "name").order_by())
+        names[schedule.pk] = schedule.name
+        cycle = " -> ".join(names.get(pk, str(pk)) for pk in path)
+        raise ValidationError(
+            {"depends_on": _("This creates a dependency cycle: %(cycle)s.") % {"cycle": cycle}},
+            code="cycle",
+        )
+
+
+def _find_cycle(start: int, edges: dict[int, list[int]]) -> list[int] | None:
+    """Return a path start -> ... -> start through ``edges``, or None."""
+    stack: list[tuple[int, list[int]]] = [(start, [start])]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in edges.get(node, ()):
+            if nxt == start:
+                return [*path, start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, [*path, nxt]))
+    return None
+
+
+def check_limits(schedule: Schedule) -> dict[str, list[str]]:
+    """Return errors for values so large (or dates so far) that trigger arithmetic overflows."""
+    errors: dict[str, list[str]] = {}
+    for name, maximum in NUMBER_LIMITS.items():
+        value = getattr(schedule, name, None)
+        minimum = NUMBER_MINIMUMS.get(name)
+        if isinstance(value, int) and value > maximum:
+            errors[name] = [_("Ensure this value is at most %(max)d.") % {"max": maximum}]
+        elif isinstance(value, int) and minimum is not None and value < minimum:
+            errors[name] = [_("Ensure this value is at least %(min)d.") % {"min": minimum}]
+    for name in DATETIME_FIELDS:
+        value = getattr(schedule, name, None)
+        aware = isinstance(value, datetime) and timezone.is_aware(value)
+        if aware and not EARLIEST <= value < LATEST:
+            errors[name] = [_("Use a date between 1970 and 9000.")]
+    return errors
+
+
+def validate_schedule(
+    schedule: Schedule,
+    *,
+    depends_on: Iterable[Schedule] | None = None,
+    creating: bool = False,
+) -> None:
+    """Run every rule a schedule must pass before it is saved; raise ``ValidationError``.
+
+    The model layer (``full_clean``: fields, trigger, registered type and its options,
+    constraints), sane bounds, the dependencies and, for a new schedule, the tenant's quota.
+    Errors are keyed by field; the name clash of the unique constraint is keyed on ``name``.
+    """
+    if not schedule.kind:
+        schedule.kind = getattr(type(schedule), "KIND", "") or schedule.kind
+    errors: dict[str, list[Any]] = {}
+    if creating and schedule.tenant_id:
+        try:
+            check_quota(schedule.tenant)
+        except ValidationError as exc:
+            errors.setdefault(NON_FIELD_ERRORS, []).extend(exc.messages)
+    try:
+        schedule.full_clean()  # includes check_limits, through Schedule.clean()
+    except ValidationError as exc:
+        for field, messages in _name_clash_on_name(schedule, exc).items():
+            errors.setdefault(field, []).extend(messages)
+    if depends_on is not None and "depends_on" not in errors:
+        try:
+            validate_dependencies(schedule, depends_on)
+        except ValidationError as exc:
+            errors.setdefault("depends_on", []).extend(exc.message_dict["depends_on"])
+    if not errors:
+        errors = _check_computable(schedule)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _name_clash_on_name(schedule: Schedule, exc: ValidationError) -> dict[str, list[Any]]:
+    result: dict[str, list[Any]] = {}
+    for field, error_list in exc.error_dict.items():
+        for error in error_list:
+            if field == NON_FIELD_ERRORS and error.code in ("unique_together", "unique"):
+                result.setdefault("name", []).append(
+                    _("A %(kind)s named %(name)s already exists in this tenant.")
+                    % {"kind": type(schedule)._meta.verbose_name, "name": schedule.name}
+                )
+            else:
+                result.setdefault(field, []).extend(ValidationError([error]).messages)
+    return result
+
+
+def _check_computable(schedule: Schedule) -> dict[str, list[Any]]:
+    """A trigger that validates but cannot compute its next run is still an error."""
+    from .triggers import next_runs
+
+    try:
+        next_runs(schedule, 1)
+    except (ArithmeticError, ValueError) as exc:
+        return {NON_FIELD_ERRORS: [_("The trigger cannot compute its next run: %s") % exc]}
+    return {}
+
+
+def create_schedule(
+    *,
+    model: type[Schedule],
+    tenant: Any,
+    user: Any = None,
+    source: str | None = None,
+    **fields: Any,
+) -> Schedule:
+    """Validate and save a new schedule of kind ``model``; raise ``ValidationError``.
+
+    With a ``source`` ("api", "admin", "cli") the creation is recorded in the audit trail.
+    """
     depends_on = fields.pop("depends_on", None)
     schedule = model(tenant=tenant, **fields)
-    schedule.full_clean()
     with transaction.atomic():
+        _lock_tenant(tenant)  # the quota count and the insert must not interleave
+        validate_schedule(schedule, depends_on=depends_on, creating=True)
         schedule.save()
         if depends_on:
             schedule.depends_on.set(depends_on)
+        if source is not None:
+            created = snapshot(schedule)
+            record_audit(
+                schedule=schedule,
+                action=AuditAction.CREATE,
+                user=user,
+                source=source,
+                changes={name: [None, value] for name, value in created.items()},
+            )
     return schedule
 
 
-def run_now(*, schedule: Schedule, user: Any = None) -> Execution:
-    """Queue a manual run; the scheduler picks it up within its sync interval."""
+def update_schedule(
+    *, schedule: Schedule, data: dict[str, Any], user: Any = None, source: str = "api"
+) -> Schedule:
+    """Apply ``data`` to ``schedule``, validate, save and record the changed fields."""
+    data = dict(data)
+    depends_on = data.pop("depends_on", None)
+    before = snapshot(schedule)
+    for name, value in data.items():
+        setattr(schedule, name, value)
+    with transaction.atomic():
+        if depends_on is not None:
+            _lock_tenant(schedule.tenant)  # two concurrent edits could each close half a cycle
+        validate_schedule(schedule, depends_on=depends_on)
+        schedule.save()
+        if depends_on is not None:
+            schedule.depends_on.set(depends_on)
+        changes = diff(before, snapshot(schedule))
+        if changes:
+            record_audit(
+                schedule=schedule,
+                action=AuditAction.CHANGE,
+                user=user,
+                source=source,
+                changes=changes,
+            )
+    return schedule
+
+
+def delete_schedule(*, schedule: Schedule, user: Any = None, source: str = "api") -> None:
+    """Delete ``schedule``, keeping its last configuration in the audit trail."""
+    with transaction.atomic():
+        before = snapshot(schedule)
+        record_audit(
+            schedule=schedule,
+            action=AuditAction.DELETE,
+            user=user,
+            source=source,
+            changes={name: [value, None] for name, value in before.items()},
+        )
+        schedule.delete()
+
+
+def _lock_tenant(tenant: Any) -> None:
+    # A row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already serializes writers.
+    type(tenant)._default_manager.select_for_update().filter(pk=tenant.pk).exists()
+
+
+def run_now(*, schedule: Schedule, user: Any = None, source: str | None = None) -> Execution:
+    """Queue a manual run; the scheduler picks it up within its sync interval.
+
+    With a ``source`` the run is recorded in the audit trail.
+    """
     now = timezone.now()
-    execution = Execution.objects.create(
-        schedule=schedule,
-        schedule_name=schedule.name,
-        schedule_kind=schedule.kind,
-        tenant_id=schedule.tenant_id,
-        scheduled_for=now,
-        attempt=1,
-        trigger=TriggerKind.MANUAL,
-        status=Status.QUEUED,
-        queued_at=now,
-        triggered_by=user if getattr(user, "is_authenticated", False) else None,
-    )
+    with transaction.atomic():
+        execution = Execution.objects.create(
+            schedule=schedule,
+            schedule_name=schedule.name,
+            schedule_kind=schedule.kind,
+            tenant_id=schedule.tenant_id,
+            scheduled_for=now,
+            attempt=1,
+            trigger=TriggerKind.MANUAL,
+            status=Status.QUEUED,
+            queued_at=now,
+            triggered_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        if source is not None:
+            record_audit(
+                schedule=schedule,
+                action=AuditAction.RUN,
+                user=user,
+                source=source,
+                changes={"execution": [None, execution.pk]},
+            )
     return execution
 
 
-def pause_schedule(*, schedule: Schedule, until: datetime | None = None) -> Schedule:
-    """Pause ``schedule`` until ``until`` (or indefinitely: disabled)."""
-    pause_schedules(queryset=Schedule.objects.filter(pk=schedule.pk), until=until)
-    schedule.refresh_from_db()
+def pause_schedule(
+    *,
+    schedule: Schedule,
+    until: datetime | None = None,
+    user: Any = None,
+    source: str | None = None,
+) -> Schedule:
+    """Pause ``schedule`` until ``until`` (or indefinitely: disabled).
+
+    With a ``source`` the pause is recorded in the audit trail.
+    """
+    with transaction.atomic():
+        before = snapshot(schedule) if source is not None else {}
+        pause_schedules(queryset=Schedule.objects.filter(pk=schedule.pk), until=until)
+        schedule.refresh_from_db()
+        if source is not None:
+            record_audit(
+                schedule=schedule,
+                action=AuditAction.PAUSE,
+                user=user,
+                source=source,
+                changes=diff(before, snapshot(schedule)),
+            )
     return schedule
 
 
-def resume_schedule(*, schedule: Schedule) -> Schedule:
-    """Resume a paused or disabled schedule."""
-    resume_schedules(queryset=Schedule.objects.filter(pk=schedule.pk))
-    schedule.refresh_from_db()
+def resume_schedule(*, schedule: Schedule, user: Any = None, source: str | None = None) -> Schedule:
+    """Resume a paused or disabled schedule.
+
+    With a ``source`` the resume is recorded in the audit trail.
+    """
+    with transaction.atomic():
+        before = snapshot(schedule) if source is not None else {}
+        resume_schedules(queryset=Schedule.objects.filter(pk=schedule.pk))
+        schedule.refresh_from_db()
+        if source is not None:
+            record_audit(
+                schedule=schedule,
+                action=AuditAction.RESUME,
+                user=user,
+                source=source,
+                changes=diff(before, snapshot(schedule)),
+            )
     return schedule
 
 

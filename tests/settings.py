@@ -8,6 +8,9 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SCHEDULING_MIN_INTERVAL = 1
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+# Most tests count a tenant's schedules from zero; the tests of the built-in "History
+# retention" cleanup turn it on with override_settings.
+SCHEDULING_RETENTION_SCHEDULE = False
 
 # Tests that make the database unavailable shorten SQLite's busy timeout for the scheduler.
 DATABASES["default"]["OPTIONS"]["timeout"] = float(  # noqa: F405

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.db.models import CharField, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext_lazy as _
 
 from ..registry import cleanup_target
+
+
+class ExecutionRetentionOptions(forms.Form):
+    use_tenant_retention = forms.BooleanField(
+        required=False,
+        help_text=_(
+            "Ignore retain_days: keep the tenant's execution_retention_days (else "
+            "SCHEDULING_EXECUTION_RETENTION_DAYS), read at run time."
+        ),
+    )
 
 
 def finished_executions(tenant: Any) -> QuerySet:
@@ -51,6 +62,7 @@ cleanup_target(
     datetime_field="finished_at",
     tenant_path="tenant",
     queryset=finished_executions,
+    options=ExecutionRetentionOptions,
 )
 
 cleanup_target(

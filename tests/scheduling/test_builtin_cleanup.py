@@ -92,6 +92,7 @@ def test_cleanup_deletes_only_old_finished_executions_of_the_tenant_in_batches(t
         "target": "executions",
         "deleted": 10,
         "batches": 4,
+        "retain_days": 30,
         "cutoff": (NOW - timedelta(days=30)).isoformat(),
         "complete": True,
     }

@@ -1,0 +1,76 @@
+"""Serializer fields that resolve ids only among what the requester may see.
+
+Another tenant's id gives exactly the error a nonexistent id gives, so a payload cannot probe
+for the existence of other tenants' rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import FieldError
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from ..models import Schedule
+from ..tenancy import get_tenant_model
+from .permissions import tenant_ids
+
+
+class TenantField(serializers.Field):
+    """A tenant given by id or slug, among the tenants the requester can see; shown as id."""
+
+    default_error_messages = {
+        "does_not_exist": _("No tenant {value!r} among your tenants."),
+        "incorrect_type": _("Give the tenant's id (integer) or slug (string), not {data_type}."),
+    }
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, bool) or not isinstance(data, int | str):
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        text = str(data).strip()
+        lookup = {"pk": int(text)} if text.isdecimal() else {"slug": text}
+        qs = get_tenant_model()._default_manager.all()
+        ids = tenant_ids(self.context["request"])
+        if ids is not None:
+            qs = qs.filter(pk__in=ids)
+        try:
+            return qs.get(**lookup)
+        except (qs.model.DoesNotExist, FieldError, ValueError, TypeError, OverflowError):
+            self.fail("does_not_exist", value=text[:100])
+
+    def to_representation(self, value: Any) -> int:
+        return value.pk
+
+
+class VisibleSchedulesField(serializers.PrimaryKeyRelatedField):
+    """A schedule id among the schedules the requester can see (used with ``many=True``)."""
+
+    default_error_messages = {
+        "does_not_exist": _("No schedule {pk_value!r} among your schedules."),
+    }
+
+    def get_queryset(self) -> Any:
+        qs = Schedule.objects.select_related("tenant").order_by()
+        ids = tenant_ids(self.context["request"])
+        return qs if ids is None else qs.filter(tenant_id__in=ids)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, float):  # 1.5 would silently become 1
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        try:
+            return super().to_internal_value(data)
+        except OverflowError:
+            self.fail("does_not_exist", pk_value=data)
+
+
+class RegisteredKeyField(serializers.CharField):
+    """A key of ``registry``; the model layer rejects unknown keys, naming the known ones.
+
+    The schema lists the keys registered when it is generated.
+    """
+
+    def __init__(self, *, registry: Any, **kwargs: Any) -> None:
+        self.registry = registry
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)

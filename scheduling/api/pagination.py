@@ -1,0 +1,40 @@
+"""Pagination: page numbers for schedules and artifacts, a cursor for the execution log."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from django.utils.dateparse import parse_datetime
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+
+
+class PagePagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class ExecutionCursorPagination(CursorPagination):
+    # The log grows at the head while a client pages through it: a cursor neither repeats
+    # nor skips rows the way page numbers would.
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+    ordering = ("-scheduled_for", "-id")
+
+    def decode_cursor(self, request: Any) -> Any:
+        """Reject a tampered cursor whose position is not an aware datetime (404, not 500)."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = parse_datetime(cursor.position)
+                valid = position is not None and position.utcoffset() is not None
+                if valid:
+                    position.astimezone(UTC)
+            except (ValueError, OverflowError):
+                valid = False
+            if not valid:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor

@@ -1,0 +1,410 @@
+"""Serializers: thin mappings between JSON and the models; the rules live in ``services``.
+
+Writes go through ``services.create_schedule`` / ``update_schedule``, which run the model
+layer's ``full_clean()`` (trigger, time zone, registered type and options, constraints), the
+dependency and quota rules, and record the audit trail. Their ``ValidationError`` becomes a
+400 with the same field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.settings import api_settings
+
+from .. import services, triggers
+from ..models import (
+    AuditEntry,
+    CleanupConfig,
+    Execution,
+    PeriodicScan,
+    Report,
+    ReportArtifact,
+    Schedule,
+    Status,
+)
+from ..registry import cleanup_targets, report_types, scan_types
+from ..tenancy import get_tenant_model
+from .fields import RegisteredKeyField, TenantField, VisibleSchedulesField
+from .permissions import ADMIN, effective_role, has_role
+
+
+def api_errors(exc: DjangoValidationError) -> dict[str, Any]:
+    """Turn a model-layer ``ValidationError`` into DRF's ``{field: [messages]}`` form."""
+    detail = serializers.as_serializer_error(exc)
+    if NON_FIELD_ERRORS in detail:
+        detail[api_settings.NON_FIELD_ERRORS_KEY] = detail.pop(NON_FIELD_ERRORS)
+    return detail
+
+
+class StrictMixin:
+    """Reject keys the serializer does not accept instead of silently ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            fields = self.fields  # type: ignore[attr-defined]
+            errors = {}
+            for key in data:
+                if key not in fields:
+                    errors[key] = [_("Unknown field.")]
+                elif fields[key].read_only:
+                    errors[key] = [_("This field is read-only.")]
+            if errors:
+                raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+# -- tenants ---------------------------------------------------------------------------------
+
+
+def _tenant_fields() -> list[str]:
+    # The tenant model is swappable: show the default model's fields where they exist.
+    names = {f.name for f in get_tenant_model()._meta.get_fields()}
+    wanted = [
+        "name",
+        "slug",
+        "timezone",
+        "is_active",
+        "max_schedules",
+        "max_concurrent_executions",
+        "created_at",
+    ]
+    return ["id", *(n for n in wanted if n in names)]
+
+
+class TenantSerializer(serializers.ModelSerializer):
+    role = serializers.SerializerMethodField(
+        help_text=_("Your effective role in this tenant (superusers: owner).")
+    )
+    schedule_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = get_tenant_model()
+        fields = [*_tenant_fields(), "role", "schedule_count"]
+        read_only_fields = fields
+
+    def get_role(self, obj: Any) -> str | None:
+        return effective_role(self.context["request"], obj.pk)
+
+
+# -- schedules -------------------------------------------------------------------------------
+
+COMMON_FIELDS = [
+    "tenant",
+    "name",
+    "description",
+    "enabled",
+    "paused_until",
+    "trigger_type",
+    "interval_seconds",
+    "cron_expression",
+    "run_at",
+    "start_at",
+    "end_at",
+    "timezone",
+    "jitter_seconds",
+    "dst_gap_policy",
+    "dst_fold_policy",
+    "timeout_seconds",
+    "max_retries",
+    "retry_backoff_seconds",
+    "overlap",
+    "max_instances",
+    "misfire_grace_seconds",
+    "coalesce",
+    "priority",
+    "stagger",
+    "max_executions",
+    "depends_on",
+]
+SCHEDULER_STATE = [
+    "next_run_at",
+    "last_run_at",
+    "last_status",
+    "run_count",
+    "consecutive_failures",
+]
+READ_ONLY_FIELDS = [
+    "id",
+    "kind",
+    "tenant_slug",
+    "trigger_description",
+    *SCHEDULER_STATE,
+    "created_at",
+    "updated_at",
+]
+
+
+def _number_limits(fields: list[str]) -> dict[str, dict[str, int]]:
+    """Document the service's bounds on the serializer fields (and check them early)."""
+    kwargs: dict[str, dict[str, int]] = {}
+    for name in fields:
+        if name in services.NUMBER_LIMITS:
+            kwargs[name] = {"max_value": services.NUMBER_LIMITS[name]}
+            if name in services.NUMBER_MINIMUMS:
+                kwargs[name]["min_value"] = services.NUMBER_MINIMUMS[name]
+    return kwargs
+
+
+class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
+    """Fields every kind shares; subclasses add the kind's own fields."""
+
+    tenant = TenantField(help_text=_("The tenant's id or slug; fixed once created."))
+    tenant_slug = serializers.CharField(source="tenant.slug", read_only=True)
+    depends_on = VisibleSchedulesField(
+        many=True,
+        required=False,
+        help_text=_("Ids of schedules of the same tenant that must succeed first."),
+    )
+    trigger_description = serializers.SerializerMethodField()
+    # Empty until the first run; DRF drops allow_blank from read-only model fields.
+    last_status = serializers.ChoiceField(choices=Status.choices, allow_blank=True, read_only=True)
+
+    class Meta:
+        model = Schedule
+        fields = [*READ_ONLY_FIELDS, *COMMON_FIELDS]
+        read_only_fields = READ_ONLY_FIELDS
+        extra_kwargs = _number_limits(COMMON_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance is not None and "tenant" in self.fields:
+            self.fields["tenant"].required = False
+
+    @extend_schema_field(str)
+    def get_trigger_description(self, obj: Schedule) -> str:
+        return triggers.describe(obj)
+
+    def validate_tenant(self, tenant: Any) -> Any:
+        if self.instance is not None and getattr(self.instance, "tenant_id", None) != tenant.pk:
+            raise serializers.ValidationError(_("The tenant of a schedule cannot be changed."))
+        if not has_role(self.context["request"], tenant.pk, ADMIN):
+            raise PermissionDenied(_("Only an admin or owner of this tenant may do this."))
+        return tenant
+
+    def create(self, validated_data: dict[str, Any]) -> Schedule:
+        request = self.context["request"]
+        try:
+            return services.create_schedule(
+                model=self.Meta.model, user=request.user, source="api", **validated_data
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(api_errors(exc)) from exc
+
+    def update(self, instance: Schedule, validated_data: dict[str, Any]) -> Schedule:
+        validated_data.pop("tenant", None)
+        request = self.context["request"]
+        try:
+            return services.update_schedule(
+                schedule=instance, data=validated_data, user=request.user, source="api"
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(api_errors(exc)) from exc
+
+
+class PeriodicScanSerializer(ScheduleSerializer):
+    """A periodic scan: a registered scan type run against a target."""
+
+    scan_type = RegisteredKeyField(registry=scan_types)
+
+    class Meta(ScheduleSerializer.Meta):
+        model = PeriodicScan
+        fields = [*ScheduleSerializer.Meta.fields, "scan_type", "target", "options"]
+
+
+class ReportSerializer(ScheduleSerializer):
+    """A report: a registered report type rendered in a format and e-mailed."""
+
+    report_type = RegisteredKeyField(registry=report_types)
+
+    class Meta(ScheduleSerializer.Meta):
+        model = Report
+        fields = [*ScheduleSerializer.Meta.fields, "report_type", "format", "recipients", "options"]
+
+
+class CleanupConfigSerializer(ScheduleSerializer):
+    """A cleanup: rows of a registered target older than ``retain_days`` are deleted."""
+
+    cleanup_target = RegisteredKeyField(registry=cleanup_targets)
+
+    class Meta(ScheduleSerializer.Meta):
+        model = CleanupConfig
+        fields = [
+            *ScheduleSerializer.Meta.fields,
+            "cleanup_target",
+            "retain_days",
+            "batch_size",
+            "options",
+        ]
+        extra_kwargs = _number_limits([*COMMON_FIELDS, "retain_days", "batch_size"])
+
+
+# -- schedule actions ------------------------------------------------------------------------
+
+
+class EmptySerializer(StrictMixin, serializers.Serializer):
+    """No body, or an empty JSON object."""
+
+
+class PauseSerializer(StrictMixin, serializers.Serializer):
+    until = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text=_("Resume by itself at this instant; without it, stay paused until resumed."),
+    )
+
+    def validate_until(self, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        if value <= timezone.now():
+            raise serializers.ValidationError(_("The pause must end in the future."))
+        if value >= services.LATEST:
+            raise serializers.ValidationError(_("Use a date before 9000."))
+        return value
+
+
+class NextRunsQuerySerializer(serializers.Serializer):
+    count = serializers.IntegerField(
+        required=False,
+        default=5,
+        min_value=1,
+        max_value=10_000,
+        help_text=_("How many fire times to return (default 5; more than the cap give the cap)."),
+    )
+
+
+class NextRunsSerializer(serializers.Serializer):
+    description = serializers.CharField()
+    timezone = serializers.CharField()
+    enabled = serializers.BooleanField()
+    paused_until = serializers.DateTimeField(allow_null=True)
+    runs = serializers.ListField(child=serializers.DateTimeField())
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    user = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "id",
+            "action",
+            "user",
+            "source",
+            "changes",
+            "schedule_name",
+            "schedule_kind",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_user(self, obj: AuditEntry) -> str | None:
+        return obj.user.get_username() if obj.user else None
+
+
+# -- executions and artifacts ----------------------------------------------------------------
+
+
+class ExecutionSerializer(serializers.ModelSerializer):
+    triggered_by = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Execution
+        fields = [
+            "id",
+            "tenant",
+            "schedule",
+            "schedule_name",
+            "schedule_kind",
+            "scheduled_for",
+            "attempt",
+            "trigger",
+            "status",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "run_after",
+            "result",
+            "error",
+            "traceback",
+            "worker",
+            "triggered_by",
+        ]
+        read_only_fields = fields
+
+    def get_triggered_by(self, obj: Execution) -> str | None:
+        return obj.triggered_by.get_username() if obj.triggered_by else None
+
+
+class ReportArtifactSerializer(serializers.ModelSerializer):
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ReportArtifact
+        fields = [
+            "id",
+            "tenant",
+            "report",
+            "execution",
+            "format",
+            "filename",
+            "content_type",
+            "size",
+            "checksum",
+            "created_at",
+            "download_url",
+        ]
+        read_only_fields = fields
+
+    def get_download_url(self, obj: ReportArtifact) -> str:
+        return reverse("scheduling-api:report-artifact-download", args=[obj.pk])
+
+
+# -- scheduler status ------------------------------------------------------------------------
+
+
+class NextFireSerializer(serializers.ModelSerializer):
+    tenant = serializers.IntegerField(source="tenant_id", read_only=True)
+
+    class Meta:
+        model = Schedule
+        fields = ["id", "kind", "name", "tenant", "next_run_at", "paused_until"]
+        read_only_fields = fields
+
+
+class SchedulerStatusSerializer(serializers.Serializer):
+    lease_name = serializers.CharField()
+    leader_active = serializers.BooleanField(
+        help_text=_("Whether a scheduler holds an unexpired lease.")
+    )
+    leader = serializers.CharField(
+        allow_null=True,
+        help_text=_("The lease holder (host:pid:id); shown to users who see every tenant."),
+    )
+    heartbeat_age_seconds = serializers.FloatField(
+        allow_null=True, help_text=_("Seconds since the leader last renewed its lease.")
+    )
+    renewed_at = serializers.DateTimeField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    last_sync_at = serializers.DateTimeField(allow_null=True)
+    sync_lag_ms = serializers.IntegerField(
+        allow_null=True, help_text=_("Duration of the last sync pass.")
+    )
+    job_count = serializers.IntegerField(
+        help_text=_(
+            "Jobs in the scheduler for users who see every tenant; for others, the enabled "
+            "schedules of their tenants."
+        )
+    )
+    next_fires = NextFireSerializer(many=True)

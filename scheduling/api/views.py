@@ -1,0 +1,362 @@
+"""ViewSets: tenant-scoped querysets, role checks, and calls into ``services``.
+
+Every queryset starts from the tenants the requester may see, so another tenant's object is
+404 on every route (detail, actions, filters), before any role is checked. The web process
+never runs a job: ``run/`` queues an execution for the scheduler process.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db.models import Count, Prefetch
+from django.http import Http404, HttpResponse
+from django.utils import timezone
+from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import services, triggers
+from ..conf import conf
+from ..models import (
+    AuditEntry,
+    CleanupConfig,
+    Execution,
+    PeriodicScan,
+    Report,
+    ReportArtifact,
+    Schedule,
+    SchedulerLease,
+)
+from ..tenancy import get_tenant_model
+from . import filters, serializers
+from .filters import MAX_ID
+from .pagination import ExecutionCursorPagination, PagePagination
+from .parsers import StrictJSONParser
+from .permissions import ADMIN, OPERATOR, TenantRolePermission, tenant_ids
+from .schema import APISchema
+
+NEXT_FIRES = 10
+
+
+def max_next_runs() -> int:
+    """The cap on ``next-runs/?count=`` (SCHEDULING_API_MAX_NEXT_RUNS)."""
+    return conf.API_MAX_NEXT_RUNS
+
+
+def _scoped(queryset: Any, request: Request, tenant_field: str = "tenant_id") -> Any:
+    ids = tenant_ids(request)
+    return queryset if ids is None else queryset.filter(**{f"{tenant_field}__in": ids})
+
+
+class APIMixin:
+    """What every view of this API shares, independent of the project's DRF defaults."""
+
+    permission_classes = [IsAuthenticated, TenantRolePermission]
+    parser_classes = [StrictJSONParser]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
+    schema = APISchema()
+
+    lookup_value_regex = "[^/]+"  # any id reaches the view and gets a JSON 404, not HTML
+
+    def fake_view(self) -> bool:
+        """Whether drf-spectacular is introspecting the view (no real request)."""
+        return getattr(self, "swagger_fake_view", False)
+
+    def get_object(self) -> Any:
+        # Ids the database cannot hold are simply not found (SQLite raises OverflowError on
+        # them, and exact lookups through a parent link are not range-checked by Django).
+        value = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")
+        if not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID):
+            model = self.get_queryset().model
+            raise Http404(f"No {model._meta.object_name} matches the given query.")
+        return super().get_object()  # type: ignore[misc]
+
+
+class TenantViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
+    """The tenants you are a member of, with your role in each."""
+
+    serializer_class = serializers.TenantSerializer
+    pagination_class = PagePagination
+
+    def get_queryset(self) -> Any:
+        model = get_tenant_model()
+        if self.fake_view():
+            return model._default_manager.none()
+        qs = model._default_manager.annotate(schedule_count=Count("schedules"))
+        return _scoped(qs, self.request, "pk").order_by("name", "pk")
+
+
+class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
+    """Schedules of one kind: CRUD plus run, pause, resume, next-runs and history."""
+
+    model: type[Schedule] = Schedule
+    pagination_class = PagePagination
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    ordering_fields = [
+        "id",
+        "name",
+        "priority",
+        "next_run_at",
+        "last_run_at",
+        "created_at",
+        "updated_at",
+    ]
+    ordering = ["name", "id"]
+    required_roles = {
+        "create": ADMIN,
+        "update": ADMIN,
+        "partial_update": ADMIN,
+        "destroy": ADMIN,
+        "run": OPERATOR,
+        "pause": OPERATOR,
+        "resume": OPERATOR,
+    }
+
+    def get_queryset(self) -> Any:
+        if self.fake_view():
+            return self.model.objects.none()
+        qs = self.model.objects.select_related("tenant").prefetch_related(
+            Prefetch("depends_on", queryset=Schedule.objects.only("id").order_by("id"))
+        )
+        return _scoped(qs, self.request)
+
+    def perform_create(self, serializer: Any) -> None:
+        # Validation, quota, dependencies and the audit entry: services.create_schedule.
+        serializer.save()
+
+    def perform_update(self, serializer: Any) -> None:
+        serializer.save()
+
+    def perform_destroy(self, instance: Schedule) -> None:
+        services.delete_schedule(schedule=instance, user=self.request.user, source="api")
+
+    def _check_empty_body(self, request: Request) -> None:
+        body = serializers.EmptySerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+
+    @extend_schema(
+        request=None,
+        responses={202: serializers.ExecutionSerializer},
+        summary="Queue a manual run",
+        description="The scheduler process picks the execution up within its sync interval.",
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request: Request, pk: Any = None) -> Response:
+        schedule = self.get_object()
+        self._check_empty_body(request)
+        execution = services.run_now(schedule=schedule, user=request.user, source="api")
+        data = serializers.ExecutionSerializer(execution, context=self.get_serializer_context())
+        return Response(data.data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        request=serializers.PauseSerializer,
+        summary="Pause",
+        description="With `until`, until that instant; without, until resumed (disabled).",
+    )
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: Any = None) -> Response:
+        schedule = self.get_object()
+        body = serializers.PauseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        services.pause_schedule(
+            schedule=schedule,
+            until=body.validated_data.get("until"),
+            user=request.user,
+            source="api",
+        )
+        return Response(self.get_serializer(schedule).data)
+
+    @extend_schema(request=None, summary="Resume (and enable)")
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: Any = None) -> Response:
+        schedule = self.get_object()
+        self._check_empty_body(request)
+        services.resume_schedule(schedule=schedule, user=request.user, source="api")
+        return Response(self.get_serializer(schedule).data)
+
+    @extend_schema(
+        parameters=[serializers.NextRunsQuerySerializer],
+        responses=serializers.NextRunsSerializer,
+        summary="Preview the next fire times",
+    )
+    @action(detail=True, methods=["get"], url_path="next-runs")
+    def next_runs(self, request: Request, pk: Any = None) -> Response:
+        schedule = self.get_object()
+        query = serializers.NextRunsQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        count = min(query.validated_data["count"], max_next_runs())
+        try:
+            runs = triggers.next_runs(schedule, count)
+        except (ArithmeticError, ValueError) as exc:
+            raise ValidationError(
+                {"detail": _("The trigger cannot compute its runs: %s") % exc}
+            ) from exc
+        data = {
+            "description": triggers.describe(schedule),
+            "timezone": schedule.effective_timezone,
+            "enabled": schedule.enabled,
+            "paused_until": schedule.paused_until,
+            "runs": runs,
+        }
+        return Response(serializers.NextRunsSerializer(data).data)
+
+    @extend_schema(
+        responses=serializers.AuditEntrySerializer(many=True),
+        summary="Audit trail: who changed what, and when",
+    )
+    @action(detail=True, methods=["get"], pagination_class=PagePagination, filter_backends=[])
+    def history(self, request: Request, pk: Any = None) -> Response:
+        schedule = self.get_object()
+        entries = AuditEntry.objects.filter(schedule=schedule).select_related("user")
+        page = self.paginate_queryset(entries.order_by("-created_at", "-pk"))
+        data = serializers.AuditEntrySerializer(page, many=True).data
+        return self.get_paginated_response(data)
+
+
+class PeriodicScanViewSet(ScheduleViewSet):
+    """Periodic scans of the tenants you can see."""
+
+    model = PeriodicScan
+    serializer_class = serializers.PeriodicScanSerializer
+    filterset_class = filters.PeriodicScanFilter
+    ordering_fields = [*ScheduleViewSet.ordering_fields, "scan_type"]
+
+
+class ReportViewSet(ScheduleViewSet):
+    """Reports of the tenants you can see."""
+
+    model = Report
+    serializer_class = serializers.ReportSerializer
+    filterset_class = filters.ReportFilter
+    ordering_fields = [*ScheduleViewSet.ordering_fields, "report_type"]
+
+
+class CleanupConfigViewSet(ScheduleViewSet):
+    """Cleanup configs of the tenants you can see."""
+
+    model = CleanupConfig
+    serializer_class = serializers.CleanupConfigSerializer
+    filterset_class = filters.CleanupConfigFilter
+    ordering_fields = [*ScheduleViewSet.ordering_fields, "cleanup_target"]
+
+
+class ExecutionViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
+    """The execution log (newest first, cursor-paginated)."""
+
+    serializer_class = serializers.ExecutionSerializer
+    pagination_class = ExecutionCursorPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = filters.ExecutionFilter
+
+    def get_queryset(self) -> Any:
+        if self.fake_view():
+            return Execution.objects.none()
+        return _scoped(Execution.objects.select_related("triggered_by"), self.request)
+
+
+class DownloadRenderer(BaseRenderer):
+    """Lets a download answer any ``Accept``; the view returns the file itself."""
+
+    media_type = "*/*"
+    format = "download"
+
+    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
+        # Only errors get here (a download returns its own response): they are JSON.
+        response = (renderer_context or {}).get("response")
+        if response is not None:
+            response["Content-Type"] = "application/json"
+        return JSONRenderer().render(data, "application/json", renderer_context)
+
+
+_UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ReportArtifactViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
+    """Rendered reports; ``download/`` returns the file in its format."""
+
+    serializer_class = serializers.ReportArtifactSerializer
+    pagination_class = PagePagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = filters.ReportArtifactFilter
+
+    def get_queryset(self) -> Any:
+        if self.fake_view():
+            return ReportArtifact.objects.none()
+        qs = ReportArtifact.objects.defer("content").order_by("-created_at", "-id")
+        if self.action == "download":
+            qs = qs.defer(None)
+        return _scoped(qs, self.request)
+
+    @extend_schema(
+        responses={
+            (200, "*/*"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The file, with its content type."
+            )
+        },
+        summary="Download the rendered report",
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        renderer_classes=[JSONRenderer, DownloadRenderer],
+        filter_backends=[],
+    )
+    def download(self, request: Request, pk: Any = None) -> HttpResponse:
+        artifact = self.get_object()
+        content_type = artifact.content_type
+        if not content_type or _UNSAFE_HEADER.search(content_type):
+            content_type = "application/octet-stream"
+        filename = _UNSAFE_HEADER.sub("", artifact.filename) or f"report-{artifact.pk}"
+        response = HttpResponse(artifact.content, content_type=content_type)
+        response["Content-Disposition"] = content_disposition_header(True, filename)
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class SchedulerStatusView(APIMixin, APIView):
+    """The leader, its heartbeat, the last sync and the next fires you can see."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=serializers.SchedulerStatusSerializer)
+    def get(self, request: Request) -> Response:
+        now = timezone.now()
+        lease = SchedulerLease.objects.filter(name=conf.LEASE_NAME).first()
+        sees_all = tenant_ids(request) is None
+        schedules = _scoped(Schedule.objects.all(), request)
+        upcoming = (
+            schedules.filter(enabled=True, next_run_at__isnull=False)
+            .order_by("next_run_at", "id")
+            .only("id", "kind", "name", "tenant_id", "next_run_at", "paused_until")[:NEXT_FIRES]
+        )
+        if sees_all:
+            job_count = lease.job_count if lease else 0
+        else:
+            job_count = schedules.filter(enabled=True).count()
+        renewed_at = lease.renewed_at if lease else None
+        data = {
+            "lease_name": conf.LEASE_NAME,
+            "leader_active": bool(lease and lease.is_held(now)),
+            "leader": (lease.holder or None) if (lease and sees_all) else None,
+            "heartbeat_age_seconds": (now - renewed_at).total_seconds() if renewed_at else None,
+            "renewed_at": renewed_at,
+            "expires_at": lease.expires_at if lease else None,
+            "last_sync_at": lease.last_sync_at if lease else None,
+            "sync_lag_ms": lease.sync_lag_ms if lease else None,
+            "job_count": job_count,
+            "next_fires": list(upcoming),
+        }
+        return Response(serializers.SchedulerStatusSerializer(data).data)

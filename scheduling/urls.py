@@ -1,0 +1,17 @@
+"""Monitoring endpoints: ``healthz`` and ``metrics`` (see ``scheduling.health``).
+
+Include them at the root of a project's URLconf::
+
+    path("", include("scheduling.urls")),
+"""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from . import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="scheduling-healthz"),
+    path("metrics", health.metrics, name="scheduling-metrics"),
+]

@@ -1,0 +1,190 @@
+"""purge: execution retention applied now, exactly, in batches that keep the database writable."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connections, transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from scheduling.models import Execution, Status
+from tests.factories import make_execution, make_membership, make_tenant, make_user
+
+from .conftest import cli, echo_scan
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def history(db):
+    """Executions on both sides of each tenant's retention; returns the ids purge must take."""
+    acme = make_tenant(slug="acme", execution_retention_days=10)
+    beta = make_tenant(slug="beta")  # the setting's default: 30 days below
+    acme_scan, beta_scan = echo_scan(acme), echo_scan(beta)
+
+    def finished(scan, age, status=Status.SUCCEEDED):
+        return make_execution(schedule=scan, status=status, finished_at=NOW - age)
+
+    doomed = {
+        finished(acme_scan, timedelta(days=11)).pk,
+        finished(acme_scan, timedelta(days=10, seconds=1), Status.FAILED).pk,
+        finished(beta_scan, timedelta(days=31), Status.MISSED).pk,
+    }
+    kept = {
+        finished(acme_scan, timedelta(days=9, hours=23)).pk,
+        finished(beta_scan, timedelta(days=29)).pk,
+        # Active executions are never purged, however old.
+        make_execution(
+            schedule=acme_scan,
+            status=Status.RUNNING,
+            scheduled_for=NOW - timedelta(days=50),
+            finished_at=None,
+        ).pk,
+    }
+    return {"doomed": doomed, "kept": kept}
+
+
+@pytest.fixture
+def frozen():
+    with (
+        time_machine.travel(NOW, tick=False),
+        override_settings(SCHEDULING_EXECUTION_RETENTION_DAYS=30),
+    ):
+        yield
+
+
+def test_deletes_exactly_the_rows_past_each_tenants_retention(history, frozen):
+    result = cli("purge", "--format", "json")
+
+    assert result.code == 0, result.err
+    assert result.data == {
+        "dry_run": False,
+        "deleted": 3,
+        "tenants": [
+            {
+                "tenant": "acme",
+                "retain_days": 10,
+                "cutoff": (NOW - timedelta(days=10)).isoformat(),
+                "deleted": 2,
+            },
+            {
+                "tenant": "beta",
+                "retain_days": 30,
+                "cutoff": (NOW - timedelta(days=30)).isoformat(),
+                "deleted": 1,
+            },
+        ],
+    }
+    assert set(Execution.objects.values_list("pk", flat=True)) == history["kept"]
+
+
+def test_table_shows_progress_and_a_summary_for_one_tenant(history, frozen):
+    result = cli("purge", "--tenant", "acme", "--batch-size", "1")
+
+    assert result.code == 0
+    assert "Purging executions" in result.out
+    assert "Deleted 2 execution(s) of 1 tenant(s)." in result.out
+    left = Execution.objects.filter(pk__in=history["doomed"])
+    assert list(left.values_list("tenant__slug", flat=True)) == ["beta"]
+
+
+def test_dry_run_counts_and_deletes_nothing(history, frozen):
+    table = cli("purge", "--dry-run")
+    data = cli("purge", "--dry-run", "--format", "json").data
+
+    assert "Would delete 3 execution(s) of 2 tenant(s)." in table.out
+    assert (data["dry_run"], data["deleted"]) == (True, 3)
+    assert Execution.objects.count() == 6
+
+
+def test_only_admins_purge(history, frozen):
+    user = make_user(username="otto")
+    acme = Execution.objects.filter(tenant__slug="acme").first().tenant
+    make_membership(user=user, tenant=acme, role="operator")
+    result = cli("purge", "--tenant", "acme", "--user", "otto")
+    assert (result.code, result.err) == (2, "Your role in tenant 'acme' does not allow purge.")
+    # Without --tenant: only the tenants the user administers, here none.
+    assert cli("purge", "--user", "otto", "--format", "json").data["tenants"] == []
+    assert Execution.objects.count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_purging_200000_executions_never_blocks_a_concurrent_writer_for_a_second():
+    tenant = make_tenant(slug="big", execution_retention_days=30)
+    scan = echo_scan(tenant, name="busy")
+    writer_scan = echo_scan(make_tenant(slug="writer"), name="writer")
+    old = timezone.now() - timedelta(days=60)
+    first = datetime(2020, 1, 1, tzinfo=UTC)
+    with transaction.atomic():
+        for start in range(0, 200_000, 20_000):
+            Execution.objects.bulk_create(
+                Execution(
+                    schedule=scan,
+                    schedule_name=scan.name,
+                    schedule_kind="scan",
+                    tenant=tenant,
+                    scheduled_for=first + timedelta(seconds=n),
+                    status=Status.SUCCEEDED,
+                    queued_at=old,
+                    started_at=old,
+                    finished_at=old,
+                    duration_ms=5,
+                )
+                for n in range(start, start + 20_000)
+            )
+    recent = make_execution(schedule=scan)
+
+    latencies: list[float] = []
+    finished_at: list[float] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        # Its own connection (Django's are per thread), inserting like the scheduler does.
+        try:
+            n = 0
+            while not stop.is_set():
+                started = time.monotonic()
+                Execution.objects.create(
+                    schedule=writer_scan,
+                    schedule_name=writer_scan.name,
+                    schedule_kind="scan",
+                    tenant_id=writer_scan.tenant_id,
+                    scheduled_for=first + timedelta(seconds=n),
+                    status=Status.QUEUED,
+                )
+                finished_at.append(time.monotonic())
+                latencies.append(finished_at[-1] - started)
+                n += 1
+                time.sleep(0.005)
+        except BaseException as exc:  # reported by the assertions below
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    writer = threading.Thread(target=write, name="concurrent-writer")
+    writer.start()
+    try:
+        purge_started = time.monotonic()
+        result = cli("purge", "--format", "json")
+        purge_ended = time.monotonic()
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+
+    assert result.code == 0, result.err
+    assert result.data["deleted"] == 200_000
+    assert not failures, failures
+    during = [t for t in finished_at if purge_started <= t <= purge_ended]
+    took = purge_ended - purge_started
+    assert len(during) >= 20, f"the writer managed only {len(during)} inserts in {took:.1f} s"
+    assert max(latencies) < 1.0, f"a write waited {max(latencies):.2f} s"
+    gaps = [b - a for a, b in zip([purge_started, *during], [*during, purge_ended], strict=True)]
+    assert max(gaps) < 1.0, f"no write completed for {max(gaps):.2f} s during the purge"
+    assert list(Execution.objects.filter(schedule=scan).values_list("pk", flat=True)) == [recent.pk]
+    assert Execution.objects.filter(schedule=writer_scan).count() == len(latencies)
