@@ -22,23 +22,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
+from .validators import validate_timezone_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 TENANT_MODEL = getattr(settings, "SCHEDULING_TENANT_MODEL", "tenants.Tenant")
-
-
-def validate_timezone_name(value: str) -> None:
-    """Reject names that are not IANA time zones."""
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(
-            _("%(value)s is not a known IANA time zone (for example Europe/Berlin)."),
-            code="invalid_timezone",
-            params={"value": value},
-        ) from exc
 
 
 class Kind(models.TextChoices):

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import zoneinfo
-
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-
-def validate_timezone(value: str) -> None:
-    """Reject names that are not IANA time zones."""
-    try:
-        zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(
-            _("%(value)s is not a known IANA time zone (for example Europe/Berlin)."),
-            code="invalid_timezone",
-            params={"value": value},
-        ) from exc
+from scheduling.validators import validate_timezone_name as validate_timezone
 
 
 class TenantQuerySet(models.QuerySet):
