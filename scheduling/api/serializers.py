@@ -388,6 +388,9 @@ class SchedulerStatusSerializer(serializers.Serializer):
     leader_active = serializers.BooleanField(
         help_text=_("Whether a scheduler holds an unexpired lease.")
     )
+    healthy = serializers.BooleanField(
+        help_text=_("A leader is active and its heartbeat is fresh (as /healthz says).")
+    )
     leader = serializers.CharField(
         allow_null=True,
         help_text=_("The lease holder (host:pid:id); shown to users who see every tenant."),

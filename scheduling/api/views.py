@@ -12,7 +12,6 @@ from typing import Any
 
 from django.db.models import Count, Prefetch
 from django.http import Http404, HttpResponse
-from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
@@ -38,8 +37,8 @@ from ..models import (
     Report,
     ReportArtifact,
     Schedule,
-    SchedulerLease,
 )
+from ..status import scheduler_status
 from ..tenancy import get_tenant_model
 from . import filters, serializers
 from .filters import MAX_ID
@@ -333,30 +332,8 @@ class SchedulerStatusView(APIMixin, APIView):
 
     @extend_schema(responses=serializers.SchedulerStatusSerializer)
     def get(self, request: Request) -> Response:
-        now = timezone.now()
-        lease = SchedulerLease.objects.filter(name=conf.LEASE_NAME).first()
-        sees_all = tenant_ids(request) is None
-        schedules = _scoped(Schedule.objects.all(), request)
-        upcoming = (
-            schedules.filter(enabled=True, next_run_at__isnull=False)
-            .order_by("next_run_at", "id")
-            .only("id", "kind", "name", "tenant_id", "next_run_at", "paused_until")[:NEXT_FIRES]
-        )
-        if sees_all:
-            job_count = lease.job_count if lease else 0
-        else:
-            job_count = schedules.filter(enabled=True).count()
-        renewed_at = lease.renewed_at if lease else None
-        data = {
-            "lease_name": conf.LEASE_NAME,
-            "leader_active": bool(lease and lease.is_held(now)),
-            "leader": (lease.holder or None) if (lease and sees_all) else None,
-            "heartbeat_age_seconds": (now - renewed_at).total_seconds() if renewed_at else None,
-            "renewed_at": renewed_at,
-            "expires_at": lease.expires_at if lease else None,
-            "last_sync_at": lease.last_sync_at if lease else None,
-            "sync_lag_ms": lease.sync_lag_ms if lease else None,
-            "job_count": job_count,
-            "next_fires": list(upcoming),
-        }
+        visible = tenant_ids(request)
+        data = scheduler_status(tenant_ids=visible, next_count=NEXT_FIRES)
+        if visible is not None:
+            data["leader"] = None  # host names are not tenant data to show
         return Response(serializers.SchedulerStatusSerializer(data).data)
