@@ -328,6 +328,21 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "run_after",
     ]
 
+    def get_urls(self) -> list:
+        from django.urls import path
+
+        from .admin_dashboard import dashboard_view
+
+        # The dashboard lives here because executions are what it summarises; its name is
+        # site-wide: reverse("admin:scheduling_dashboard").
+        dashboard = path(
+            "dashboard/",
+            self.admin_site.admin_view(dashboard_view),
+            {"admin_site": self.admin_site},
+            name="scheduling_dashboard",
+        )
+        return [dashboard, *super().get_urls()]
+
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Execution) -> str:
         return status_badge(obj.status, obj.get_status_display())
