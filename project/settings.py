@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dj_database_url
 import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -62,18 +63,36 @@ WSGI_APPLICATION = "project.wsgi.application"
 # SQLite is the embedded default. WAL lets readers (admin, API) work while the scheduler
 # writes; IMMEDIATE transactions take the write lock up front so two writers queue on the
 # busy timeout instead of failing with "database is locked" half-way through a transaction.
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("SCHEDULING_DB_PATH", str(BASE_DIR / "db.sqlite3")),
-        "OPTIONS": {
-            "transaction_mode": "IMMEDIATE",
-            "timeout": 20,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-        "TEST": {"NAME": os.environ.get("SCHEDULING_TEST_DB_PATH") or None},
-    }
+_SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
 }
+
+# DATABASE_URL selects another database, e.g. postgres://user:password@host:5432/name
+# (PostgreSQL needs the `postgres` extra: pip install django-tenant-scheduling[postgres]).
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+            # A connection that the server dropped (restart, pg_terminate_backend) is
+            # replaced before it is used again instead of failing the next query.
+            conn_health_checks=True,
+        )
+    }
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"]["OPTIONS"] = dict(_SQLITE_OPTIONS)
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("SCHEDULING_DB_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": dict(_SQLITE_OPTIONS),
+            "TEST": {"NAME": os.environ.get("SCHEDULING_TEST_DB_PATH") or None},
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

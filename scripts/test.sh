@@ -3,13 +3,14 @@
 #
 #   1. .venv (Python 3.11, else the default python3 if it is 3.11+): pip install -e .[test]
 #   2. ruff check, ruff format --check, the packaging check, makemigrations --check
-#   3. pytest on Django 5.2
-#   4. when a Python 3.12+ interpreter exists: .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
+#   3. scripts/install_services.sh: Debian's PostgreSQL and Redis when absent
+#   4. pytest on Django 5.2 (SQLite), then again on a throwaway PostgreSQL server
+#   5. when a Python 3.12+ interpreter exists: .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
 #      available) and pytest again
 #
 # Every step runs even when an earlier one fails; the exit status is non-zero if any failed.
 # Arguments are passed to pytest (bash scripts/test.sh -k triggers -x).
-# SKIP_DJANGO6=1 skips step 4.
+# SKIP_DJANGO6=1 skips step 5.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -81,7 +82,19 @@ step "packaging: every package directory is listed in pyproject.toml" \
     .venv/bin/python scripts/check_packages.py
 step "makemigrations --check" env DJANGO_SETTINGS_MODULE=tests.settings \
     .venv/bin/python manage.py makemigrations --check --dry-run
+# The scale-out tests and the PostgreSQL run start their own servers from these packages.
+step "services: PostgreSQL and Redis (Debian packages, installed when absent)" \
+    bash scripts/install_services.sh
 step "pytest (Django 5.2)" .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "$@"
+# The whole suite again on a throwaway PostgreSQL server (tests/servers.py) on a loopback port.
+postgres_missing=$(.venv/bin/python -c \
+    'from tests.servers import postgres_available; print(postgres_available() or "")') || true
+if [[ -n $postgres_missing ]]; then
+    section "pytest (Django 5.2, PostgreSQL): skipped ($postgres_missing)"
+else
+    step "pytest (Django 5.2, PostgreSQL)" .venv/bin/python -m tests.servers postgres -- \
+        .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "$@"
+fi
 
 if [[ ${SKIP_DJANGO6:-0} == 1 ]]; then
     section "Django 6.1: skipped (SKIP_DJANGO6=1)"

@@ -12,13 +12,21 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # retention" cleanup turn it on with override_settings.
 SCHEDULING_RETENTION_SCHEDULE = False
 
-# Tests that make the database unavailable shorten SQLite's busy timeout for the scheduler.
-DATABASES["default"]["OPTIONS"]["timeout"] = float(  # noqa: F405
-    os.environ.get("SCHEDULING_SQLITE_TIMEOUT", "20")  # noqa: F405
-)
+_database = DATABASES["default"]  # noqa: F405
 
-# A file, not memory: tests that start real scheduler processes share this database with them.
-DATABASES["default"]["TEST"] = {  # noqa: F405
-    "NAME": os.environ.get("SCHEDULING_TEST_DB_PATH")  # noqa: F405
-    or os.path.join(tempfile.gettempdir(), f"scheduling-test-{os.getpid()}.sqlite3")  # noqa: F405
-}
+if _database["ENGINE"] == "django.db.backends.sqlite3":
+    # Tests that make the database unavailable shorten SQLite's busy timeout for the scheduler.
+    _database["OPTIONS"]["timeout"] = float(
+        os.environ.get("SCHEDULING_SQLITE_TIMEOUT", "20")  # noqa: F405
+    )
+    # A file, not memory: tests that start real scheduler processes share this database with
+    # them.
+    _database["TEST"] = {
+        "NAME": os.environ.get("SCHEDULING_TEST_DB_PATH")  # noqa: F405
+        or os.path.join(tempfile.gettempdir(), f"scheduling-test-{os.getpid()}.sqlite3")  # noqa: F405
+    }
+
+if os.environ.get("SCHEDULING_DB_PATH"):  # noqa: F405
+    # The processes a test starts get the test database's NAME here: the file's path on
+    # SQLite, the test_<name> database that the run created on PostgreSQL (DATABASE_URL).
+    _database["NAME"] = os.environ["SCHEDULING_DB_PATH"]  # noqa: F405
