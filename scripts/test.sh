@@ -2,7 +2,8 @@
 # The test command (CI runs exactly this through .ci/run):
 #
 #   1. .venv (Python 3.11, else the default python3 if it is 3.11+): pip install -e .[test]
-#   2. ruff check, ruff format --check, the packaging check, makemigrations --check
+#   2. ruff check, ruff format --check, the packaging check, makemigrations --check,
+#      Debian's Chromium for the browser tests (scripts/install_browser.sh)
 #   3. scripts/install_services.sh: Debian's PostgreSQL and Redis when absent
 #   4. pytest on Django 5.2 (SQLite), then again on a throwaway PostgreSQL server
 #   5. when a Python 3.12+ interpreter exists: .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
@@ -85,6 +86,8 @@ step "makemigrations --check" env DJANGO_SETTINGS_MODULE=tests.settings \
 # The scale-out tests and the PostgreSQL run start their own servers from these packages.
 step "services: PostgreSQL and Redis (Debian packages, installed when absent)" \
     bash scripts/install_services.sh
+# The browser tests drive Debian's Chromium; install it when it is missing.
+step "Chromium for the browser tests" bash scripts/install_browser.sh
 step "pytest (Django 5.2)" .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "$@"
 # The whole suite again on a throwaway PostgreSQL server (tests/servers.py) on a loopback port.
 postgres_missing=$(.venv/bin/python -c \

@@ -1,0 +1,126 @@
+"""Browser tests: Playwright's sync API drives Debian's Chromium against the live server.
+
+Playwright cannot download its own browser builds here, so the tests launch the system
+Chromium (``scripts/install_browser.sh`` installs it; ``scripts/test.sh`` runs that first).
+Without Chromium or the ``playwright`` package the tests skip and say which one is missing.
+
+Each test saves a screenshot of its last page as ``test-output/screenshots/<test>.png`` (and
+more with the ``screenshot`` fixture), whether it passed or not.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+# Every wait (navigation, locator, expect) gives up after this long.
+TIMEOUT_MS = 10_000
+PASSWORD = "browser-test-password"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium per test module, closed at the module's end.
+
+    Playwright starts it with a fresh temporary profile (user-data-dir) and deletes it on close.
+    """
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed; bash scripts/install_browser.sh installs it")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed (.[test] extra)"
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        # Playwright's sync API keeps an asyncio loop running in this thread while it is
+        # started, and Django refuses ORM calls from a thread with a running loop. The test's
+        # own ORM calls (factories, runner.execute) are plain synchronous code, so allow them
+        # for as long as Playwright runs; the live server answers from its own thread.
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                timeout=3 * TIMEOUT_MS,
+            )
+            try:
+                yield browser
+            finally:
+                browser.close()
+
+
+def _file_name(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
+@pytest.fixture
+def dialogs() -> list[str]:
+    """Messages of every JavaScript dialog (alert, confirm, prompt) the page opened."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, dialogs: list[str], request: Any) -> Iterator[Any]:
+    """A tab in a fresh browser context on the live server; dialogs are recorded, dismissed."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    context.set_default_navigation_timeout(TIMEOUT_MS)
+    page = context.new_page()
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        yield page
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / f"{_file_name(request.node.name)}.png", full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def screenshot(page: Any, request: Any) -> Callable[[str], Path]:
+    """Save the page now as ``<test>-<label>.png`` and return the path."""
+
+    def save(label: str) -> Path:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{_file_name(request.node.name)}-{_file_name(label)}.png"
+        page.screenshot(path=path, full_page=True)
+        return path
+
+    return save
+
+
+@pytest.fixture
+def superuser(transactional_db: Any) -> Any:
+    from tests.factories import make_user
+
+    return make_user(username="operator", password=PASSWORD, is_staff=True, is_superuser=True)
+
+
+def log_in(page: Any, user: Any, *, password: str = PASSWORD) -> None:
+    """Log in through the admin's login form and land on the admin index."""
+    from playwright.sync_api import expect
+
+    page.goto("/admin/login/?next=/admin/")
+    page.get_by_label("Username").fill(user.get_username())
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()

@@ -1,0 +1,195 @@
+"""An operator's day in the admin, in a real browser: create, fix, run, pause, resume, watch."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (.[test] extra)"
+)
+
+from django.urls import NoReverseMatch, reverse  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
+
+from scheduling import runner  # noqa: E402
+from scheduling.models import Execution, PeriodicScan, Status  # noqa: E402
+from tests.browser.conftest import log_in  # noqa: E402
+from tests.factories import make_execution, make_scan, make_tenant  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+# A run time like "2026-06-01 12:00:00" (the preview and the "next runs" field show several).
+RUN_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+
+
+def fill_field(page, label: str, value: str) -> None:
+    """Type into a text field or pick from a select, whichever the form renders."""
+    field = page.get_by_label(label, exact=True)
+    if field.evaluate("element => element.tagName") == "SELECT":
+        field.select_option(value)
+    else:
+        field.fill(value)
+
+
+def choose_tenant(page, name: str) -> None:
+    """Pick the tenant in the autocomplete widget (or a plain select)."""
+    field = page.locator("#id_tenant")
+    if "admin-autocomplete" not in (field.get_attribute("class") or ""):
+        field.select_option(label=name)
+        return
+    page.locator("#id_tenant + .select2").get_by_role("combobox").click()
+    page.locator(".select2-container--open").get_by_role("searchbox").fill(name)
+    page.get_by_role("option", name=name).click()
+    expect(page.locator("#id_tenant + .select2")).to_contain_text(name)
+
+
+def run_action(page, row_text: str, action: str) -> None:
+    """Tick the changelist row that shows ``row_text`` and run the action labelled ``action``."""
+    page.get_by_role("row").filter(has_text=row_text).get_by_role("checkbox").check()
+    page.get_by_role("combobox", name="Action").select_option(label=action)
+    page.get_by_role("button", name="Go").click()
+
+
+def message(page):
+    return page.locator("ul.messagelist")
+
+
+def test_cron_scan_with_an_invalid_expression_shows_the_error_then_the_next_runs(
+    page, superuser, screenshot
+):
+    make_tenant(name="Acme", slug="acme", timezone="Europe/Berlin")
+    log_in(page, superuser)
+    page.get_by_role("link", name="Periodic scans").first.click()
+    page.get_by_role("link", name=re.compile("Add periodic scan")).click()
+
+    choose_tenant(page, "Acme")
+    page.get_by_label("Name:").fill("Nightly echo")
+    fill_field(page, "Scan type:", "test_echo")
+    page.get_by_label("Target:").fill("echo.example")
+    page.get_by_label("Trigger type:").select_option(label="Cron")
+    page.get_by_label("Cron expression:").fill("61 25 * * *")
+    page.get_by_role("button", name="Save and continue editing").click()
+
+    expect(page.locator(".errornote")).to_be_visible()
+    cron_row = page.locator(".field-cron_expression")
+    expect(cron_row.locator(".errorlist")).to_be_visible()
+    expect(cron_row.locator(".errorlist")).to_contain_text(re.compile("cron", re.IGNORECASE))
+    screenshot("invalid-cron")
+    assert not PeriodicScan.objects.exists()
+
+    page.get_by_label("Cron expression:").fill("30 2 * * *")
+    page.get_by_role("button", name="Save and continue editing").click()
+
+    expect(message(page)).to_contain_text("was added successfully")
+    scan = PeriodicScan.objects.get(name="Nightly echo")
+    assert scan.cron_expression == "30 2 * * *"
+    upcoming = page.locator(".field-upcoming")
+    expect(upcoming).to_contain_text(RUN_TIME)
+    # Five runs, each at 02:30 in the schedule's time zone.
+    assert len(RUN_TIME.findall(upcoming.inner_text())) >= 5
+
+
+def test_run_now_queues_an_execution_that_appears_with_its_status(page, superuser, screenshot):
+    tenant = make_tenant(name="Acme", slug="acme")
+    scan = make_scan(tenant=tenant, name="Hourly echo", scan_type="test_echo", target="x")
+    log_in(page, superuser)
+    page.goto(reverse("admin:scheduling_periodicscan_changelist"))
+
+    run_action(page, "Hourly echo", "Run selected schedules now")
+
+    expect(message(page)).to_contain_text("1 run")
+    execution = Execution.objects.get(schedule=scan)
+    assert execution.status == Status.QUEUED
+    page.goto(reverse("admin:scheduling_execution_changelist"))
+    row = page.get_by_role("row").filter(has_text="Hourly echo")
+    expect(row).to_contain_text("Queued")
+    screenshot("queued")
+
+    # What the scheduler process does with a queued run, done here in the test's thread.
+    runner.execute(execution.pk)
+
+    page.reload()
+    expect(row).to_contain_text("Succeeded")
+    expect(row.get_by_text("Succeeded", exact=True)).to_have_css(
+        "background-color", "rgb(26, 127, 55)"
+    )
+    screenshot("succeeded")
+    page.goto(reverse("admin:scheduling_periodicscan_change", args=[scan.pk]))
+    expect(page.locator(".inline-group")).to_contain_text("Succeeded")
+
+
+def test_pause_and_resume_from_the_changelist(page, superuser):
+    tenant = make_tenant(name="Acme", slug="acme")
+    scan = make_scan(tenant=tenant, name="Paused echo", scan_type="test_echo", target="x")
+    make_scan(tenant=tenant, name="Untouched echo", scan_type="test_echo", target="x")
+    log_in(page, superuser)
+    page.goto(reverse("admin:scheduling_periodicscan_changelist"))
+
+    run_action(page, "Paused echo", "Pause selected schedules")
+
+    expect(message(page)).to_contain_text("1 schedule(s) paused")
+    scan.refresh_from_db()
+    assert not scan.enabled
+    row = page.get_by_role("row").filter(has_text="Paused echo")
+    expect(row.locator(".field-enabled img")).to_have_attribute("alt", "False")
+    other = page.get_by_role("row").filter(has_text="Untouched echo")
+    expect(other.locator(".field-enabled img")).to_have_attribute("alt", "True")
+
+    run_action(page, "Paused echo", "Resume selected schedules")
+
+    expect(message(page)).to_contain_text("1 schedule(s) resumed")
+    scan.refresh_from_db()
+    assert scan.enabled
+    assert scan.paused_until is None
+    expect(row.locator(".field-enabled img")).to_have_attribute("alt", "True")
+
+
+def test_dashboard_opens_from_the_admin_index(page, superuser, live_server):
+    try:
+        dashboard_url = reverse("admin:scheduling_dashboard")
+    except NoReverseMatch:
+        pytest.skip("the admin has no dashboard yet (admin:scheduling_dashboard)")
+    tenant = make_tenant(name="Acme", slug="acme")
+    now = timezone.now()
+    make_scan(
+        tenant=tenant,
+        name="Hourly echo",
+        scan_type="test_echo",
+        target="x",
+        interval_seconds=3600,
+        next_run_at=now + timedelta(minutes=10),
+    )
+    broken = make_scan(
+        tenant=tenant,
+        name="Broken echo",
+        scan_type="test_echo",
+        target="x",
+        last_status=Status.FAILED,
+        consecutive_failures=3,
+    )
+    make_execution(schedule=broken, status=Status.FAILED, error="boom", started_at=now)
+    foreign = []
+    page.on(
+        "request",
+        lambda request: (
+            None if request.url.startswith(live_server.url) else foreign.append(request.url)
+        ),
+    )
+    log_in(page, superuser)
+
+    page.get_by_role("link", name=re.compile("dashboard", re.IGNORECASE)).first.click()
+
+    expect(page).to_have_url(re.compile(re.escape(dashboard_url) + "$"))
+    expect(page.get_by_role("heading", level=1)).to_contain_text(
+        re.compile("dashboard", re.IGNORECASE)
+    )
+    content = page.locator("#content")
+    expect(content).to_contain_text("Hourly echo")
+    expect(content).to_contain_text("Broken echo")
+    expect(content.locator("svg").first).to_be_visible()
+    # Charts and styles come from the server itself, never from a CDN.
+    assert foreign == []
