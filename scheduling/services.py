@@ -391,6 +391,69 @@ def set_enabled(*, queryset: QuerySet, enabled: bool) -> int:
     return queryset.update(enabled=enabled, updated_at=timezone.now())
 
 
+def set_schedule_enabled(
+    *, schedule: Schedule, enabled: bool, user: Any = None, source: str | None = None
+) -> Schedule:
+    """Enable or disable ``schedule``; with a ``source`` the change is audited."""
+    with transaction.atomic():
+        before = snapshot(schedule) if source is not None else {}
+        set_enabled(queryset=Schedule.objects.filter(pk=schedule.pk), enabled=enabled)
+        schedule.refresh_from_db()
+        if source is not None:
+            record_audit(
+                schedule=schedule,
+                action=AuditAction.ENABLE if enabled else AuditAction.DISABLE,
+                user=user,
+                source=source,
+                changes=diff(before, snapshot(schedule)),
+            )
+    return schedule
+
+
+# Fields a copy does not take over: identity, bookkeeping and the scheduler's state.
+NOT_COPIED = STATE_FIELDS | {"id", "schedule_ptr", "kind", "created_at", "updated_at", "tenant"}
+
+
+def copy_name(*, tenant: Any, kind: str, name: str) -> str:
+    """Return "<name> (copy)", or "(copy 2)", "(copy 3)"... if taken, within the length limit."""
+    max_length = Schedule._meta.get_field("name").max_length
+    suffixes = [_(" (copy)")] + [_(" (copy %(n)d)") % {"n": n} for n in range(2, 1000)]
+    longest = max(len(s) for s in suffixes)
+    base = name[: max_length - longest]
+    taken = set(
+        Schedule.objects.filter(tenant=tenant, kind=kind, name__startswith=base).values_list(
+            "name", flat=True
+        )
+    )
+    for suffix in suffixes:
+        if base + suffix not in taken:
+            return base + suffix
+    raise ValidationError(_("Too many copies of %(name)s already exist.") % {"name": name})
+
+
+def duplicate_schedule(
+    *, schedule: Schedule, user: Any = None, source: str | None = None
+) -> Schedule:
+    """Create a disabled copy of ``schedule`` named "... (copy)"; raise ``ValidationError``.
+
+    The copy starts disabled so that it never fires alongside the original before someone
+    has looked at it. It counts against the tenant's quota like any new schedule.
+    """
+    original = schedule.get_kind_object()
+    fields = {
+        field.name: getattr(original, field.name)
+        for field in original._meta.concrete_fields
+        if field.name not in NOT_COPIED and not field.primary_key
+    }
+    fields["name"] = copy_name(tenant=original.tenant, kind=original.kind, name=original.name)
+    fields["enabled"] = False
+    fields["paused_until"] = None
+    fields["depends_on"] = list(original.depends_on.all())
+    return create_schedule(
+        model=type(original), tenant=original.tenant, user=user, source=source, **fields
+    )
+
+
 AUDIT_IGNORED = STATE_FIELDS | {"updated_at", "created_at", "schedule_ptr", "id", "kind"}
 
 

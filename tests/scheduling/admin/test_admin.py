@@ -124,7 +124,7 @@ def test_run_now_action_only_queues(admin_client, objects):
         {"action": "run_now", "_selected_action": [scan.pk]},
         follow=True,
     )
-    assert "1 run(s) queued" in response.content.decode()
+    assert "1 run queued" in response.content.decode()
     manual = Execution.objects.get(schedule=scan, trigger="manual")
     assert manual.status == "queued"
 

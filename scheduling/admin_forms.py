@@ -1,0 +1,87 @@
+"""Forms of the admin: the pause-until confirmation and the trigger preview."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.admin import widgets
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.forms.models import construct_instance
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from . import services, triggers
+
+# The fields that shape when a schedule fires: what the preview reads from the form.
+TRIGGER_FIELDS = [
+    "trigger_type",
+    "interval_seconds",
+    "cron_expression",
+    "run_at",
+    "start_at",
+    "end_at",
+    "timezone",
+    "jitter_seconds",
+    "stagger",
+    "dst_gap_policy",
+    "dst_fold_policy",
+    "paused_until",
+]
+
+
+class PauseForm(forms.Form):
+    """Pause until an instant, or (left empty) until someone resumes."""
+
+    until = forms.SplitDateTimeField(
+        label=_("Paused until"),
+        required=False,
+        widget=widgets.AdminSplitDateTime,
+        help_text=_("Leave empty to pause until the schedule is resumed by hand."),
+    )
+
+    def clean_until(self) -> Any:
+        until = self.cleaned_data["until"]
+        if until is None:
+            return None
+        if until <= timezone.now():
+            raise ValidationError(_("Choose a time in the future."), code="past")
+        if until >= services.LATEST:
+            raise ValidationError(_("Use a date before 9000."), code="too_far")
+        return until
+
+
+class TriggerPreviewForm(forms.ModelForm):
+    """Read the trigger fields of a schedule form and validate only the trigger.
+
+    The model's own ``clean()`` also checks the type key, the name and the options, which the
+    preview does not send; the trigger rules are the ones ``validate_trigger`` applies.
+    """
+
+    def _post_clean(self) -> None:
+        try:
+            self.instance = construct_instance(self, self.instance, fields=list(self.fields))
+        except ValidationError as exc:
+            self._update_errors(exc)
+            return
+        if self.errors:
+            return
+        limits = services.check_limits(self.instance)
+        try:
+            if limits:
+                raise ValidationError(limits)
+            if not self.instance.timezone:
+                self.instance.timezone = self.instance.default_timezone()
+            triggers.validate_trigger(self.instance)
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else NON_FIELD_ERRORS, messages)
+
+    def error_messages_list(self) -> list[str]:
+        """Return every error as "Field: message" for a compact display next to the form."""
+        messages = []
+        for field, errors in self.errors.items():
+            label = self.fields[field].label if field in self.fields else None
+            for message in errors:
+                messages.append(f"{label}: {message}" if label else str(message))
+        return messages

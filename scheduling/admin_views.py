@@ -1,0 +1,134 @@
+"""Views the schedule admins add to Django's: the trigger preview, pause-until, downloads."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.forms import modelform_factory
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.utils.http import content_disposition_header
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from . import triggers
+from .admin_forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
+from .exceptions import InvalidTrigger
+from .tenancy import tenants_visible_to
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+    from django.db.models import QuerySet
+
+    from .models import Schedule
+
+PREVIEW_COUNT = 5
+
+
+def format_run(run: datetime, tz_name: str) -> dict[str, str]:
+    """Return a fire time as shown in the admin: local to the schedule, and in UTC."""
+    local = run.astimezone(zoneinfo.ZoneInfo(tz_name))
+    return {
+        "local": f"{local:%a %Y-%m-%d %H:%M:%S %Z}",
+        "utc": f"{run.astimezone(zoneinfo.ZoneInfo('UTC')):%Y-%m-%d %H:%M:%S} UTC",
+        "iso": run.isoformat(),
+    }
+
+
+def upcoming_runs(schedule: Schedule, n: int = PREVIEW_COUNT) -> dict[str, Any]:
+    """Return the next ``n`` runs of ``schedule`` formatted, or the reason there are none."""
+    try:
+        runs = triggers.next_runs(schedule, n)
+        tz_name = schedule.effective_timezone
+        zoneinfo.ZoneInfo(tz_name)
+    except (InvalidTrigger, ArithmeticError, ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        return {"ok": False, "errors": [str(exc)]}
+    return {
+        "ok": True,
+        "timezone": tz_name,
+        "description": triggers.describe(schedule),
+        "runs": [format_run(run, tz_name) for run in runs],
+    }
+
+
+@require_http_methods(["GET", "POST"])
+def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+    """Return the next runs of the trigger in the submitted form, before it is saved.
+
+    Reads the same field names the change form posts, so the page can send its whole form.
+    ``object_id`` names the schedule being edited (its id and creation time shape interval
+    and stagger offsets); ``tenant`` supplies the default time zone. Both are looked up among
+    the user's tenants only.
+    """
+    if not (model_admin.has_add_permission(request) or model_admin.has_change_permission(request)):
+        raise PermissionDenied
+    data = request.POST if request.method == "POST" else request.GET
+    instance = model_admin.model()
+    object_id = data.get("object_id")
+    if object_id:
+        existing = model_admin.get_object(request, object_id)
+        if existing is None:
+            raise Http404(_("No schedule matches the given query."))
+        instance.pk, instance.created_at = existing.pk, existing.created_at
+        instance.tenant = existing.tenant
+    tenant = _visible_tenant(request, data.get("tenant"))
+    if tenant is not None:
+        instance.tenant = tenant
+    form_class = modelform_factory(
+        model_admin.model,
+        form=TriggerPreviewForm,
+        fields=TRIGGER_FIELDS,
+        formfield_callback=partial(model_admin.formfield_for_dbfield, request=request),
+    )
+    form = form_class(data, instance=instance)
+    if not form.is_valid():
+        return JsonResponse({"ok": False, "errors": form.error_messages_list()}, status=400)
+    preview = upcoming_runs(form.instance)
+    return JsonResponse(preview, status=200 if preview["ok"] else 400)
+
+
+def _visible_tenant(request: HttpRequest, tenant_id: str | None) -> Any:
+    if not tenant_id:
+        return None
+    try:
+        return tenants_visible_to(request.user).filter(pk=tenant_id).first()
+    except (ValueError, TypeError, OverflowError, ValidationError):
+        return None
+
+
+def pause_confirmation(
+    model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet, form: PauseForm
+) -> TemplateResponse:
+    """Render the intermediate page of the pause action: until when, and which schedules."""
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": _("Pause schedules"),
+        "subtitle": None,
+        "opts": opts,
+        "form": form,
+        "media": model_admin.media + form.media,
+        "queryset": queryset,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "objects_name": opts.verbose_name_plural,
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/scheduling/pause_confirmation.html", context)
+
+
+def artifact_download(
+    model_admin: ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
+    """Send a report artifact as a file; another tenant's artifact is not found."""
+    artifact = model_admin.get_object(request, object_id)
+    if artifact is None or not model_admin.has_view_permission(request, artifact):
+        raise Http404(_("No report artifact matches the given query."))
+    response = HttpResponse(artifact.content, content_type=artifact.content_type)
+    response["Content-Disposition"] = content_disposition_header(True, artifact.filename)
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
