@@ -138,6 +138,14 @@ SCHEDULING_TENANT_MODEL = "tenants.Tenant"
 # The demo scans only this machine: loopback is explicitly allowed here.
 SCHEDULING_SCAN_ALLOW_NETWORKS = ["127.0.0.0/8", "::1/128"]
 SCHEDULING_MIN_INTERVAL = int(os.environ.get("SCHEDULING_MIN_INTERVAL", "1"))
+SCHEDULING_EXECUTOR = os.environ.get("SCHEDULING_EXECUTOR", "thread")
+
+# Celery, for SCHEDULING_EXECUTOR = "celery" (the optional `celery` extra; see project/celery.py).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# One message at a time per worker process: a lost worker takes no backlog with it.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
 
 LOGGING = {
     "version": 1,

@@ -34,6 +34,9 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "WEBHOOK_TIMEOUT": (0.1, "scheduling.E025"),
     "HEALTH_MAX_HEARTBEAT_AGE": (1, "scheduling.E026"),
     "API_MAX_NEXT_RUNS": (1, "scheduling.E028"),
+    "CELERY_HEARTBEAT_TTL": (1, "scheduling.E029"),
+    "CELERY_HARD_TIMEOUT_GRACE": (2, "scheduling.E030"),
+    "CELERY_REQUEUE_AFTER": (1, "scheduling.E031"),
 }
 
 
@@ -201,7 +204,45 @@ def sqlite_warnings(db: dict[str, Any]) -> list:
     ]
 
 
-CHECKS: list[Callable[..., list]] = [check_settings, check_database]
+def check_celery(**kwargs: Any) -> list:
+    """Check that the ``celery`` executor, where selected, has Celery and a broker."""
+    overrides = conf.EXECUTOR_OVERRIDES if isinstance(conf.EXECUTOR_OVERRIDES, dict) else {}
+    if "celery" not in (conf.EXECUTOR, *overrides.values()):
+        return []
+    errors: list = []
+    queue = conf.CELERY_QUEUE
+    if not isinstance(queue, str) or not queue:
+        errors.append(
+            Error(
+                f"SCHEDULING_CELERY_QUEUE must be a non-empty string; got {queue!r}.",
+                hint="Remove SCHEDULING_CELERY_QUEUE to use the default 'scheduling'.",
+                id="scheduling.E032",
+            )
+        )
+    try:
+        from celery import current_app
+    except ImportError:
+        return [
+            *errors,
+            Error(
+                "The celery executor is selected but Celery is not installed.",
+                hint="pip install 'django-tenant-scheduling[celery]'.",
+                id="scheduling.E033",
+            ),
+        ]
+    if not current_app.conf.broker_url:
+        errors.append(
+            Error(
+                "The celery executor is selected but the Celery app has no broker.",
+                hint="Define a Celery app for the project (see Celery's 'First steps with "
+                "Django') and set CELERY_BROKER_URL, e.g. 'redis://127.0.0.1:6379/0'.",
+                id="scheduling.E034",
+            )
+        )
+    return errors
+
+
+CHECKS: list[Callable[..., list]] = [check_settings, check_database, check_celery]
 
 
 def register() -> None:

@@ -22,7 +22,7 @@ DEFAULT_DENY_NETWORKS = (
     "fd00:ec2::254/128",  # AWS metadata over IPv6
 )
 
-EXECUTOR_CHOICES = ("thread", "process")
+EXECUTOR_CHOICES = ("thread", "process", "celery")
 
 
 class Settings:
@@ -51,6 +51,26 @@ class Settings:
     def EXECUTOR_OVERRIDES(self) -> dict[str, str]:
         """Executor per schedule kind (``{"scan": "process"}``), overriding ``EXECUTOR``."""
         return self._get("EXECUTOR_OVERRIDES", {})
+
+    @property
+    def CELERY_QUEUE(self) -> str:
+        """Celery queue the ``celery`` executor publishes to."""
+        return self._get("CELERY_QUEUE", "scheduling")
+
+    @property
+    def CELERY_HEARTBEAT_TTL(self) -> float:
+        """Seconds after its last heartbeat at which a Celery worker counts as lost."""
+        return self._get("CELERY_HEARTBEAT_TTL", 30.0)
+
+    @property
+    def CELERY_HARD_TIMEOUT_GRACE(self) -> float:
+        """Seconds past a schedule's timeout at which Celery kills the worker process."""
+        return self._get("CELERY_HARD_TIMEOUT_GRACE", 30.0)
+
+    @property
+    def CELERY_REQUEUE_AFTER(self) -> float:
+        """Seconds after which an execution still queued on Celery is published again."""
+        return self._get("CELERY_REQUEUE_AFTER", 300.0)
 
     @property
     def MAX_WORKERS(self) -> int:

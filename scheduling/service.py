@@ -35,7 +35,7 @@ from django.utils import timezone
 from . import alerts, runner, signals
 from .conf import conf
 from .jobstore import SignedDjangoJobStore, outage, schedule_pk
-from .models import ACTIVE_STATUSES, Execution, Overlap, SchedulerLease, Status
+from .models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
 from .sync import JobSync
 
 logger = logging.getLogger("scheduling.service")
@@ -44,6 +44,8 @@ logger = logging.getLogger("scheduling.service")
 MAX_WAIT = 5.0
 # How often the leader looks for schedules that did not run (alert rules).
 ALERT_CHECK_INTERVAL = 30.0
+# How often the leader looks after Celery: lost workers, unpublished and stale messages.
+CELERY_CHECK_INTERVAL = 1.0
 
 
 class Lease:
@@ -177,6 +179,9 @@ class SchedulerService:
         self.store: SignedDjangoJobStore | None = None
         self.sync: JobSync | None = None
         self.executor: Any = None
+        self.celery: Any = None  # executors.celery.CeleryExecutor when a kind runs on Celery
+        self._on_celery: set[int] = set()  # overlap=queue executions handed to Celery
+        self._last_db_error = 0.0
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
         self._by_execution: dict[int, int] = {}
         self._modes: dict[int, tuple[str, float | None, Execution | None]] = {}
@@ -200,7 +205,7 @@ class SchedulerService:
         self._install_signals()
         started = time.monotonic()
         logger.info("Scheduler %s starting.", self.identity)
-        next_renew = next_sync = next_full = next_alerts = 0.0
+        next_renew = next_sync = next_full = next_alerts = next_celery = 0.0
         backoff = 0.1
         try:
             while not self.stopping.is_set():
@@ -226,6 +231,9 @@ class SchedulerService:
                     if now >= next_alerts:
                         alerts.check_did_not_run()
                         next_alerts = now + ALERT_CHECK_INTERVAL
+                    if self.celery is not None and now >= next_celery:
+                        self._tend_celery()
+                        next_celery = now + CELERY_CHECK_INTERVAL
                     if now >= next_full:
                         self._full_sync()
                         next_full = now + self.full_sync_interval
@@ -238,6 +246,7 @@ class SchedulerService:
                     backoff = 0.1
                 except DatabaseError as exc:
                     outage.failed("scheduler loop", exc)
+                    self._last_db_error = time.monotonic()
                     connection.close()
                     if self.leader and not self.lease.valid():
                         self._lose_leadership("the lease expired during a database outage")
@@ -265,6 +274,7 @@ class SchedulerService:
         self.leader = False
         self.lease.valid_until = 0.0
         self._stop_scheduler()
+        self.celery = None
         executor, self.executor = self.executor, None
         if executor is not None:
             # Queued work is the new leader's to recover; running threads finish on their own
@@ -273,21 +283,83 @@ class SchedulerService:
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=False)
 
     def _recover(self) -> None:
-        """Interrupt what a previous holder left active; it cannot finish it any more."""
+        """Interrupt what a previous holder left active; it cannot finish it any more.
+
+        Celery's share is not the previous holder's to lose: its queued executions are
+        published again (a worker runs each once), and its running ones are left to their
+        workers, whose heartbeats decide (``executors.celery.reap_lost_workers``).
+        """
         orphans = list(
             Execution.objects.select_related("schedule")
             .filter(status__in=ACTIVE_STATUSES)
             .exclude(claimed_by="")
             .exclude(claimed_by=self.identity)
         )
+        if orphans and self.celery is not None:
+            orphans = self._recover_celery(orphans)
         if orphans:
             count = runner.interrupt(
                 orphans, "The scheduler that owned this execution stopped before it finished."
             )
             logger.warning("Recovered %d execution(s) left active by a previous scheduler.", count)
 
+    def _recover_celery(self, orphans: list[Execution]) -> list[Execution]:
+        """Take over the Celery executions among ``orphans``; return the others."""
+        from .executors.celery import WORKER_LEASE_PREFIX, celery_kinds, worker_lease_name
+
+        kinds = set(celery_kinds())
+        beating = set(
+            SchedulerLease.objects.filter(name__startswith=WORKER_LEASE_PREFIX).values_list(
+                "name", flat=True
+            )
+        )
+        queued = [e for e in orphans if e.status == Status.QUEUED and e.schedule_kind in kinds]
+        taken = set(
+            Execution.objects.filter(
+                pk__in=[e.pk for e in queued], status=Status.QUEUED
+            ).values_list("pk", flat=True)
+        )
+        Execution.objects.filter(pk__in=taken).update(claimed_by=self.identity)
+        republished = self.celery.publish_now(e for e in queued if e.pk in taken)
+        if republished:
+            logger.warning("Published again %d queued Celery execution(s).", republished)
+        return [
+            e
+            for e in orphans
+            if e not in queued
+            and not (e.status == Status.RUNNING and worker_lease_name(e.worker) in beating)
+        ]
+
+    def _tend_celery(self) -> None:
+        """Interrupt lost workers' executions; publish what the broker missed; free queues."""
+        from .executors import celery as celery_executor
+
+        self.celery.retry_unpublished()
+        self.celery.requeue_stale()
+        # Right after a database outage, workers' heartbeats are stale because they could
+        # not write either: give them one heartbeat period to catch up before judging them.
+        if time.monotonic() - self._last_db_error > conf.CELERY_HEARTBEAT_TTL:
+            celery_executor.reap_lost_workers()
+        if self._on_celery:
+            done = set(
+                Execution.objects.filter(pk__in=list(self._on_celery))
+                .exclude(status__in=ACTIVE_STATUSES)
+                .values_list("pk", flat=True)
+            )
+            for execution_id in done:
+                self._on_celery.discard(execution_id)
+                self._release_deferred(execution_id)
+
     def _start_scheduler(self) -> None:
         from .executors.thread import ThreadExecutor
+
+        self.celery = None
+        if any(
+            conf.EXECUTOR_OVERRIDES.get(kind, conf.EXECUTOR) == "celery" for kind in Kind.values
+        ):
+            from .executors.celery import CeleryExecutor
+
+            self.celery = CeleryExecutor(claimed_by=self.identity)
 
         self.executor = ThreadExecutor(
             max_workers=self.max_workers,
@@ -415,6 +487,12 @@ class SchedulerService:
         timeout = schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT
         tenant = schedule.tenant if schedule else None
         limit = getattr(tenant, "max_concurrent_executions", None)
+        if mode == "celery" and self.celery is not None:
+            with self._deferred_lock:
+                if execution.pk in self._by_execution:
+                    self._on_celery.add(execution.pk)  # overlap=queue: released when done
+            self.celery.submit(execution.pk, timeout=timeout)
+            return
         with self._deferred_lock:
             self._modes[execution.pk] = (mode, timeout, execution)
         self.executor.submit(
@@ -468,12 +546,16 @@ class SchedulerService:
                 if leftover:
                     runner.interrupt(leftover, "The scheduler stopped before this finished.")
             if self.leader:
-                # Anything we claimed but did not hand to a worker yet.
-                leftover = list(
-                    Execution.objects.select_related("schedule").filter(
-                        claimed_by=self.identity, status=Status.QUEUED
+                # Anything we claimed but did not hand to a worker yet. What went to Celery
+                # stays queued there: a worker runs it whether or not a scheduler is up.
+                claimed = Execution.objects.filter(claimed_by=self.identity, status=Status.QUEUED)
+                if self.celery is not None:
+                    from .executors.celery import celery_kinds
+
+                    claimed = claimed.exclude(
+                        Q(schedule_kind__in=celery_kinds()) & ~Q(pk__in=self.celery.pending_ids())
                     )
-                )
+                leftover = list(claimed.select_related("schedule"))
                 if leftover:
                     runner.interrupt(leftover, "The scheduler stopped before this started.")
                 self.lease.release()

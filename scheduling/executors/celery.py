@@ -1,0 +1,372 @@
+"""Run executions on Celery workers (Redis broker): the ``celery`` executor.
+
+The leader claims an occurrence as always (the ``Execution`` insert) and, once the claim is
+committed, publishes the execution id to Celery. A worker's task runs it through
+``runner.execute``, the code path of the thread executor: ``running``, then the outcome,
+retries, alerts and dependents.
+
+Nothing here is a second source of truth: the execution row is. That makes delivery simple:
+
+- The task is idempotent. ``mark_started`` only moves a ``queued`` row to ``running``, so a
+  message delivered twice (a re-publish, a redelivery after a lost worker) runs the handler
+  once; later copies find the row taken and do nothing.
+- Timeouts: a watchdog in the worker records ``timed_out`` at the schedule's timeout (as the
+  thread executor's does); Celery's soft time limit, a second later, interrupts the handler;
+  its hard time limit, ``SCHEDULING_CELERY_HARD_TIMEOUT_GRACE`` later, kills the worker child.
+- Lost workers: every worker process renews a heartbeat (a ``SchedulerLease`` row named
+  ``worker:<host>:<pid>``) while it lives. The leader interrupts ``running`` executions whose
+  worker's heartbeat expired, so a ``kill -9`` never leaves one ``running`` forever, and the
+  retry policy applies. Executions of live workers are never touched.
+- Lost messages (a worker killed with prefetched messages, a broker restarted without
+  persistence): the leader re-publishes executions still ``queued`` after
+  ``SCHEDULING_CELERY_REQUEUE_AFTER`` seconds; idempotence makes that safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from .. import runner
+from ..conf import conf
+from ..jobstore import OutageLog
+from ..models import ACTIVE_STATUSES, Execution, Kind, SchedulerLease, Status
+
+logger = logging.getLogger("scheduling.executors.celery")
+
+TASK_NAME = "scheduling.execute"
+WORKER_LEASE_PREFIX = "worker:"
+# Celery's soft time limit comes this long after the watchdog recorded ``timed_out``, so the
+# handler is interrupted only once the outcome is settled.
+SOFT_LIMIT_DELAY = 1.0
+
+publish_outage = OutageLog(logger)
+
+
+def celery_kinds() -> list[str]:
+    """Return the schedule kinds that run on Celery under the current settings."""
+    overrides, default = conf.EXECUTOR_OVERRIDES, conf.EXECUTOR
+    return [kind for kind in Kind.values if overrides.get(kind, default) == "celery"]
+
+
+def worker_lease_name(worker: str) -> str:
+    """Return the name of the heartbeat row of ``worker`` (``host:pid``)."""
+    name = f"{WORKER_LEASE_PREFIX}{worker}"
+    max_length = SchedulerLease._meta.get_field("name").max_length
+    if len(name) > max_length:
+        digest = hashlib.sha256(worker.encode()).hexdigest()
+        name = f"{WORKER_LEASE_PREFIX}{digest}"[:max_length]
+    return name
+
+
+def time_limits(timeout: float) -> tuple[float, float]:
+    """Return Celery's ``(soft_time_limit, time_limit)`` for a schedule's timeout."""
+    return timeout + SOFT_LIMIT_DELAY, timeout + max(conf.CELERY_HARD_TIMEOUT_GRACE, 2.0)
+
+
+# -- the scheduler's side ----------------------------------------------------------------------
+
+
+class CeleryExecutor:
+    """Publishes claimed executions to Celery and keeps an eye on what the workers do."""
+
+    name = "celery"
+
+    def __init__(self, *, claimed_by: str) -> None:
+        self.claimed_by = claimed_by
+        self._lock = threading.Lock()
+        # Execution id -> (monotonic publish time, timeout); pruned by ``requeue_stale``.
+        self._published: dict[int, tuple[float, float]] = {}
+        # Ids whose publish failed (broker down); published again by ``retry_unpublished``.
+        self._unpublished: dict[int, float] = {}
+
+    def submit(self, execution_id: int, *, timeout: float) -> None:
+        """Publish ``execution_id`` once the transaction that claimed it commits."""
+        transaction.on_commit(lambda: self._publish(execution_id, timeout))
+
+    def _publish(self, execution_id: int, timeout: float) -> bool:
+        from ..tasks import execute
+
+        soft, hard = time_limits(timeout)
+        try:
+            execute.apply_async(
+                args=[execution_id],
+                kwargs={"timeout": timeout},
+                queue=conf.CELERY_QUEUE,
+                soft_time_limit=soft,
+                time_limit=hard,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
+            )
+        except Exception as exc:  # kombu raises its own and the transport's errors
+            publish_outage.failed("publishing to the Celery broker", exc)
+            with self._lock:
+                self._unpublished[execution_id] = timeout
+            return False
+        publish_outage.ok()
+        with self._lock:
+            self._unpublished.pop(execution_id, None)
+            self._published[execution_id] = (time.monotonic(), timeout)
+        return True
+
+    def publish_now(self, executions: Iterable[Execution]) -> int:
+        """Publish already committed ``executions`` (recovered from another leader)."""
+        count = 0
+        for execution in executions:
+            schedule = execution.schedule
+            timeout = schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT
+            count += self._publish(execution.pk, timeout)
+        return count
+
+    def pending_ids(self) -> list[int]:
+        """Ids that were claimed for Celery but never reached the broker."""
+        with self._lock:
+            return list(self._unpublished)
+
+    def retry_unpublished(self) -> None:
+        """Publish again what the broker refused; stop at the first failure."""
+        with self._lock:
+            waiting = list(self._unpublished.items())
+        for execution_id, timeout in waiting:
+            if not self._publish(execution_id, timeout):
+                return
+
+    def requeue_stale(self, *, now: float | None = None) -> int:
+        """Re-publish executions still ``queued`` ``CELERY_REQUEUE_AFTER`` s after publishing."""
+        now = time.monotonic() if now is None else now
+        cutoff = now - conf.CELERY_REQUEUE_AFTER
+        with self._lock:
+            old = {pk: v for pk, v in self._published.items() if v[0] <= cutoff}
+            for pk in old:
+                del self._published[pk]
+        if not old:
+            return 0
+        ids = list(old)
+        waiting: list[int] = []
+        for start in range(0, len(ids), 1000):
+            waiting += Execution.objects.filter(
+                pk__in=ids[start : start + 1000], status=Status.QUEUED
+            ).values_list("pk", flat=True)
+        for pk in waiting:
+            self._publish(pk, old[pk][1])
+        if waiting:
+            logger.warning(
+                "Re-published %d execution(s) still queued after %s s.",
+                len(waiting),
+                conf.CELERY_REQUEUE_AFTER,
+            )
+        return len(waiting)
+
+
+def live_workers(now: datetime | None = None) -> dict[str, datetime]:
+    """Return ``{heartbeat row name: expiry}`` of the workers whose heartbeat is current."""
+    now = now or timezone.now()
+    return dict(
+        SchedulerLease.objects.filter(
+            name__startswith=WORKER_LEASE_PREFIX, expires_at__gt=now
+        ).values_list("name", "expires_at")
+    )
+
+
+def reap_lost_workers(now: datetime | None = None) -> int:
+    """Interrupt ``running`` executions whose Celery worker's heartbeat expired.
+
+    Executions without a heartbeat row are not Celery's (the thread and process executors'
+    own watchdogs look after them); those of live workers are left to finish.
+    """
+    now = now or timezone.now()
+    running = dict(
+        Execution.objects.filter(status=Status.RUNNING)
+        .exclude(worker="")
+        .values_list("pk", "worker")
+    )
+    if not running:
+        return 0
+    names = {pk: worker_lease_name(worker) for pk, worker in running.items()}
+    expired = dict(
+        SchedulerLease.objects.filter(
+            name__in=set(names.values()), expires_at__lte=now
+        ).values_list("name", "expires_at")
+    )
+    lost = [pk for pk, name in names.items() if name in expired]
+    if not lost:
+        return 0
+    executions = Execution.objects.select_related("schedule").filter(
+        pk__in=lost, status=Status.RUNNING
+    )
+    count = runner.interrupt(
+        executions,
+        "The Celery worker running this execution stopped (its heartbeat expired).",
+    )
+    if count:
+        logger.warning("Interrupted %d execution(s) of lost Celery workers.", count)
+    return count
+
+
+def forget_dead_workers(now: datetime | None = None) -> int:
+    """Delete heartbeat rows expired for a day that no active execution refers to."""
+    now = now or timezone.now()
+    dead = set(
+        SchedulerLease.objects.filter(
+            name__startswith=WORKER_LEASE_PREFIX, expires_at__lt=now - timedelta(days=1)
+        ).values_list("name", flat=True)
+    )
+    if not dead:
+        return 0
+    busy = {
+        worker_lease_name(w)
+        for w in Execution.objects.filter(status__in=ACTIVE_STATUSES)
+        .exclude(worker="")
+        .values_list("worker", flat=True)
+    }
+    deleted, _ = SchedulerLease.objects.filter(name__in=dead - busy).delete()
+    return deleted
+
+
+# -- the worker's side -------------------------------------------------------------------------
+
+
+class WorkerHeartbeat:
+    """Keep this worker process's heartbeat row current from a daemon thread.
+
+    Started lazily by the first task a process runs, and again after a fork (Celery's prefork
+    pool forks its children from the main process), so each pool process beats for itself.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.worker = ""
+        self.last_beat = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Executions this process ran but could not record (database down): execution id ->
+        # reason. While they wait here the heartbeat goes on, so the leader leaves them alone.
+        self._unsettled: dict[int, str] = {}
+
+    def ensure(self) -> None:
+        """Make sure this process beats and its row is current before it starts work."""
+        with self._lock:
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                self.worker = runner.worker_id()
+                self.last_beat = 0.0
+                self._stop = threading.Event()
+                self._unsettled = {}
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._stop,), name="scheduling-heartbeat", daemon=True
+                )
+                self._thread.start()
+        if time.monotonic() - self.last_beat > conf.CELERY_HEARTBEAT_TTL / 3:
+            self.beat()
+
+    def beat(self) -> None:
+        """Renew this process's heartbeat row (create it on the first beat)."""
+        started = time.monotonic()
+        now = timezone.now()
+        values = {
+            "holder": self.worker,
+            "renewed_at": now,
+            "expires_at": now + timedelta(seconds=conf.CELERY_HEARTBEAT_TTL),
+        }
+        name = worker_lease_name(self.worker)
+        if not SchedulerLease.objects.filter(name=name).update(**values):
+            SchedulerLease.objects.update_or_create(
+                name=name, defaults={**values, "acquired_at": now}
+            )
+        self.last_beat = started
+
+    def settle_later(self, execution_id: int, reason: str) -> None:
+        """Mark an execution of this process ``interrupted`` as soon as the database lets us."""
+        with self._lock:
+            self._unsettled[execution_id] = reason
+        self._settle()
+
+    def _settle(self) -> None:
+        with self._lock:
+            waiting = list(self._unsettled.items())
+        for execution_id, reason in waiting:
+            try:
+                rows = Execution.objects.select_related("schedule").filter(
+                    pk=execution_id, status=Status.RUNNING, worker=self.worker
+                )
+                runner.interrupt(rows, reason)
+            except DatabaseError:
+                connection.close()
+                return
+            with self._lock:
+                self._unsettled.pop(execution_id, None)
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(conf.CELERY_HEARTBEAT_TTL / 3):
+            try:
+                self.beat()
+            except DatabaseError as exc:
+                # The row expires if this lasts; the leader then treats our work as lost.
+                logger.warning("Worker heartbeat failed: %s", exc)
+                connection.close()
+                continue
+            if self._unsettled:
+                self._settle()
+
+    def stop(self) -> None:
+        """Stop beating and let the row expire now (a clean worker shutdown)."""
+        self._stop.set()
+        if self.pid != os.getpid():
+            return
+        self.pid = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        if self.worker:
+            SchedulerLease.objects.filter(name=worker_lease_name(self.worker)).update(
+                expires_at=timezone.now()
+            )
+
+
+heartbeat = WorkerHeartbeat()
+
+
+def run_in_worker(execution_id: int, *, timeout: float | None = None) -> Execution | None:
+    """Run one execution in this worker process (the body of the Celery task).
+
+    A database error propagates (the task retries it) once an execution this process had
+    started is handed to the heartbeat thread to be marked ``interrupted``.
+    """
+    close_old_connections()
+    heartbeat.ensure()
+    watchdog = None
+    if timeout:
+        watchdog = threading.Timer(timeout, _time_out, args=(execution_id,))
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        return runner.execute(execution_id, worker=heartbeat.worker)
+    except DatabaseError as exc:
+        logger.error("Database error while running execution %s: %s", execution_id, exc)
+        connection.close()
+        heartbeat.settle_later(
+            execution_id, f"The database was unavailable while recording the outcome: {exc}"
+        )
+        raise  # the task tries again; it runs the execution only if it is still queued
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        close_old_connections()
+
+
+def _time_out(execution_id: int) -> None:
+    try:
+        runner.time_out(execution_id, detail="the Celery soft time limit interrupts the handler")
+    except DatabaseError as exc:
+        logger.error("Could not mark execution %s timed out: %s", execution_id, exc)
+    finally:
+        connection.close()

@@ -1,0 +1,43 @@
+"""The Celery task of the ``celery`` executor (found by Celery's ``autodiscover_tasks``).
+
+Import this module only where Celery is installed: the scheduler imports it when it publishes,
+a worker when it autodiscovers the project's tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from celery import shared_task
+from celery.signals import worker_process_shutdown
+from django.db import DatabaseError
+
+
+@shared_task(
+    name="scheduling.execute",
+    # Acknowledge after the run, and give the message back when the worker process dies:
+    # the execution row decides whether a second delivery runs anything (it does not once
+    # the row left ``queued``).
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    # Database down: try again later. A copy that finds the row no longer queued does nothing.
+    autoretry_for=(DatabaseError,),
+    retry_backoff=1,
+    retry_backoff_max=5,
+    retry_jitter=False,
+    max_retries=120,
+)
+def execute(execution_id: int, timeout: float | None = None) -> None:
+    """Run execution ``execution_id`` and record its outcome."""
+    from .executors.celery import run_in_worker
+
+    run_in_worker(execution_id, timeout=timeout)
+
+
+@worker_process_shutdown.connect(dispatch_uid="scheduling_worker_heartbeat_stop")
+def _stop_heartbeat(**kwargs: object) -> None:
+    from .executors.celery import heartbeat
+
+    with contextlib.suppress(DatabaseError):  # the row expires by itself
+        heartbeat.stop()
