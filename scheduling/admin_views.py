@@ -10,11 +10,16 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import modelform_factory
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+)
 from django.template.response import TemplateResponse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
 
 from . import triggers
 from .admin_forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
@@ -56,8 +61,7 @@ def upcoming_runs(schedule: Schedule, n: int = PREVIEW_COUNT) -> dict[str, Any]:
     }
 
 
-@require_http_methods(["GET", "POST"])
-def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> JsonResponse:
+def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     """Return the next runs of the trigger in the submitted form, before it is saved.
 
     Reads the same field names the change form posts, so the page can send its whole form.
@@ -65,6 +69,8 @@ def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> JsonRespon
     and stagger offsets); ``tenant`` supplies the default time zone. Both are looked up among
     the user's tenants only.
     """
+    if request.method not in ("GET", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
     if not (model_admin.has_add_permission(request) or model_admin.has_change_permission(request)):
         raise PermissionDenied
     data = request.POST if request.method == "POST" else request.GET
