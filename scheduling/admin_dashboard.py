@@ -18,7 +18,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from .dashboard import HOURS, RUNS_PER_SCHEDULE, Dashboard, build_dashboard
 from .models import KIND_ATTRS, Schedule
@@ -150,15 +150,10 @@ def hourly_chart(data: Dashboard) -> dict[str, Any]:
                 "hour": hour,
             }
         )
-    gridlines = [
-        {
-            "y": round(base - height(value), 1),
-            "text_y": round(base - height(value) + 4, 1),
-            "value": value,
-        }
-        for value in (0, top // 2, top)
-        if value or top == 1
-    ]
+    gridlines = []
+    for value in sorted({0, top // 2, top}):
+        y = round(base - height(value), 1)
+        gridlines.append({"y": y, "text_y": round(y + 4, 1), "value": value})
     return {
         "width": WIDTH,
         "height": CHART_HEIGHT + CHART_AXIS,
@@ -171,7 +166,7 @@ def hourly_chart(data: Dashboard) -> dict[str, Any]:
     }
 
 
-@require_GET
+@require_safe
 def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite | None = None) -> HttpResponse:
     """The dashboard of the tenants the user may see (``?tenant=<id>`` narrows it to one)."""
     site = admin_site or admin.site
