@@ -925,3 +925,7 @@ class SchedulerLeaseAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# Alert rules, blackout windows and the audit trail register themselves in their own module.
+from . import admin_policies  # noqa: E402, F401

@@ -8,6 +8,7 @@ calls that do not touch ``updated_at``, which is the change marker the sync loop
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import zoneinfo
 from datetime import datetime, timedelta
@@ -826,6 +827,22 @@ class BlackoutWindow(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def describe(self) -> str:
+        """Return the window in words: "Sat 22:00 to Sun 06:00" or a date range."""
+        if self.kind == BlackoutKind.DATES:
+            if not (self.starts_at and self.ends_at):
+                return "-"
+            zone = zoneinfo.ZoneInfo(self.timezone)
+            start, end = self.starts_at.astimezone(zone), self.ends_at.astimezone(zone)
+            return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
+        if None in (self.start_weekday, self.start_time, self.end_weekday, self.end_time):
+            return "-"
+        days = calendar.day_abbr
+        return (
+            f"{days[self.start_weekday]} {self.start_time:%H:%M} to "
+            f"{days[self.end_weekday]} {self.end_time:%H:%M}"
+        )
+
     def contains(self, at: datetime) -> bool:
         """Return whether the instant ``at`` falls inside this window."""
         if self.kind == BlackoutKind.DATES:
@@ -887,6 +904,21 @@ class AlertRule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        errors: dict[str, Any] = {}
+        if self.schedule_id and self.tenant_id and self.schedule.tenant_id != self.tenant_id:
+            errors["schedule"] = _("The schedule belongs to another tenant.")
+        if self.consecutive_failures is None and self.not_succeeded_multiple is None:
+            errors["consecutive_failures"] = _(
+                "Set at least one condition: consecutive failures or periods without success."
+            )
+        if not self.email_admins and not self.webhook_url:
+            errors["webhook_url"] = _(
+                "Give a webhook URL or e-mail the owners and admins: otherwise nobody is told."
+            )
+        if errors:
+            raise ValidationError(errors)
 
 
 class AlertState(models.Model):
