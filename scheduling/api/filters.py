@@ -29,13 +29,16 @@ MAX_ID = 2**63 - 1
 
 
 class SafeIsoDateTimeField(filter_fields.IsoDateTimeField):
-    """An ISO 8601 datetime that the database can compare (no overflow when made UTC)."""
+    """An ISO 8601 datetime that the database can compare, in UTC.
+
+    UTC also because PostgreSQL rejects offsets beyond 15:59 that Python accepts (-21:00).
+    """
 
     def to_python(self, value: Any) -> Any:
         result = super().to_python(value)
         if result is not None:
             try:
-                result.astimezone(UTC)
+                result = result.astimezone(UTC)
             except (OverflowError, ValueError):
                 raise forms.ValidationError(_("Enter a date between years 1 and 9999.")) from None
         return result

@@ -37,4 +37,6 @@ class ExecutionCursorPagination(CursorPagination):
                 valid = False
             if not valid:
                 raise NotFound(self.invalid_cursor_message)
+            # In UTC: PostgreSQL rejects offsets beyond 15:59 that Python accepts (-21:00).
+            cursor = cursor._replace(position=position.astimezone(UTC).isoformat())
         return cursor

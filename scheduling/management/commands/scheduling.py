@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NoReturn
 
@@ -85,7 +85,11 @@ def iso_datetime(value: str) -> datetime:
         ) from None
     if timezone.is_naive(parsed):
         parsed = timezone.make_aware(parsed)
-    return parsed
+    try:
+        # In UTC: PostgreSQL rejects offsets beyond 15:59 that Python accepts (-21:00).
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{value!r} is out of range once in UTC") from None
 
 
 class VerbParser(CommandParser):

@@ -56,6 +56,9 @@ def test_execution_filters(world_a):
     assert ids("scheduled_for_before=2026-05-01T12:00:00Z") == [("failed", "scan")]
     assert ids("scheduled_for_after=2026-05-02T00:00:00Z&kind=scan") == [("succeeded", "scan")]
     assert ids("finished_before=2026-05-01T13:00:00%2B00:00") == [("succeeded", "scan")]
+    # Offsets that Python accepts and PostgreSQL would reject (beyond 15:59) compare in UTC.
+    assert ids("scheduled_for_before=2026-05-01T00:00:00-21:00") == [("failed", "scan")]
+    assert ids("scheduled_for_after=2026-05-01T15:00:00-21:00&kind=scan") == [("succeeded", "scan")]
 
 
 @pytest.mark.parametrize(
@@ -159,3 +162,15 @@ def test_a_tampered_cursor_is_404(world_a, raw):
     cursor = base64.b64encode(raw.encode()).decode()
     response = world_a.client("viewer").get("/api/executions/", {"cursor": cursor})
     assert response.status_code == 404
+
+
+def test_a_cursor_position_with_a_far_offset_pages_in_utc(world_a):
+    for hour in (1, 2, 3):
+        make_execution(schedule=world_a.scan, scheduled_for=T0 + timedelta(hours=hour))
+    # 2026-05-01T14:00Z written with an offset PostgreSQL would reject (-21:00).
+    cursor = base64.b64encode(b"p=2026-04-30T17:00:00-21:00").decode()
+
+    response = world_a.client("viewer").get("/api/executions/", {"cursor": cursor})
+
+    assert response.status_code == 200
+    assert [row["scheduled_for"] for row in response.data["results"]] == ["2026-05-01T13:00:00Z"]

@@ -105,6 +105,12 @@ class TestPauseResume:
         world.scan.refresh_from_db()
         assert world.scan.paused_until.isoformat() == "2099-07-01T10:00:00+00:00"
 
+    def test_an_until_with_a_far_offset_is_stored_in_utc(self, world):
+        # Python accepts -21:00; PostgreSQL would reject it beyond 15:59.
+        cli("pause", str(world.scan.pk), "--until", "2099-07-01T12:00-21:00")
+        world.scan.refresh_from_db()
+        assert world.scan.paused_until.isoformat() == "2099-07-02T09:00:00+00:00"
+
     def test_until_in_the_past_is_bad_input(self, world):
         result = cli("pause", str(world.scan.pk), "--until", "2001-01-01T00:00:00+00:00")
         assert result.code == 2
