@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from scheduling.models import Execution, PeriodicScan
+from scheduling.models import AuditEntry, Execution, PeriodicScan
 from tests.factories import (
     make_cleanup,
     make_execution,
@@ -144,3 +144,36 @@ def test_duplicate_name_is_a_form_error_not_a_crash(admin_client, objects):
     assert response.status_code == 200
     assert "already exists for this tenant" in response.content.decode()
     assert PeriodicScan.objects.filter(name="nightly").count() == 1
+
+
+def test_adding_beyond_the_tenants_quota_is_a_form_error(admin_client, objects):
+    tenant = objects["tenant"]
+    tenant.max_schedules = 3  # scan, report and cleanup already exist
+    tenant.save()
+    response = admin_client.post(reverse("admin:scheduling_periodicscan_add"), add_form(tenant))
+    assert response.status_code == 200
+    assert "has reached its limit of 3 schedules" in response.content.decode()
+    assert not PeriodicScan.objects.filter(name="nightly").exists()
+
+
+def test_dependency_cycles_are_a_form_error(admin_client, objects):
+    scan, report = objects["scan"], objects["report"]
+    report.depends_on.set([scan])
+    url = reverse("admin:scheduling_periodicscan_change", args=[scan.pk])
+    data = add_form(objects["tenant"], name=scan.name, depends_on=[report.pk])
+    response = admin_client.post(url, data)
+    assert response.status_code == 200
+    assert "This creates a dependency cycle" in response.content.decode()
+    assert not scan.depends_on.exists()
+
+
+def test_admin_edits_are_audited_with_the_admin_as_source(admin_client, objects):
+    url = reverse("admin:scheduling_periodicscan_add")
+    assert admin_client.post(url, add_form(objects["tenant"])).status_code == 302
+    scan = PeriodicScan.objects.get(name="nightly")
+    change = reverse("admin:scheduling_periodicscan_change", args=[scan.pk])
+    data = add_form(objects["tenant"], cron_expression="0 4 * * *")
+    assert admin_client.post(change, data).status_code == 302
+    entries = list(AuditEntry.objects.filter(schedule=scan).order_by("created_at", "pk"))
+    assert [(e.action, e.source) for e in entries] == [("create", "admin"), ("change", "admin")]
+    assert entries[1].changes == {"cron_expression": ["0 3 * * *", "0 4 * * *"]}

@@ -17,18 +17,9 @@ from tests.factories import (
     make_tenant,
     make_user,
 )
+from tests.scheduling.admin.test_tenant_scoping import CHANGELISTS
 
 pytestmark = pytest.mark.django_db
-
-CHANGELISTS = [
-    "scheduling_periodicscan",
-    "scheduling_report",
-    "scheduling_cleanupconfig",
-    "scheduling_execution",
-    "scheduling_reportartifact",
-    "tenants_tenant",
-    "tenants_membership",
-]
 
 
 def populate(n, *, member):
