@@ -252,3 +252,15 @@ def test_viewer_does_not_see_memberships(staff_client, tenant_a, world):
     assert client.get(reverse("admin:tenants_membership_changelist")).status_code == 403
     response = client.get(reverse("admin:tenants_tenant_change", args=[tenant_a.pk]))
     assert "Alpha-member" not in response.content.decode()
+
+
+def test_tenant_admin_deletes_own_schedule_but_operator_cannot(staff_client, tenant_a, world):
+    scan = world["tenant-a"]["scan"]
+    url = reverse("admin:scheduling_periodicscan_delete", args=[scan.pk])
+    operator = staff_client({tenant_a: "operator"})
+    assert operator.post(url, {"post": "yes"}).status_code == 403
+    admin = staff_client({tenant_a: "admin"})
+    response = admin.get(url)
+    assert response.status_code == 200 and not response.context["perms_lacking"]
+    assert admin.post(url, {"post": "yes"}).status_code == 302
+    assert not PeriodicScan.objects.filter(pk=scan.pk).exists()
