@@ -51,6 +51,7 @@ def browser() -> Iterator[Any]:
         # own ORM calls (factories, runner.execute) are plain synchronous code, so allow them
         # for as long as Playwright runs; the live server answers from its own thread.
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        sync_api.expect.set_options(timeout=TIMEOUT_MS)
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=str(CHROMIUM),
@@ -87,12 +88,23 @@ def page(browser: Any, live_server: Any, dialogs: list[str], request: Any) -> It
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
+    server_errors: list[str] = []
+    page.on(
+        "response",
+        lambda response: (
+            server_errors.append(f"{response.status} {response.url}")
+            if response.status >= 500
+            else None
+        ),
+    )
     try:
         yield page
     finally:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENSHOTS / f"{_file_name(request.node.name)}.png", full_page=True)
         context.close()
+    # Whatever the test clicked, the server never answered with an error page.
+    assert server_errors == []
 
 
 @pytest.fixture
@@ -124,3 +136,17 @@ def log_in(page: Any, user: Any, *, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+
+def run_action(page: Any, row_text: str, action: str) -> None:
+    """Tick the changelist row showing ``row_text``; run the action whose label starts so."""
+    page.get_by_role("row").filter(has_text=row_text).get_by_role("checkbox").check()
+    select = page.get_by_role("combobox", name="Action")
+    labels = select.locator("option").all_inner_texts()
+    select.select_option(label=next(label for label in labels if label.startswith(action)))
+    page.get_by_role("button", name="Go").click()
+
+
+def message(page: Any) -> Any:
+    """The admin's messages ("1 schedule resumed.") at the top of the page."""
+    return page.locator("ul.messagelist")
