@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 
@@ -8,3 +10,26 @@ def tenant(db):
     from tests.factories import make_tenant
 
     return make_tenant(name="Acme", slug="acme", timezone="Europe/Berlin")
+
+
+@pytest.fixture
+def scratch_database(tmp_path):
+    """A new, empty database for the processes a test starts: its NAME for SCHEDULING_DB_PATH.
+
+    A file on SQLite; on PostgreSQL a database on the test server, dropped afterwards.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield str(tmp_path / "scratch.sqlite3")
+        return
+    from tests.servers import maintenance_connection
+
+    name = f"scratch_{uuid.uuid4().hex[:16]}"
+    server = maintenance_connection(connection.settings_dict)
+    try:
+        server.execute(f'CREATE DATABASE "{name}"')
+        yield name
+        server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        server.close()

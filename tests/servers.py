@@ -433,6 +433,21 @@ class RedisServer(_Server):
         return f"process_id:{self.process.pid}\r\n".encode() in info
 
 
+def maintenance_connection(settings_dict: dict):
+    """Return an autocommit psycopg connection to the ``postgres`` database of the server that
+    a Django DATABASES entry names (to create, drop or lock out other databases)."""
+    import psycopg
+
+    return psycopg.connect(
+        dbname="postgres",
+        host=settings_dict["HOST"] or None,
+        port=settings_dict["PORT"] or None,
+        user=settings_dict["USER"] or None,
+        password=settings_dict["PASSWORD"] or None,
+        autocommit=True,
+    )
+
+
 @atexit.register
 def _stop_all() -> None:
     for server in list(_running):

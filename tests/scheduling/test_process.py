@@ -6,8 +6,10 @@ them in ``finally``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from django.db import connection
 
 from scheduling.models import Execution, Status
 from tests.factories import make_scan, make_tenant
+from tests.servers import maintenance_connection
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
@@ -184,9 +187,36 @@ def test_overlap_skip_never_runs_two_at_once(tmp_path):
         assert later.started_at >= earlier.finished_at, "two executions overlapped"
 
 
-def test_scheduler_survives_a_database_that_is_unavailable_for_seconds(tmp_path):
-    import sqlite3
+@contextlib.contextmanager
+def database_unavailable():
+    """Make the test database unusable for every other process for the duration."""
+    if connection.vendor == "postgresql":
+        name = connection.settings_dict["NAME"]
+        # The test's own connection stays: it watches the outage end.
+        own = connection.cursor().connection.info.backend_pid
+        with maintenance_connection(connection.settings_dict) as server:
+            # New connections are refused, and the open ones are dropped.
+            server.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            server.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> %s",
+                [name, own],
+            )
+            try:
+                yield
+            finally:
+                server.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        return
+    blocker = sqlite3.connect(connection.settings_dict["NAME"], timeout=30)
+    try:
+        blocker.execute("BEGIN EXCLUSIVE")  # nobody else can read or write now
+        yield
+        blocker.rollback()
+    finally:
+        blocker.close()
 
+
+def test_scheduler_survives_a_database_that_is_unavailable_for_seconds(tmp_path):
     tenant = make_tenant()
     ticker = echo_scan(tenant, interval_seconds=1, misfire_grace_seconds=60)
     log = tmp_path / "scheduler.log"
@@ -195,15 +225,13 @@ def test_scheduler_survives_a_database_that_is_unavailable_for_seconds(tmp_path)
         process = start_scheduler("--max-seconds", "20", "--lease-ttl", "30", log=log)
     finally:
         del os.environ["SCHEDULING_SQLITE_TIMEOUT"]
-    blocker = sqlite3.connect(connection.settings_dict["NAME"], timeout=30)
     try:
         assert wait_for(
             lambda: Execution.objects.filter(schedule=ticker, status=Status.SUCCEEDED).exists(),
             15,
         ), log.read_text()[-3000:]
-        blocker.execute("BEGIN EXCLUSIVE")  # nobody else can read or write now
-        time.sleep(5)
-        blocker.rollback()
+        with database_unavailable():
+            time.sleep(5)
         lock_released = time.monotonic()
         before = Execution.objects.filter(schedule=ticker).count()
         assert wait_for(
@@ -213,7 +241,6 @@ def test_scheduler_survives_a_database_that_is_unavailable_for_seconds(tmp_path)
         assert process.poll() is None, "the scheduler died while the database was locked"
         assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
     finally:
-        blocker.close()
         stop(process)
     text = log.read_text()
     assert "Database unavailable" in text

@@ -36,11 +36,11 @@ print("OK")
 
 
 @pytest.mark.process
-def test_migrations_honour_a_swapped_tenant_model(tmp_path):
+def test_migrations_honour_a_swapped_tenant_model(scratch_database):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings_swapped",
-        "SCHEDULING_DB_PATH": str(tmp_path / "host.sqlite3"),
+        "SCHEDULING_DB_PATH": scratch_database,
     }
     run = [sys.executable, "manage.py"]
     migrate = subprocess.run(
