@@ -265,6 +265,13 @@ class SchedulerService:
     def _become_leader(self) -> None:
         logger.info("Scheduler %s is the leader (lease %r).", self.identity, self.lease.name)
         self.leader = True
+        self.celery = None
+        if any(
+            conf.EXECUTOR_OVERRIDES.get(kind, conf.EXECUTOR) == "celery" for kind in Kind.values
+        ):
+            from .executors.celery import CeleryExecutor
+
+            self.celery = CeleryExecutor(claimed_by=self.identity)
         self._recover()
         self._start_scheduler()
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=True)
@@ -352,14 +359,6 @@ class SchedulerService:
 
     def _start_scheduler(self) -> None:
         from .executors.thread import ThreadExecutor
-
-        self.celery = None
-        if any(
-            conf.EXECUTOR_OVERRIDES.get(kind, conf.EXECUTOR) == "celery" for kind in Kind.values
-        ):
-            from .executors.celery import CeleryExecutor
-
-            self.celery = CeleryExecutor(claimed_by=self.identity)
 
         self.executor = ThreadExecutor(
             max_workers=self.max_workers,
