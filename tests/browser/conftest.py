@@ -100,9 +100,12 @@ def page(browser: Any, live_server: Any, dialogs: list[str], request: Any) -> It
     try:
         yield page
     finally:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / f"{_file_name(request.node.name)}.png", full_page=True)
-        context.close()
+        try:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            path = SCREENSHOTS / f"{_file_name(request.node.name)}.png"
+            page.screenshot(path=path, full_page=True)
+        finally:
+            context.close()
     # Whatever the test clicked, the server never answered with an error page.
     assert server_errors == []
 
