@@ -144,7 +144,7 @@ SCHEDULING_EXECUTOR = os.environ.get("SCHEDULING_EXECUTOR", "thread")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One message at a time per worker process: a lost worker takes no backlog with it.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1"))
 CELERY_TASK_IGNORE_RESULT = True
 
 LOGGING = {
