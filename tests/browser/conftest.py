@@ -147,7 +147,8 @@ def run_action(page: Any, row_text: str, action: str) -> None:
     select = page.get_by_role("combobox", name="Action")
     labels = select.locator("option").all_inner_texts()
     select.select_option(label=next(label for label in labels if label.startswith(action)))
-    page.get_by_role("button", name="Go").click()
+    # Django 5.2 labels the button "Go", Django 6 "Run".
+    page.locator(".actions").get_by_role("button", name=re.compile("^(Go|Run)$")).click()
 
 
 def message(page: Any) -> Any:
