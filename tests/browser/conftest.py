@@ -34,9 +34,12 @@ TIMEOUT_MS = 10_000
 PASSWORD = "browser-test-password"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium per test module, closed at the module's end.
+    """One headless Chromium for the tests of this package, closed after the last of them.
+
+    Not for the whole session: while Playwright runs, Django's ORM needs the async-unsafe
+    escape hatch below, which the rest of the suite must run without.
 
     Playwright starts it with a fresh temporary profile (user-data-dir) and deletes it on close.
     """
