@@ -168,6 +168,11 @@ def test_pause_until_a_time_and_resume_from_the_changelist(page, superuser, scre
     expect(row).to_contain_text("Enabled")
 
 
+def section(page, heading: str):
+    """The dashboard's box under ``heading``."""
+    return page.locator(".module").filter(has=page.get_by_role("heading", name=heading))
+
+
 def test_dashboard_opens_from_the_admin_index(page, superuser, live_server):
     dashboard_url = reverse("admin:scheduling_dashboard")
     tenant = make_tenant(name="Acme", slug="acme")
@@ -204,9 +209,11 @@ def test_dashboard_opens_from_the_admin_index(page, superuser, live_server):
     expect(page.get_by_role("heading", level=1)).to_contain_text(
         re.compile("dashboard", re.IGNORECASE)
     )
-    content = page.locator("#content")
-    expect(content).to_contain_text("Hourly echo")
-    expect(content).to_contain_text("Broken echo")
-    expect(content.locator("svg").first).to_be_visible()
+    failing = section(page, "Failing schedules")
+    expect(failing).to_contain_text("Broken echo")
+    expect(failing).not_to_contain_text("Hourly echo")
+    expect(section(page, "Upcoming runs")).to_contain_text("Hourly echo")
+    expect(page.get_by_role("img", name="Executions per hour by outcome")).to_be_visible()
+    expect(page.get_by_role("img", name="Upcoming runs per schedule")).to_be_visible()
     # Charts and styles come from the server itself, never from a CDN.
     assert foreign == []
