@@ -71,6 +71,7 @@ _SQLITE_OPTIONS = {
 
 # DATABASE_URL selects another database, e.g. postgres://user:password@host:5432/name
 # (PostgreSQL needs the `postgres` extra: pip install django-tenant-scheduling[postgres]).
+# DATABASE_CONN_MAX_AGE (seconds, default 0) keeps connections open across requests.
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {
