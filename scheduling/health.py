@@ -23,6 +23,8 @@ web process answers the same and a restarted scheduler loses nothing. Series:
 ``scheduling_running_executions{kind}``         gauge      running executions
 ``scheduling_schedules{kind,state}``            gauge      schedules; state enabled|disabled
 ``scheduling_jobs``                             gauge      jobs in the scheduler's job store
+``scheduling_celery_workers``                   gauge      Celery worker processes with a
+                                                           current heartbeat
 ``scheduling_leader_present``                   gauge      1 while a scheduler holds a fresh
                                                            lease, else 0
 ``scheduling_heartbeat_age_seconds``            gauge      age of the leader's last renewal
@@ -191,6 +193,13 @@ class SchedulingCollector(Collector):
             "scheduling_jobs",
             "Jobs in the scheduler's job store at its last sync.",
             value=lease.job_count if lease else 0,
+        )
+        from .executors.celery import live_workers
+
+        yield GaugeMetricFamily(
+            "scheduling_celery_workers",
+            "Celery worker processes whose heartbeat is current (the celery executor).",
+            value=len(live_workers()),
         )
         if health["heartbeat_age_seconds"] is not None:
             yield GaugeMetricFamily(

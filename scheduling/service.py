@@ -272,6 +272,7 @@ class SchedulerService:
             from .executors.celery import CeleryExecutor
 
             self.celery = CeleryExecutor(claimed_by=self.identity)
+            self.celery.start()
         self._recover()
         self._start_scheduler()
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=True)
@@ -281,7 +282,9 @@ class SchedulerService:
         self.leader = False
         self.lease.valid_until = 0.0
         self._stop_scheduler()
-        self.celery = None
+        celery, self.celery = self.celery, None
+        if celery is not None:
+            celery.shutdown(grace=0)  # what it did not publish, the next leader does
         executor, self.executor = self.executor, None
         if executor is not None:
             # Queued work is the new leader's to recover; running threads finish on their own
@@ -326,10 +329,13 @@ class SchedulerService:
                 pk__in=[e.pk for e in queued], status=Status.QUEUED
             ).values_list("pk", flat=True)
         )
-        Execution.objects.filter(pk__in=taken).update(claimed_by=self.identity)
-        republished = self.celery.publish_now(e for e in queued if e.pk in taken)
-        if republished:
-            logger.warning("Published again %d queued Celery execution(s).", republished)
+        if taken:
+            republished = self.celery.adopt([e for e in queued if e.pk in taken])
+            logger.warning(
+                "Took over %d queued Celery execution(s); %d of them are published again.",
+                len(taken),
+                republished,
+            )
         return [
             e
             for e in orphans
@@ -341,7 +347,6 @@ class SchedulerService:
         """Interrupt lost workers' executions; publish what the broker missed; free queues."""
         from .executors import celery as celery_executor
 
-        self.celery.retry_unpublished()
         self.celery.requeue_stale()
         # Right after a database outage, workers' heartbeats are stale because they could
         # not write either: give them one heartbeat period to catch up before judging them.
@@ -529,8 +534,10 @@ class SchedulerService:
         self._stop_scheduler()
         executor = self.executor
         self.executor = None
+        celery, self.celery = self.celery, None
         try:
             close_old_connections()
+            unpublished = celery.shutdown(grace=min(5.0, self.shutdown_grace)) if celery else []
             if executor is not None:
                 never_started, still_running = executor.shutdown(grace=self.shutdown_grace)
                 with self._deferred_lock:
@@ -548,11 +555,11 @@ class SchedulerService:
                 # Anything we claimed but did not hand to a worker yet. What went to Celery
                 # stays queued there: a worker runs it whether or not a scheduler is up.
                 claimed = Execution.objects.filter(claimed_by=self.identity, status=Status.QUEUED)
-                if self.celery is not None:
+                if celery is not None:
                     from .executors.celery import celery_kinds
 
                     claimed = claimed.exclude(
-                        Q(schedule_kind__in=celery_kinds()) & ~Q(pk__in=self.celery.pending_ids())
+                        Q(schedule_kind__in=celery_kinds()) & ~Q(pk__in=unpublished)
                     )
                 leftover = list(claimed.select_related("schedule"))
                 if leftover:

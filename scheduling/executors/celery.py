@@ -29,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections import deque
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, close_old_connections, connection, transaction
@@ -47,6 +47,8 @@ WORKER_LEASE_PREFIX = "worker:"
 # Celery's soft time limit comes this long after the watchdog recorded ``timed_out``, so the
 # handler is interrupted only once the outcome is settled.
 SOFT_LIMIT_DELAY = 1.0
+# ``claimed_by`` of executions that a leader published to the broker: celery:<leader>.
+PUBLISHED_PREFIX = "celery:"
 
 publish_outage = OutageLog(logger)
 
@@ -76,71 +78,151 @@ def time_limits(timeout: float) -> tuple[float, float]:
 
 
 class CeleryExecutor:
-    """Publishes claimed executions to Celery and keeps an eye on what the workers do."""
+    """Publishes claimed executions to Celery and keeps an eye on what the workers do.
+
+    Publishing happens on a thread of its own, so neither APScheduler's loop nor the leader's
+    lease renewals ever wait for the broker. Once a batch is in the broker, its rows'
+    ``claimed_by`` becomes ``celery:<leader>``: a successor then knows which executions of a
+    dead leader are in the queue already and which it must publish again.
+    """
 
     name = "celery"
 
     def __init__(self, *, claimed_by: str) -> None:
         self.claimed_by = claimed_by
+        self.published_mark = f"{PUBLISHED_PREFIX}{claimed_by}"
         self._lock = threading.Lock()
+        self._queue: deque[tuple[int, float]] = deque()  # (execution id, timeout) to publish
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         # Execution id -> (monotonic publish time, timeout); pruned by ``requeue_stale``.
         self._published: dict[int, tuple[float, float]] = {}
-        # Ids whose publish failed (broker down); published again by ``retry_unpublished``.
-        self._unpublished: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="scheduling-celery-publisher", daemon=True
+        )
+        self._thread.start()
+
+    def shutdown(self, *, grace: float) -> list[int]:
+        """Publish what is waiting for up to ``grace`` s; return the ids left unpublished."""
+        deadline = time.monotonic() + grace
+        while self.pending_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        return self.pending_ids()
 
     def submit(self, execution_id: int, *, timeout: float) -> None:
         """Publish ``execution_id`` once the transaction that claimed it commits."""
-        transaction.on_commit(lambda: self._publish(execution_id, timeout))
+        transaction.on_commit(lambda: self._enqueue([(execution_id, timeout)]))
 
-    def _publish(self, execution_id: int, timeout: float) -> bool:
-        from ..tasks import execute
-
-        soft, hard = time_limits(timeout)
-        try:
-            execute.apply_async(
-                args=[execution_id],
-                kwargs={"timeout": timeout},
-                queue=conf.CELERY_QUEUE,
-                soft_time_limit=soft,
-                time_limit=hard,
-                retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2},
-            )
-        except Exception as exc:  # kombu raises its own and the transport's errors
-            publish_outage.failed("publishing to the Celery broker", exc)
-            with self._lock:
-                self._unpublished[execution_id] = timeout
-            return False
-        publish_outage.ok()
+    def _enqueue(self, items: list[tuple[int, float]]) -> None:
         with self._lock:
-            self._unpublished.pop(execution_id, None)
-            self._published[execution_id] = (time.monotonic(), timeout)
-        return True
-
-    def publish_now(self, executions: Iterable[Execution]) -> int:
-        """Publish already committed ``executions`` (recovered from another leader)."""
-        count = 0
-        for execution in executions:
-            schedule = execution.schedule
-            timeout = schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT
-            count += self._publish(execution.pk, timeout)
-        return count
+            self._queue.extend(items)
+        self._wake.set()
 
     def pending_ids(self) -> list[int]:
-        """Ids that were claimed for Celery but never reached the broker."""
+        """Ids that were claimed for Celery but have not reached the broker yet."""
         with self._lock:
-            return list(self._unpublished)
+            return [execution_id for execution_id, _timeout in self._queue]
 
-    def retry_unpublished(self) -> None:
-        """Publish again what the broker refused; stop at the first failure."""
+    def _run(self) -> None:
+        delay = 0.1
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            while not self._stop.is_set():
+                with self._lock:
+                    batch = [self._queue.popleft() for _ in range(min(len(self._queue), 500))]
+                if not batch:
+                    break
+                published = self._publish_many(batch)
+                self._mark_published([pk for pk, _timeout in batch[:published]])
+                if published < len(batch):
+                    with self._lock:
+                        self._queue.extendleft(reversed(batch[published:]))
+                    self._stop.wait(delay)  # the broker is down: back off
+                    delay = min(delay * 2, 5.0)
+                    break
+                delay = 0.1
+
+    def _publish_many(self, items: list[tuple[int, float]]) -> int:
+        """Publish ``(execution id, timeout)`` pairs over one broker connection.
+
+        Stops at the first failure; returns how many were published.
+        """
+        from ..tasks import execute
+
+        published = 0
+        try:
+            with execute.app.producer_or_acquire() as producer:
+                for execution_id, timeout in items:
+                    soft, hard = time_limits(timeout)
+                    execute.apply_async(
+                        args=[execution_id],
+                        kwargs={"timeout": timeout},
+                        queue=conf.CELERY_QUEUE,
+                        soft_time_limit=soft,
+                        time_limit=hard,
+                        producer=producer,
+                        retry=True,
+                        retry_policy={
+                            "max_retries": 2,
+                            "interval_start": 0.1,
+                            "interval_step": 0.2,
+                        },
+                    )
+                    now = time.monotonic()
+                    with self._lock:
+                        self._published[execution_id] = (now, timeout)
+                    published += 1
+        except Exception as exc:  # kombu raises its own and the transport's errors
+            publish_outage.failed("publishing to the Celery broker", exc)
+            return published
+        publish_outage.ok()
+        return published
+
+    def _mark_published(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        try:
+            Execution.objects.filter(
+                pk__in=ids, status=Status.QUEUED, claimed_by=self.claimed_by
+            ).update(claimed_by=self.published_mark)
+        except DatabaseError as exc:
+            # Unmarked, a successor would publish them again: harmless, a copy runs nothing.
+            logger.warning("Could not mark %d published execution(s): %s", len(ids), exc)
+            connection.close()
+
+    def adopt(self, executions: list[Execution]) -> int:
+        """Take over the queued Celery executions of a leader that stopped.
+
+        Those it had published (marked ``celery:<leader>``) are in the queue: like our own,
+        they are published again only if still queued ``CELERY_REQUEUE_AFTER`` s from now.
+        The others may never have reached the broker: they are published now (a copy runs
+        nothing twice). Returns how many go out now.
+        """
+        published = [e for e in executions if e.claimed_by.startswith(PUBLISHED_PREFIX)]
+        unpublished = [e for e in executions if not e.claimed_by.startswith(PUBLISHED_PREFIX)]
+        for rows, mark in ((published, self.published_mark), (unpublished, self.claimed_by)):
+            ids = [e.pk for e in rows]
+            for start in range(0, len(ids), 1000):
+                Execution.objects.filter(
+                    pk__in=ids[start : start + 1000], status=Status.QUEUED
+                ).update(claimed_by=mark)
+        now = time.monotonic()
         with self._lock:
-            waiting = list(self._unpublished.items())
-        for execution_id, timeout in waiting:
-            if not self._publish(execution_id, timeout):
-                return
+            for execution in published:
+                self._published[execution.pk] = (now, _timeout_of(execution))
+        self._enqueue([(e.pk, _timeout_of(e)) for e in unpublished])
+        return len(unpublished)
 
     def requeue_stale(self, *, now: float | None = None) -> int:
-        """Re-publish executions still ``queued`` ``CELERY_REQUEUE_AFTER`` s after publishing."""
+        """Publish again executions still ``queued`` ``CELERY_REQUEUE_AFTER`` s after publishing."""
         now = time.monotonic() if now is None else now
         cutoff = now - conf.CELERY_REQUEUE_AFTER
         with self._lock:
@@ -155,15 +237,19 @@ class CeleryExecutor:
             waiting += Execution.objects.filter(
                 pk__in=ids[start : start + 1000], status=Status.QUEUED
             ).values_list("pk", flat=True)
-        for pk in waiting:
-            self._publish(pk, old[pk][1])
+        self._enqueue([(pk, old[pk][1]) for pk in waiting])
         if waiting:
             logger.warning(
-                "Re-published %d execution(s) still queued after %s s.",
+                "Publishing again %d execution(s) still queued after %s s.",
                 len(waiting),
                 conf.CELERY_REQUEUE_AFTER,
             )
         return len(waiting)
+
+
+def _timeout_of(execution: Execution) -> float:
+    schedule = execution.schedule
+    return schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT
 
 
 def live_workers(now: datetime | None = None) -> dict[str, datetime]:

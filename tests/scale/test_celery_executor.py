@@ -6,6 +6,8 @@ real workers, brokers and replicas are in ``test_cluster.py``.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from datetime import timedelta
 
 import pytest
@@ -14,9 +16,11 @@ from django.test import override_settings
 from django.utils import timezone
 
 from scheduling import checks
+from scheduling.conf import conf
 from scheduling.executors import celery as celery_executor
 from scheduling.models import Execution, SchedulerLease, Status
 from tests.factories import make_scan, make_tenant
+from tests.scale.harness import wait_for
 
 pytest.importorskip("celery", reason="Celery is not installed (the `celery` extra)")
 
@@ -165,3 +169,63 @@ def test_the_celery_executor_without_a_broker_is_an_error():
 def test_the_check_command_passes_with_the_celery_executor():
     with override_settings(SCHEDULING_EXECUTOR="celery"):
         call_command("check")
+
+
+def test_metrics_count_the_celery_workers_with_a_current_heartbeat(client):
+    now = timezone.now()
+    SchedulerLease.objects.create(name="worker:a:1", holder="a:1", expires_at=now + timedelta(1))
+    SchedulerLease.objects.create(name="worker:b:2", holder="b:2", expires_at=now + timedelta(1))
+    SchedulerLease.objects.create(name="worker:c:3", holder="c:3", expires_at=now)
+
+    text = client.get("/metrics").content.decode()
+
+    assert "\nscheduling_celery_workers 2.0\n" in text
+
+
+@contextlib.contextmanager
+def broker(url: str):
+    """Point the project's Celery app at ``url`` (a throwaway Redis) for a while."""
+    from celery import current_app
+
+    configured = current_app.conf.broker_url
+    current_app.close()  # drop pooled connections to the configured broker
+    current_app.conf.broker_url = url
+    try:
+        yield
+    finally:
+        current_app.close()
+        current_app.conf.broker_url = configured
+
+
+def test_a_takeover_publishes_what_the_old_leader_had_not_and_the_rest_if_still_queued(
+    tmp_path,
+):
+    from tests.servers import RedisServer, redis_available
+
+    if redis_available():
+        pytest.skip(redis_available())
+    in_broker, unpublished = queued_execution(tmp_path), queued_execution(tmp_path)
+    Execution.objects.filter(pk=in_broker.pk).update(claimed_by="celery:leader:1:x")
+    executions = list(
+        Execution.objects.select_related("schedule").filter(pk__in=[in_broker.pk, unpublished.pk])
+    )
+
+    with RedisServer() as redis, broker(redis.url):
+        executor = celery_executor.CeleryExecutor(claimed_by="me")
+        executor.start()
+        try:
+            assert executor.adopt(executions) == 1
+            # Only the execution the old leader had not published goes out now.
+            assert wait_for(lambda: redis._ask(b"LLEN scheduling") == b":1\r\n", 10)
+            assert wait_for(lambda: not executor.pending_ids(), 10)
+            claimed = dict(Execution.objects.values_list("pk", "claimed_by"))
+            assert claimed == {in_broker.pk: "celery:me", unpublished.pk: "celery:me"}
+
+            Execution.objects.filter(pk=unpublished.pk).update(status=Status.SUCCEEDED)
+            later = time.monotonic() + conf.CELERY_REQUEUE_AFTER + 1
+            # The other one is in the queue; if it is still queued by then, it goes again.
+            assert executor.requeue_stale(now=later) == 1
+            assert wait_for(lambda: redis._ask(b"LLEN scheduling") == b":2\r\n", 10)
+            assert executor.requeue_stale() == 0  # not again before another period
+        finally:
+            assert executor.shutdown(grace=5) == []
