@@ -466,6 +466,11 @@ class ScheduleAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Any) -> str:
+        try:
+            # A form shown again with errors carries the invalid values: describe only what runs.
+            triggers.validate_trigger(obj)
+        except ValidationError:
+            return "-"
         return triggers.describe(obj)
 
     @admin.display(description=_("state"), ordering="enabled")
@@ -486,7 +491,9 @@ class ScheduleAdmin(TenantScopedAdmin):
         if obj.next_run_at is None:
             return "-"
         when = admin_views.format_run(obj.next_run_at, obj.effective_timezone)
-        return format_html('<time datetime="{}" title="{}">{}</time>', *when.values())
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>', when["iso"], when["utc"], when["local"]
+        )
 
     @admin.display(description=_("next runs"))
     def upcoming(self, obj: Any) -> str:

@@ -121,6 +121,7 @@ def pause_confirmation(
         "media": model_admin.media + form.media,
         "queryset": queryset,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "object_name": opts.verbose_name,
         "objects_name": opts.verbose_name_plural,
     }
     request.current_app = model_admin.admin_site.name

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from django.urls import reverse
 
@@ -177,3 +179,27 @@ def test_admin_edits_are_audited_with_the_admin_as_source(admin_client, objects)
     entries = list(AuditEntry.objects.filter(schedule=scan).order_by("created_at", "pk"))
     assert [(e.action, e.source) for e in entries] == [("create", "admin"), ("change", "admin")]
     assert entries[1].changes == {"cron_expression": ["0 3 * * *", "0 4 * * *"]}
+
+
+def test_next_run_column_shows_local_time_with_utc_on_hover(admin_client):
+    tenant = make_tenant(name="Berlin", timezone="Europe/Berlin")
+    scan = make_scan(tenant=tenant, scan_type="test_echo", target="x", timezone="Europe/Berlin")
+    PeriodicScan.objects.filter(pk=scan.pk).update(
+        next_run_at=datetime(2026, 7, 1, 1, 30, tzinfo=UTC)
+    )
+    page = admin_client.get(reverse("admin:scheduling_periodicscan_changelist")).content.decode()
+    assert (
+        '<time datetime="2026-07-01T01:30:00+00:00" title="2026-07-01 01:30:00 UTC">'
+        "Wed 2026-07-01 03:30:00 CEST</time>"
+    ) in page
+
+
+def test_a_form_with_an_invalid_cron_does_not_describe_it(admin_client, objects):
+    response = admin_client.post(
+        reverse("admin:scheduling_periodicscan_add"),
+        add_form(objects["tenant"], cron_expression="61 25 * * *"),
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "cron_expression" in response.context["adminform"].form.errors
+    assert "25:61" not in page and "At 25" not in page
