@@ -1,9 +1,10 @@
 """Run executions on Celery workers (Redis broker): the ``celery`` executor.
 
 The leader claims an occurrence as always (the ``Execution`` insert) and, once the claim is
-committed, publishes the execution id to Celery. A worker's task runs it through
-``runner.execute``, the code path of the thread executor: ``running``, then the outcome,
-retries, alerts and dependents.
+committed, publishes the execution id to Celery from a publisher thread (the leader's loop
+never waits for the broker), then marks the row ``claimed_by = celery:<leader>``. A worker's
+task runs it through ``runner.execute``, the code path of the thread executor: ``running``,
+then the outcome, retries, alerts and dependents.
 
 Nothing here is a second source of truth: the execution row is. That makes delivery simple:
 
@@ -17,6 +18,8 @@ Nothing here is a second source of truth: the execution row is. That makes deliv
   ``worker:<host>:<pid>``) while it lives. The leader interrupts ``running`` executions whose
   worker's heartbeat expired, so a ``kill -9`` never leaves one ``running`` forever, and the
   retry policy applies. Executions of live workers are never touched.
+- A leader that dies: its successor publishes again the queued executions it had claimed but
+  not marked as published; the marked ones are in the queue already.
 - Lost messages (a worker killed with prefetched messages, a broker restarted without
   persistence): the leader re-publishes executions still ``queued`` after
   ``SCHEDULING_CELERY_REQUEUE_AFTER`` seconds; idempotence makes that safe.
