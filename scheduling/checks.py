@@ -242,7 +242,36 @@ def check_celery(**kwargs: Any) -> list:
     return errors
 
 
-CHECKS: list[Callable[..., list]] = [check_settings, check_database, check_celery]
+def check_admin_index(**kwargs: Any) -> list:
+    """Warn when the admin index is Django's own, without the link to the dashboard."""
+    if "django.contrib.admin" not in settings.INSTALLED_APPS:
+        return []
+    from django.template import TemplateDoesNotExist
+    from django.template.loader import get_template
+
+    try:
+        template = get_template("admin/index.html")
+    except TemplateDoesNotExist:
+        return []
+    origin = str(getattr(getattr(template, "origin", None), "name", ""))
+    if not origin.replace("\\", "/").endswith("django/contrib/admin/templates/admin/index.html"):
+        return []  # ours, or the project's own override
+    return [
+        Warning(
+            "The admin index does not link the scheduling dashboard.",
+            hint="List 'scheduling' before 'django.contrib.admin' in INSTALLED_APPS, so that its "
+            "admin/index.html (which extends Django's) is found first.",
+            id="scheduling.W004",
+        )
+    ]
+
+
+CHECKS: list[Callable[..., list]] = [
+    check_settings,
+    check_database,
+    check_celery,
+    check_admin_index,
+]
 
 
 def register() -> None:

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from scheduling.checks import check_database, check_settings, sqlite_warnings
+from scheduling.checks import check_admin_index, check_database, check_settings, sqlite_warnings
 
 
 def ids(errors) -> set[str]:
@@ -82,3 +82,30 @@ def test_loading_the_apps_starts_no_scheduler():
     # django.setup() ran ready() of every app: nothing may have started a scheduler thread.
     names = [t.name for t in threading.enumerate()]
     assert not any("APScheduler" in n or n.startswith("scheduling-") for n in names)
+
+
+APP_TEMPLATES_ONLY = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+
+def test_admin_index_with_the_dashboard_link_passes():
+    assert check_admin_index() == []
+
+
+def test_admin_listed_before_scheduling_warns_that_the_dashboard_link_is_missing():
+    with override_settings(TEMPLATES=APP_TEMPLATES_ONLY):
+        (warning,) = check_admin_index()
+    assert warning.id == "scheduling.W004"
+    assert "before 'django.contrib.admin'" in warning.hint
