@@ -205,9 +205,10 @@ class Cluster:
 
 SEED = """
 import json, sys
+import uuid
 from tests.factories import make_scan, make_tenant
 fields = json.loads({fields!r})
-tenant = make_tenant()
+tenant = make_tenant(slug=uuid.uuid4().hex)
 pks = [make_scan(tenant=tenant, **fields).pk for _ in range({count})]
 print(json.dumps(pks))
 """

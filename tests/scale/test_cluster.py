@@ -308,20 +308,68 @@ def test_the_cluster_carries_on_after_its_connections_are_terminated(cluster, tm
 ONCE_SCAN = """
 from datetime import timedelta
 from django.utils import timezone
+import uuid
 from tests.factories import make_scan, make_tenant
+fields = dict(max_retries=1, retry_backoff_seconds=1)
+fields.update({fields!r})
 scan = make_scan(
-    tenant=make_tenant(), scan_type="test_sleep", target="x", trigger_type="once",
-    interval_seconds=None, run_at=timezone.now() + timedelta(seconds=3),
-    options={options!r}, max_retries=1, retry_backoff_seconds=1,
+    tenant=make_tenant(slug=uuid.uuid4().hex), scan_type="test_sleep", target="x",
+    trigger_type="once", interval_seconds=None, run_at=timezone.now() + timedelta(seconds=3),
+    options={options!r}, **fields
 )
 print(scan.pk)
 """
 
 
+def once_scan(cluster: Cluster, options: dict, **fields) -> int:
+    """A scan that runs once, three seconds from now; return its pk."""
+    return int(cluster.python(ONCE_SCAN.format(options=options, fields=fields)).split()[-1])
+
+
+def test_a_timeout_is_recorded_and_the_time_limit_frees_the_worker(cluster, tmp_path):
+    record = tmp_path / "runs.txt"
+    stuck = once_scan(
+        cluster, {"seconds": 60, "record": str(record)}, timeout_seconds=2, max_retries=0
+    )
+    after = once_scan(cluster, {"record": str(record)})
+    cluster.start_worker("worker1", concurrency=1)  # one process: the next run waits for it
+    cluster.start_scheduler("scheduler1", "--lease-ttl", "10")
+
+    def outcomes():
+        rows = dict(
+            cluster.query(
+                "SELECT schedule_id, status FROM scheduling_execution"
+                " WHERE schedule_id IN (%s, %s)",
+                (stuck, after),
+            )
+        )
+        return rows if rows.get(after) == "succeeded" else None
+
+    assert wait_for(outcomes, 40), cluster.logs()
+    [(status, error, seconds)] = cluster.query(
+        "SELECT status, error, extract(epoch from finished_at - started_at)"
+        " FROM scheduling_execution WHERE schedule_id = %s",
+        (stuck,),
+    )
+    assert status == "timed_out" and "Timed out after 2 s" in error
+    assert 1.9 <= seconds < 4  # the watchdog starts just before the row says running
+    # The soft time limit ended the 60 s handler, so the worker's only process was free
+    # for the next execution long before the handler would have finished.
+    [(waited,)] = cluster.query(
+        "SELECT extract(epoch from a.started_at - s.started_at) FROM scheduling_execution a,"
+        " scheduling_execution s WHERE a.schedule_id = %s AND s.schedule_id = %s",
+        (after, stuck),
+    )
+    assert waited < 10, waited
+    assert cluster.processes["worker1"].poll() is None
+    cluster.stop("scheduler1")
+    cluster.stop("worker1")
+
+
 def test_a_killed_worker_leaves_its_execution_interrupted_and_retried(cluster, tmp_path):
     record = tmp_path / "runs.txt"
     options = {"seconds": 6, "record": str(record)}
-    pk = int(cluster.python(ONCE_SCAN.format(options=options)).split()[-1])
+    pk = once_scan(cluster, options)
     cluster.start_worker("worker1", concurrency=1)
     cluster.start_scheduler("scheduler1", "--lease-ttl", "10")
 
