@@ -6,6 +6,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,9 +63,18 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Keeps connection errors to itself: scans close connections early on purpose (a 3 MB
+    body read in part, a TLS client that rejects the certificate)."""
+
+    def handle_error(self, request, client_address):
+        self.errors.append(sys.exc_info()[1])
+
+
 @contextmanager
 def serve(tls: ssl.SSLContext | None = None):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    server.errors = []
     server.requests = []
     server.daemon_threads = True
     if tls is not None:
