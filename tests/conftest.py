@@ -33,3 +33,13 @@ def scratch_database(tmp_path):
         server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         server.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the scale-out tests (tests/scale) first.
+
+    They take minutes, mostly waiting on their servers and processes; first, they overlap the
+    many quick tests on the other xdist worker instead of leaving it idle at the end. The sort
+    is stable, so every xdist worker collects the same order.
+    """
+    items.sort(key=lambda item: "scale" not in item.nodeid.split("/")[:2])
