@@ -168,7 +168,10 @@ def _check_failing(execution: Execution) -> list[AlertDelivery]:
 
 
 def _recover(execution: Execution) -> list[AlertDelivery]:
-    # One query when nothing is firing, which is the common case on every success.
+    # Nothing is firing for the schedule on almost every success: a one-table indexed probe
+    # answers that for a tenth of the cost of building the joined query below.
+    if not AlertState.objects.filter(schedule_id=execution.schedule_id, firing=True).exists():
+        return []
     states = list(
         AlertState.objects.filter(
             schedule_id=execution.schedule_id,
