@@ -15,7 +15,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import BadRequest, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
@@ -88,8 +88,19 @@ def has_role(request: HttpRequest, role: str, tenant_id: Any = None) -> bool:
     return bool(ids) if tenant_id is None else tenant_id in ids
 
 
+def reject_null_characters(params: Any) -> None:
+    """Answer 400 for query parameters that contain U+0000 (``(name, [values])`` pairs).
+
+    PostgreSQL cannot compare text with a NUL in it and would fail the query with a 500.
+    """
+    for name, values in params:
+        if any("\x00" in value for value in [name, *values]):
+            raise BadRequest(_("Null characters are not allowed in %(name)s.") % {"name": name})
+
+
 class NotFoundMixin:
-    """Answer 404 for an object the user cannot see, like for one that does not exist.
+    """Answer 404 for an object the user cannot see, like for one that does not exist, and 400
+    for list and search parameters with null characters.
 
     Django redirects to the index with "doesn't exist" there; a plain 404 is what the API and
     the rest of the app answer for another tenant's id.
@@ -102,6 +113,15 @@ class NotFoundMixin:
                 _("%(name)s with ID “%(key)s” doesn't exist.")
                 % {"name": opts.verbose_name, "key": object_id}
             )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        reject_null_characters(request.GET.lists())
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        # Also reached by the autocomplete view, for the tenant and schedule widgets.
+        reject_null_characters([("q", [search_term])])
+        return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
 
     def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
         try:

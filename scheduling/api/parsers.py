@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils.translation import gettext as _
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
+from rest_framework.settings import api_settings
 
 MAX_DEPTH = 32
 
@@ -25,6 +26,25 @@ def _depth(value: Any, limit: int) -> int:
     return depth
 
 
+def has_null_character(value: Any) -> bool:
+    """Return whether a string anywhere in ``value`` (keys included) contains U+0000.
+
+    PostgreSQL stores no NUL in text or jsonb; such input is a 400, on every database alike.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 class StrictJSONParser(JSONParser):
     """JSON, nested at most ``MAX_DEPTH`` levels (deeper input exhausts the recursion)."""
 
@@ -35,4 +55,17 @@ class StrictJSONParser(JSONParser):
             raise ParseError(_("JSON parse error - nested too deeply.")) from None
         if _depth(data, MAX_DEPTH) > MAX_DEPTH:
             raise ParseError(_("JSON parse error - nested more than %d levels.") % MAX_DEPTH)
+        if has_null_character(data):
+            # Name the fields, like any other validation error; a key of the body itself with
+            # a NUL in it is a "non_field_errors" problem.
+            message = _("Null characters are not allowed.")
+            if isinstance(data, dict):
+                fields = {
+                    key if "\x00" not in key else api_settings.NON_FIELD_ERRORS_KEY: [message]
+                    for key, value in data.items()
+                    if has_null_character([key, value])
+                }
+            else:
+                fields = {api_settings.NON_FIELD_ERRORS_KEY: [message]}
+            raise ValidationError(fields)
         return data

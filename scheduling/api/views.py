@@ -43,7 +43,7 @@ from ..tenancy import get_tenant_model
 from . import filters, serializers
 from .filters import MAX_ID
 from .pagination import ExecutionCursorPagination, PagePagination
-from .parsers import StrictJSONParser
+from .parsers import StrictJSONParser, has_null_character
 from .permissions import ADMIN, OPERATOR, TenantRolePermission, tenant_ids
 from .schema import APISchema
 
@@ -69,6 +69,12 @@ class APIMixin:
     schema = APISchema()
 
     lookup_value_regex = "[^/]+"  # any id reaches the view and gets a JSON 404, not HTML
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        for name, values in request.query_params.lists():
+            if has_null_character([name, *values]):
+                raise ValidationError({name: [_("Null characters are not allowed.")]})
 
     def fake_view(self) -> bool:
         """Whether drf-spectacular is introspecting the view (no real request)."""

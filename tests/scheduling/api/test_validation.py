@@ -199,3 +199,30 @@ def test_options_nested_a_few_levels_are_fine(world_a):
     )
     response = world_a.client("admin").post("/api/scans/", body, format="json")
     assert response.status_code == 201, response.data
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"name": "nul\x00name"}, "name"),
+        ({"tenant": "\x00acme"}, "tenant"),
+        ({"options": {"record": "\x00", "seconds": 0}}, "options"),
+        ({"options": {"key\x00": 1}}, "options"),
+        ({"bad\x00key": 1}, "non_field_errors"),
+    ],
+    ids=["field", "tenant", "nested value", "nested key", "body key"],
+)
+def test_null_characters_anywhere_in_the_body_are_a_400_naming_the_field(world_a, overrides, field):
+    body = valid_payload("scans", world_a.tenant, scan_type="test_sleep", **overrides)
+    before = Schedule.objects.count()
+    response = world_a.client("admin").post("/api/scans/", body, format="json")
+    assert response.status_code == 400
+    assert response.data == {field: ["Null characters are not allowed."]}
+    assert Schedule.objects.count() == before
+
+
+@pytest.mark.parametrize("url", ["/api/scans/?name=a%00b", "/api/executions/?status%00=x"])
+def test_null_characters_in_query_parameters_are_a_400(world_a, url):
+    response = world_a.client("viewer").get(url)
+    assert response.status_code == 400
+    assert "Null characters are not allowed." in str(response.data)
