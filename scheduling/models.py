@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
-from .validators import validate_timezone_name
+from .validators import null_character_errors, validate_timezone_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -325,6 +325,10 @@ class Schedule(models.Model):
         from .triggers import validate_trigger
 
         super().clean()
+        null_characters = null_character_errors(self)
+        if null_characters:
+            # Before any query: PostgreSQL fails on such text instead of comparing it.
+            raise ValidationError(null_characters)
         if not self.kind:
             self.kind = getattr(type(self), "KIND", "")
         limits = check_limits(self)

@@ -9,6 +9,8 @@ from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.settings import api_settings
 
+from ..validators import has_null_character
+
 MAX_DEPTH = 32
 
 
@@ -24,25 +26,6 @@ def _depth(value: Any, limit: int) -> int:
             for child in (item.values() if isinstance(item, dict) else item)
         ]
     return depth
-
-
-def has_null_character(value: Any) -> bool:
-    """Return whether a string anywhere in ``value`` (keys included) contains U+0000.
-
-    PostgreSQL stores no NUL in text or jsonb; such input is a 400, on every database alike.
-    """
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-    return False
 
 
 class StrictJSONParser(JSONParser):

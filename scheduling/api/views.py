@@ -40,10 +40,11 @@ from ..models import (
 )
 from ..status import scheduler_status
 from ..tenancy import get_tenant_model
+from ..validators import has_null_character
 from . import filters, serializers
 from .filters import MAX_ID
 from .pagination import ExecutionCursorPagination, PagePagination
-from .parsers import StrictJSONParser, has_null_character
+from .parsers import StrictJSONParser
 from .permissions import ADMIN, OPERATOR, TenantRolePermission, tenant_ids
 from .schema import APISchema
 

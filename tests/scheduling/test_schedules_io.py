@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -241,6 +242,40 @@ class TestImport:
             schedules_io.apply_plan(result)
         assert state() == before
         assert dict(Schedule.objects.values_list("pk", "updated_at")) == stamps
+
+    @pytest.mark.parametrize(
+        ("entry", "field"),
+        [
+            ({"name": "Th\u0000ree"}, "name"),
+            ({"description": "nul \u0000"}, "description"),
+            ({"options": {"k\u0000": 1}}, "options"),
+        ],
+        ids=["name", "description", "options key"],
+    )
+    def test_null_characters_are_an_error_not_a_crash(self, acme, entry, field):
+        apply(VALID)
+        before = state()
+        document = {
+            "version": 1,
+            "schedules": [
+                {
+                    "tenant": "acme",
+                    "kind": "scan",
+                    "name": "Three",
+                    "scan_type": "test_echo",
+                    "target": "x",
+                    "trigger_type": "interval",
+                    "interval_seconds": 600,
+                    **entry,
+                }
+            ],
+        }
+        result = plan(json.dumps(document), file_format="json")
+        assert not result.valid
+        assert [(e.field, e.message) for e in result.errors] == [
+            (field, "Null characters are not allowed.")
+        ]
+        assert state() == before
 
     def test_every_error_is_reported_with_its_position(self, acme):
         text = """\
