@@ -7,6 +7,11 @@
   ``timed_out``; the conditional outcome write then discards the late result. Work submitted
   with ``isolated=True`` runs in a child process instead (see ``executors.process``), which the
   timeout really kills.
+- Before each item a worker drops its database connection if it is unusable or older than
+  ``CONN_MAX_AGE`` (``close_old_connections``). On SQLite, where a connection is a file handle
+  that no server can drop and opening one costs about as much as a trivial execution, a worker
+  that runs items back to back keeps its connection until it waits for work again or a
+  database error occurs.
 """
 
 from __future__ import annotations
@@ -118,6 +123,7 @@ class ThreadExecutor:
         return chosen
 
     def _work(self) -> None:
+        idle = True  # no connection yet, or the thread waited for work since its last item
         while True:
             with self._cond:
                 item = None
@@ -125,6 +131,7 @@ class ThreadExecutor:
                     item = self._take()
                     if item is not None:
                         break
+                    idle = True
                     self._cond.wait(0.5)
                 if item is None:
                     return
@@ -135,7 +142,9 @@ class ThreadExecutor:
                         self._deadlines, (time.monotonic() + item.timeout, item.execution_id)
                     )
             try:
-                close_old_connections()
+                if idle or connection.vendor != "sqlite" or connection.errors_occurred:
+                    close_old_connections()
+                idle = False
                 self._run(item.execution_id)
             except Exception:
                 logger.exception("Execution %s crashed its worker thread.", item.execution_id)
