@@ -201,6 +201,17 @@ def tls_context() -> ssl.SSLContext:
 # -- http ------------------------------------------------------------------------------------
 
 
+def timeout_field() -> forms.FloatField:
+    """The ``timeout`` option every scan type has."""
+    return forms.FloatField(
+        label=_("timeout (seconds)"),
+        required=False,
+        min_value=0.1,
+        max_value=3600,
+        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
+    )
+
+
 class HttpOptions(forms.Form):
     method = forms.ChoiceField(
         label=_("method"), choices=[("GET", "GET"), ("HEAD", "HEAD")], required=False
@@ -218,13 +229,7 @@ class HttpOptions(forms.Form):
         max_length=200,
         help_text=_("Fail unless the first MiB of the body contains this text (case-sensitive)."),
     )
-    timeout = forms.FloatField(
-        label=_("timeout (seconds)"),
-        required=False,
-        min_value=0.1,
-        max_value=3600,
-        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
-    )
+    timeout = timeout_field()
 
     def clean_method(self) -> str:
         return self.cleaned_data.get("method") or "GET"
@@ -377,13 +382,7 @@ def http_check(scan: Any, context: ExecutionContext) -> dict:
 
 
 class TcpOptions(forms.Form):
-    timeout = forms.FloatField(
-        label=_("timeout (seconds)"),
-        required=False,
-        min_value=0.1,
-        max_value=3600,
-        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
-    )
+    timeout = timeout_field()
 
 
 @scan_type(
@@ -424,13 +423,7 @@ class TlsOptions(forms.Form):
         max_value=3650,
         help_text=_("Fail when the certificate expires in fewer days than this."),
     )
-    timeout = forms.FloatField(
-        label=_("timeout (seconds)"),
-        required=False,
-        min_value=0.1,
-        max_value=3600,
-        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
-    )
+    timeout = timeout_field()
 
 
 def _name_field(name: Any, field: str = "commonName") -> str:
