@@ -10,8 +10,8 @@
 - Before each item a worker drops its database connection if it is unusable or older than
   ``CONN_MAX_AGE`` (``close_old_connections``). On SQLite, where a connection is a file handle
   that no server can drop and opening one costs about as much as a trivial execution, a worker
-  that runs items back to back keeps its connection until it waits for work again or a
-  database error occurs.
+  that runs items back to back keeps its connection until it waits for work again, a
+  database error occurs or an item left the connection out of autocommit.
 """
 
 from __future__ import annotations
@@ -142,7 +142,13 @@ class ThreadExecutor:
                         self._deadlines, (time.monotonic() + item.timeout, item.execution_id)
                     )
             try:
-                if idle or connection.vendor != "sqlite" or connection.errors_occurred:
+                if (
+                    idle
+                    or connection.vendor != "sqlite"
+                    or connection.errors_occurred
+                    or connection.in_atomic_block
+                    or not connection.autocommit
+                ):
                     close_old_connections()
                 idle = False
                 self._run(item.execution_id)

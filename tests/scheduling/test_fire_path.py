@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from scheduling import runner
 from scheduling.executors.thread import ThreadExecutor
@@ -112,3 +112,23 @@ def test_a_worker_keeps_its_connection_for_back_to_back_items_on_sqlite():
     else:
         # A server can drop a connection: each item checks its connection's age as before.
         assert distinct == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_item_that_leaves_autocommit_off_does_not_leak_it_into_the_next():
+    autocommit: list[bool] = []
+
+    def run(execution_id: int) -> None:
+        autocommit.append(connection.get_autocommit())
+        if execution_id == 1:
+            transaction.set_autocommit(False)  # a handler that forgets to restore it
+
+    executor = ThreadExecutor(max_workers=1, run=run, on_timeout=lambda pk: None)
+    for execution_id in (1, 2):
+        executor.submit(execution_id)
+    executor.start()
+    try:
+        run_items(executor, autocommit, 2)
+    finally:
+        executor.shutdown(grace=1)
+    assert autocommit == [True, True]
