@@ -176,6 +176,11 @@ class ThreadExecutor:
                     _deadline, execution_id = heapq.heappop(self._deadlines)
                     if execution_id in self._running:
                         expired.append(execution_id)
+                if len(self._deadlines) > 2 * len(self._running) + 64:
+                    # Finished executions leave their deadline behind; drop them, or the heap
+                    # would hold (executions per second x timeout) entries.
+                    self._deadlines = [d for d in self._deadlines if d[1] in self._running]
+                    heapq.heapify(self._deadlines)
             for execution_id in expired:
                 try:
                     self._on_timeout(execution_id)

@@ -132,3 +132,27 @@ def test_an_item_that_leaves_autocommit_off_does_not_leak_it_into_the_next():
     finally:
         executor.shutdown(grace=1)
     assert autocommit == [True, True]
+
+
+def test_finished_executions_do_not_pile_up_in_the_timeout_watchdog():
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def run(execution_id: int) -> None:
+        with lock:
+            done.append(execution_id)
+
+    executor = ThreadExecutor(max_workers=2, run=run, on_timeout=lambda pk: None)
+    executor.start()
+    try:
+        for execution_id in range(1, 2001):
+            executor.submit(execution_id, timeout=3600)  # deadlines an hour away
+        run_items(executor, done, 2000)
+        # The watchdog (every 0.2 s) drops the deadlines of finished executions: without that
+        # the heap would grow with executions per second times the timeout.
+        deadline = time.monotonic() + 5
+        while len(executor._deadlines) > 64 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(executor._deadlines) <= 64
+    finally:
+        executor.shutdown(grace=1)
