@@ -36,6 +36,7 @@ from . import alerts, runner, signals
 from .conf import conf
 from .jobstore import SignedDjangoJobStore, outage, schedule_pk
 from .models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
+from .notify import ChangeListener
 from .sync import JobSync
 
 logger = logging.getLogger("scheduling.service")
@@ -173,6 +174,9 @@ class SchedulerService:
         self.worker = runner.worker_id()
         self.lease = Lease(name=lease_name or conf.LEASE_NAME, holder=self.identity, ttl=ttl)
         self.stopping = threading.Event()
+        # Set by stop() and, on PostgreSQL, by the change listener: the loop syncs at once.
+        self.changed = threading.Event()
+        self.listener: ChangeListener | None = None
         self.exit_code = 0
         self.leader = False
         self.scheduler: FencedScheduler | None = None
@@ -194,6 +198,7 @@ class SchedulerService:
     def stop(self, *_args: Any) -> None:
         """Ask the service to stop (signal-handler safe)."""
         self.stopping.set()
+        self.changed.set()
 
     def _install_signals(self) -> None:
         if self.install_signal_handlers and threading.current_thread() is threading.main_thread():
@@ -207,6 +212,9 @@ class SchedulerService:
         logger.info("Scheduler %s starting.", self.identity)
         next_renew = next_sync = next_full = next_alerts = next_celery = 0.0
         backoff = 0.1
+        if ChangeListener.available():
+            self.listener = ChangeListener(self.changed, stopping=self.stopping)
+            self.listener.start()
         try:
             while not self.stopping.is_set():
                 if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
@@ -254,7 +262,10 @@ class SchedulerService:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 wake = min(next_renew, next_sync, next_full) - time.monotonic()
-                self.stopping.wait(max(0.01, min(wake, 0.5)))
+                if self.changed.wait(max(0.01, min(wake, 0.5))):
+                    # A change was notified: sync now instead of at the next interval.
+                    self.changed.clear()
+                    next_sync = time.monotonic()
         finally:
             self._shutdown()
         logger.info("Scheduler %s stopped (exit code %d).", self.identity, self.exit_code)
@@ -531,6 +542,8 @@ class SchedulerService:
     # -- shutdown ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        if self.listener is not None:
+            self.listener.stop()
         self._stop_scheduler()
         executor = self.executor
         self.executor = None

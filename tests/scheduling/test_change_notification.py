@@ -1,0 +1,76 @@
+"""PostgreSQL change notification: changes reach a running scheduler long before its next poll."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from scheduling import services
+from scheduling.models import Schedule
+from scheduling.notify import CHANNEL, ChangeListener
+from tests.factories import make_tenant
+from tests.scheduling.test_process import echo_scan, start_scheduler, stop, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def listener():
+    """A connection of the test's own that LISTENs on the scheduler's channel."""
+    if not ChangeListener.available():
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's (psycopg 3.2+); this run uses SQLite.")
+    import psycopg
+
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+
+        def received(timeout: float = 2.0) -> int:
+            return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=100))
+
+        yield received
+
+
+def test_config_changes_notify_and_the_schedulers_own_updates_do_not(listener):
+    tenant = make_tenant()
+    scan = echo_scan(tenant, name="watched")
+    assert listener() >= 1  # created
+
+    Schedule.objects.filter(pk=scan.pk).update(run_count=F("run_count") + 1)
+    assert listener(timeout=0.5) == 0  # state only: updated_at unchanged
+
+    services.pause_schedule(schedule=scan, until=timezone.now() + timedelta(hours=1))
+    assert listener() >= 1  # a bulk QuerySet.update() that bumps updated_at
+
+    services.run_now(schedule=scan)
+    assert listener() >= 1  # a manual run queued
+
+    scan.delete()
+    assert listener() >= 1
+
+
+@pytest.mark.process
+def test_a_new_schedule_reaches_the_job_store_before_the_next_poll(listener, tmp_path):
+    from django_apscheduler.models import DjangoJob
+
+    log = tmp_path / "scheduler.log"
+    tenant = make_tenant()
+    echo_scan(tenant, name="first", interval_seconds=3600)
+    process = start_scheduler("--sync-interval", "30", log=log)
+    try:
+        assert wait_for(lambda: DjangoJob.objects.exists(), 30), log.read_text()
+        time.sleep(1)  # past the start's own sync
+        created = time.monotonic()
+        scan = echo_scan(tenant, name="second", interval_seconds=3600)
+        assert wait_for(
+            lambda: DjangoJob.objects.filter(id=f"schedule:{scan.pk}").exists(), 10, 0.02
+        ), log.read_text()
+        lag = time.monotonic() - created
+        print(f"change -> job store with a 30 s sync interval: {lag * 1000:.0f} ms")
+        assert lag < 3, "the change waited for the poll instead of the notification"
+    finally:
+        stop(process)
