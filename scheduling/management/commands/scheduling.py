@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from scheduling.cli import CLIError, SchedulingCLI, one_line
 from scheduling.exceptions import SchedulingError
+from scheduling.management.commands.runscheduler import positive_int
 from scheduling.models import Kind, Status
 
 KINDS = [k.value for k in Kind]
@@ -63,16 +64,6 @@ EPILOGS = {
     "purge": 'JSON: {"dry_run", "deleted", "tenants": [{"tenant", "retain_days", "cutoff", '
     '"deleted"}]}',
 }
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be greater than zero")
-    return number
 
 
 def iso_datetime(value: str) -> datetime:
