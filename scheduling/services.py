@@ -7,7 +7,7 @@ marker the sync loop polls): bulk ``update()`` calls do not run ``auto_now``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -327,6 +327,30 @@ def run_now(*, schedule: Schedule, user: Any = None, source: str | None = None) 
     return execution
 
 
+def _change_one(
+    schedule: Schedule,
+    change: Callable[[QuerySet], int],
+    *,
+    action: str,
+    user: Any,
+    source: str | None,
+) -> Schedule:
+    """Apply the bulk ``change`` to ``schedule`` alone; with a ``source``, audit it."""
+    with transaction.atomic():
+        before = snapshot(schedule) if source is not None else {}
+        change(Schedule.objects.filter(pk=schedule.pk))
+        schedule.refresh_from_db()
+        if source is not None:
+            record_audit(
+                schedule=schedule,
+                action=action,
+                user=user,
+                source=source,
+                changes=diff(before, snapshot(schedule)),
+            )
+    return schedule
+
+
 def pause_schedule(
     *,
     schedule: Schedule,
@@ -334,43 +358,25 @@ def pause_schedule(
     user: Any = None,
     source: str | None = None,
 ) -> Schedule:
-    """Pause ``schedule`` until ``until`` (or indefinitely: disabled).
-
-    With a ``source`` the pause is recorded in the audit trail.
-    """
-    with transaction.atomic():
-        before = snapshot(schedule) if source is not None else {}
-        pause_schedules(queryset=Schedule.objects.filter(pk=schedule.pk), until=until)
-        schedule.refresh_from_db()
-        if source is not None:
-            record_audit(
-                schedule=schedule,
-                action=AuditAction.PAUSE,
-                user=user,
-                source=source,
-                changes=diff(before, snapshot(schedule)),
-            )
-    return schedule
+    """Pause ``schedule`` until ``until`` (or indefinitely: disabled); audited with a source."""
+    return _change_one(
+        schedule,
+        lambda queryset: pause_schedules(queryset=queryset, until=until),
+        action=AuditAction.PAUSE,
+        user=user,
+        source=source,
+    )
 
 
 def resume_schedule(*, schedule: Schedule, user: Any = None, source: str | None = None) -> Schedule:
-    """Resume a paused or disabled schedule.
-
-    With a ``source`` the resume is recorded in the audit trail.
-    """
-    with transaction.atomic():
-        before = snapshot(schedule) if source is not None else {}
-        resume_schedules(queryset=Schedule.objects.filter(pk=schedule.pk))
-        schedule.refresh_from_db()
-        if source is not None:
-            record_audit(
-                schedule=schedule,
-                action=AuditAction.RESUME,
-                user=user,
-                source=source,
-                changes=diff(before, snapshot(schedule)),
-            )
-    return schedule
+    """Resume a paused or disabled schedule; audited with a source."""
+    return _change_one(
+        schedule,
+        lambda queryset: resume_schedules(queryset=queryset),
+        action=AuditAction.RESUME,
+        user=user,
+        source=source,
+    )
 
 
 def pause_schedules(*, queryset: QuerySet, until: datetime | None = None) -> int:
@@ -394,20 +400,14 @@ def set_enabled(*, queryset: QuerySet, enabled: bool) -> int:
 def set_schedule_enabled(
     *, schedule: Schedule, enabled: bool, user: Any = None, source: str | None = None
 ) -> Schedule:
-    """Enable or disable ``schedule``; with a ``source`` the change is audited."""
-    with transaction.atomic():
-        before = snapshot(schedule) if source is not None else {}
-        set_enabled(queryset=Schedule.objects.filter(pk=schedule.pk), enabled=enabled)
-        schedule.refresh_from_db()
-        if source is not None:
-            record_audit(
-                schedule=schedule,
-                action=AuditAction.ENABLE if enabled else AuditAction.DISABLE,
-                user=user,
-                source=source,
-                changes=diff(before, snapshot(schedule)),
-            )
-    return schedule
+    """Enable or disable ``schedule``; audited with a source."""
+    return _change_one(
+        schedule,
+        lambda queryset: set_enabled(queryset=queryset, enabled=enabled),
+        action=AuditAction.ENABLE if enabled else AuditAction.DISABLE,
+        user=user,
+        source=source,
+    )
 
 
 # Fields a copy does not take over: identity, bookkeeping and the scheduler's state.
