@@ -180,14 +180,17 @@ class SchedulingCLI:
 
     def schedules(self) -> QuerySet:
         """The schedules in scope (``--tenant``, ``--kind``, ``--user``)."""
-        queryset = Schedule.objects.select_related(*KIND_RELATIONS)
+        return self.in_scope(Schedule.objects.select_related(*KIND_RELATIONS), kind_field="kind")
+
+    def in_scope(self, queryset: QuerySet, *, kind_field: str) -> QuerySet:
+        """Limit ``queryset`` (rows with a ``tenant``) to the tenant, user and kind in scope."""
         tenant = self.tenant()
         if tenant is not None:
             queryset = queryset.filter(tenant=tenant)
         elif self.user is not None:
             queryset = queryset.filter(tenant__in=self.tenants())
         if self.kind:
-            queryset = queryset.filter(kind=self.kind)
+            queryset = queryset.filter(**{kind_field: self.kind})
         return queryset
 
     def get_schedule(self, pk: int) -> Schedule:
@@ -462,14 +465,10 @@ class SchedulingCLI:
         limit: int = 50,
     ) -> int:
         """List executions, newest first, filtered by schedule, status and time."""
-        queryset = Execution.objects.select_related("tenant").order_by("-scheduled_for", "-pk")
-        tenant = self.tenant()
-        if tenant is not None:
-            queryset = queryset.filter(tenant=tenant)
-        elif self.user is not None:
-            queryset = queryset.filter(tenant__in=self.tenants())
-        if self.kind:
-            queryset = queryset.filter(schedule_kind=self.kind)
+        queryset = self.in_scope(
+            Execution.objects.select_related("tenant").order_by("-scheduled_for", "-pk"),
+            kind_field="schedule_kind",
+        )
         if schedule_id is not None:
             queryset = queryset.filter(schedule=self.get_schedule(schedule_id))
         if status:
