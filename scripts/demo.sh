@@ -21,32 +21,14 @@ if [[ -n $seconds && ! $seconds =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 
-section() { printf '\n==== %s ====\n' "$*"; }
-
-python_at_least() {
-    [[ -n $1 ]] && timeout 30 "$1" -c "import sys; sys.exit(sys.version_info[:2] < ($2))" \
-        >/dev/null 2>&1
-}
+# section, pip_install, python_at_least, make_venv, base_python
+source scripts/lib.sh
 
 section "Setting up .venv"
 if ! python_at_least .venv/bin/python "3, 11"; then
-    base_python=""
-    for candidate in python3.11 python3; do
-        if python_at_least "$(command -v "$candidate" || true)" "3, 11"; then
-            base_python=$(command -v "$candidate")
-            break
-        fi
-    done
-    if [[ -z $base_python ]]; then
-        echo "error: Python 3.11 or newer is required (tried python3.11, python3)." >&2
-        exit 2
-    fi
-    rm -rf .venv
-    echo "Creating .venv with $("$base_python" --version 2>&1)"
-    "$base_python" -m venv .venv
+    make_venv .venv "$(base_python)" "3, 11"
 fi
-# Quiet pip; drop the warnings about configured package locations that do not exist.
-.venv/bin/python -m pip install -q -e . 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
+pip_install .venv/bin/python -e .
 python=.venv/bin/python
 
 section "Migrating the database"
