@@ -108,6 +108,41 @@ def on_execution_finished(execution: Execution) -> list[AlertDelivery]:
     return []
 
 
+def needing_rules(executions: list[Execution]) -> list[Execution]:
+    """Return those of ``executions`` whose outcome some alert rule or state may act on.
+
+    Two queries for any number of executions: ``on_execution_finished`` on the others would
+    find nothing to do (a success with no firing alert, a failure with no failure rule).
+    """
+    from .runner import FAILURE_STATUSES
+
+    succeeded = {e.schedule_id for e in executions if e.status == Status.SUCCEEDED}
+    failed_tenants = {e.tenant_id for e in executions if e.status in FAILURE_STATUSES}
+    firing = set(
+        AlertState.objects.filter(schedule_id__in=succeeded, firing=True).values_list(
+            "schedule_id", flat=True
+        )
+        if succeeded
+        else ()
+    )
+    watched = set(
+        AlertRule.objects.filter(
+            tenant_id__in=failed_tenants, enabled=True, consecutive_failures__isnull=False
+        ).values_list("tenant_id", flat=True)
+        if failed_tenants
+        else ()
+    )
+    return [
+        e
+        for e in executions
+        if e.schedule_id is not None
+        and (
+            (e.status == Status.SUCCEEDED and e.schedule_id in firing)
+            or (e.status in FAILURE_STATUSES and e.tenant_id in watched)
+        )
+    ]
+
+
 def check_did_not_run(now: datetime | None = None) -> list[AlertDelivery]:
     """Alert on every watched schedule that has not succeeded for its rule's multiple of periods."""
     try:

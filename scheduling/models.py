@@ -589,13 +589,31 @@ class Execution(models.Model):
     # State changes save only what changed; outcome writes are conditional on the execution
     # still being active, so a late thread result never overwrites a timeout or interruption.
 
-    def mark_started(self, *, worker: str) -> bool:
+    def start_values(self, *, worker: str) -> dict[str, Any]:
+        """Return the field values of starting now on ``worker`` (nothing is written)."""
+        return {"status": Status.RUNNING, "started_at": timezone.now(), "worker": worker}
+
+    def outcome_values(
+        self, status: str, *, result: Any = None, error: str = "", traceback: str = ""
+    ) -> dict[str, Any]:
+        """Return the field values of finishing now with ``status`` (nothing is written)."""
         now = timezone.now()
-        updated = Execution.objects.filter(pk=self.pk, status=Status.QUEUED).update(
-            status=Status.RUNNING, started_at=now, worker=worker
-        )
+        started = self.started_at or now
+        return {
+            "status": status,
+            "finished_at": now,
+            "duration_ms": max(0, int((now - started).total_seconds() * 1000)),
+            "result": result,
+            "error": error,
+            "traceback": traceback,
+        }
+
+    def mark_started(self, *, worker: str) -> bool:
+        values = self.start_values(worker=worker)
+        updated = Execution.objects.filter(pk=self.pk, status=Status.QUEUED).update(**values)
         if updated:
-            self.status, self.started_at, self.worker = Status.RUNNING, now, worker
+            for key, value in values.items():
+                setattr(self, key, value)
         return bool(updated)
 
     def mark_finished(
@@ -606,16 +624,7 @@ class Execution(models.Model):
         error: str = "",
         traceback: str = "",
     ) -> bool:
-        now = timezone.now()
-        started = self.started_at or now
-        values = {
-            "status": status,
-            "finished_at": now,
-            "duration_ms": max(0, int((now - started).total_seconds() * 1000)),
-            "result": result,
-            "error": error,
-            "traceback": traceback,
-        }
+        values = self.outcome_values(status, result=result, error=error, traceback=traceback)
         updated = Execution.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(**values)
         if updated:
             for key, value in values.items():

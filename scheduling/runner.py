@@ -103,21 +103,47 @@ def _load(execution_id: int) -> Execution | None:
 
 
 def execute(
-    execution_id: int, *, worker: str | None = None, execution: Execution | None = None
+    execution_id: int,
+    *,
+    worker: str | None = None,
+    execution: Execution | None = None,
+    recorder: Any = None,
 ) -> Execution | None:
     """Run a queued execution in this thread and record its outcome.
 
     ``execution`` may be passed already loaded (with its schedule and kind) to save a query.
+    With a ``recorder`` (``recorder.Recorder``, the scheduler's thread executor) the start and
+    the outcome are handed to it, which commits them in batches; without one they are written
+    here, each by a conditional update.
     """
     if execution is None or execution.pk != execution_id:
         execution = _load(execution_id)
-    if execution is None or not execution.mark_started(worker=worker or worker_id()):
+    if execution is None:
+        return None
+    worker = worker or worker_id()
+    if recorder is not None:
+        if not recorder.start(execution, worker=worker):
+            return execution
+    elif not execution.mark_started(worker=worker):
         return execution
+    signals.execution_started.send(
+        sender=Execution, execution=execution, schedule=execution.schedule
+    )
+    status, outcome = _run(execution)
+    if recorder is not None:
+        recorder.finish(execution, status, **outcome)
+        return execution
+    if not execution.mark_finished(status, **outcome):
+        log_discarded(execution)
+        return execution
+    return finish(execution)
+
+
+def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
+    """Run the started ``execution``'s kind; return its final status and outcome fields."""
     schedule = execution.schedule
-    signals.execution_started.send(sender=Execution, execution=execution, schedule=schedule)
     if schedule is None:
-        execution.mark_failed("The schedule was deleted before the execution started.")
-        return finish(execution)
+        return Status.FAILED, {"error": "The schedule was deleted before the execution started."}
     kind_object = schedule.get_kind_object()
     context = ExecutionContext(
         execution=execution,
@@ -131,20 +157,22 @@ def execute(
 
         result = run_kind(kind_object, context)
     except UnknownTaskType as exc:
-        recorded = execution.mark_failed(str(exc))
+        return Status.FAILED, {"error": str(exc)}
     except Exception as exc:
-        recorded = execution.mark_failed(_error_text(exc), tb.format_exc()[-ERROR_LIMIT:])
-    else:
-        recorded = execution.mark_succeeded(_jsonable(result))
-    if not recorded:
-        # The watchdog marked it timed out (or shutdown interrupted it): drop the late result.
-        logger.warning(
-            "Execution %s finished after it was marked %s; its result is discarded.",
-            execution.pk,
-            Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first(),
-        )
-        return execution
-    return finish(execution)
+        return Status.FAILED, {
+            "error": _error_text(exc),
+            "traceback": tb.format_exc()[-ERROR_LIMIT:],
+        }
+    return Status.SUCCEEDED, {"result": _jsonable(result)}
+
+
+def log_discarded(execution: Execution) -> None:
+    """Log that a late outcome lost to a timeout or an interruption (its write matched 0 rows)."""
+    logger.warning(
+        "Execution %s finished after it was marked %s; its result is discarded.",
+        execution.pk,
+        Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first(),
+    )
 
 
 def _error_text(exc: BaseException) -> str:
@@ -188,43 +216,67 @@ def interrupt(executions: Iterable[Execution], reason: str) -> int:
 
 def finish(execution: Execution) -> Execution:
     """Update the schedule's state after a final status; queue a retry; send signals."""
+    retry = record_outcome(execution)
+    announce(execution)
+    alerts.on_execution_finished(execution)  # never raises; one query without rules
+    if execution.schedule is not None and retry is None:
+        trigger_dependents(execution.schedule, execution.scheduled_for)
+    return execution
+
+
+def record_outcome(execution: Execution) -> Execution | None:
+    """Write the schedule's state for a final status and queue a retry; return the retry."""
     schedule = execution.schedule
+    if schedule is None:
+        return None
     status = execution.status
-    retry = None
-    if schedule is not None:
-        retry = _maybe_retry(schedule, execution)
-        values: dict[str, Any] = {"last_status": status}
-        if status in RAN_STATUSES or status == Status.INTERRUPTED:
-            values["last_run_at"] = execution.started_at or execution.scheduled_for
-        if status in RAN_STATUSES:
-            values["run_count"] = F("run_count") + 1
-        if status == Status.SUCCEEDED:
-            values["consecutive_failures"] = 0
-        elif status in FAILURE_STATUSES and retry is None:
-            values["consecutive_failures"] = F("consecutive_failures") + 1
-        if _should_disable(schedule, execution, retry):
-            # Bump updated_at: the sync loop then removes the job.
-            values["enabled"] = False
-            values["updated_at"] = timezone.now()
-        Schedule.objects.filter(pk=schedule.pk).update(**values)
+    retry = _maybe_retry(schedule, execution)
+    values: dict[str, Any] = {"last_status": status}
+    if status in RAN_STATUSES or status == Status.INTERRUPTED:
+        values["last_run_at"] = execution.started_at or execution.scheduled_for
+    if status in RAN_STATUSES:
+        values["run_count"] = F("run_count") + 1
+    if status == Status.SUCCEEDED:
+        values["consecutive_failures"] = 0
+    elif status in FAILURE_STATUSES and retry is None:
+        values["consecutive_failures"] = F("consecutive_failures") + 1
+    if _should_disable(schedule, execution, retry):
+        # Bump updated_at: the sync loop then removes the job.
+        values["enabled"] = False
+        values["updated_at"] = timezone.now()
+    Schedule.objects.filter(pk=schedule.pk).update(**values)
+    return retry
+
+
+def announce(execution: Execution) -> None:
+    """Log the execution's line and send ``execution_finished`` (after its outcome commits)."""
     logger.info(
         "execution=%s schedule=%s name=%r tenant=%s status=%s duration_ms=%s attempt=%s%s",
         execution.pk,
         execution.schedule_id,
         execution.schedule_name,
         execution.tenant_id,
-        status,
+        execution.status,
         execution.duration_ms,
         execution.attempt,
         f" error={execution.error[:200]!r}" if execution.error else "",
     )
     signals.execution_finished.send(
-        sender=Execution, execution=execution, schedule=schedule, status=status
+        sender=Execution, execution=execution, schedule=execution.schedule, status=execution.status
     )
-    alerts.on_execution_finished(execution)  # never raises; one query without rules
-    if schedule is not None and retry is None:
-        trigger_dependents(schedule, execution.scheduled_for)
-    return execution
+
+
+def with_dependents(executions: list[Execution]) -> list[Execution]:
+    """Return those of ``executions`` whose schedule has dependents (one query)."""
+    ids = {e.schedule_id for e in executions if e.schedule_id is not None}
+    if not ids:
+        return []
+    upstreams = set(
+        Schedule.depends_on.through.objects.filter(to_schedule_id__in=ids).values_list(
+            "to_schedule_id", flat=True
+        )
+    )
+    return [e for e in executions if e.schedule_id in upstreams]
 
 
 def trigger_dependents(upstream: Schedule, cycle: datetime) -> list[Execution]:

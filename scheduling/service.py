@@ -37,6 +37,7 @@ from .conf import conf
 from .jobstore import SignedDjangoJobStore, outage, schedule_pk
 from .models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
 from .notify import ChangeListener
+from .recorder import Recorder
 from .sync import JobSync
 
 logger = logging.getLogger("scheduling.service")
@@ -184,6 +185,7 @@ class SchedulerService:
         self.sync: JobSync | None = None
         self.executor: Any = None
         self.celery: Any = None  # executors.celery.CeleryExecutor when a kind runs on Celery
+        self.recorder: Recorder | None = None  # group commit of the thread executor's writes
         self._on_celery: set[int] = set()  # overlap=queue executions handed to Celery
         self._last_db_error = 0.0
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
@@ -301,6 +303,7 @@ class SchedulerService:
             # Queued work is the new leader's to recover; running threads finish on their own
             # and their conditional outcome writes lose to the new leader's interruption.
             executor.shutdown(grace=0)
+        self._stop_recorder(timeout=1.0)
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=False)
 
     def _recover(self) -> None:
@@ -383,6 +386,9 @@ class SchedulerService:
             on_done=self._release_deferred,
         )
         self.executor.start()
+        if self.recorder is None:
+            self.recorder = Recorder(may_start=self.lease.valid, busy=self._executor_busy)
+            self.recorder.begin()
         self.scheduler = FencedScheduler(fence=self.lease.valid, timezone="UTC")
         self.store = SignedDjangoJobStore(
             rebuild=self._rebuild, keep_trying=lambda: not self.stopping.is_set()
@@ -394,6 +400,15 @@ class SchedulerService:
         self.sync = JobSync(self.scheduler, self.store)
         self._full_sync()
         self.scheduler.start()
+
+    def _executor_busy(self) -> bool:
+        executor = self.executor
+        return executor is not None and executor.queued > 0
+
+    def _stop_recorder(self, timeout: float) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.stop(timeout=timeout)
 
     def _rebuild(self, pk: int, next_run_time: Any) -> Any:
         return self.sync.rebuild(pk, next_run_time) if self.sync else None
@@ -481,6 +496,9 @@ class SchedulerService:
         if not self.lease.valid():
             return False  # fenced: leave the jobs as they are for the next leader
         if due:
+            if self.recorder is not None:
+                # Finished executions must not count as active in the overlap checks.
+                self.recorder.flush(timeout=1.0)
             runner.dispatch_many(due, claimed_by=self.identity, submit=self._submit)
         return True
 
@@ -537,7 +555,9 @@ class SchedulerService:
 
             run_in_child(execution_id, timeout=timeout)
         else:
-            runner.execute(execution_id, worker=self.worker, execution=loaded)
+            runner.execute(
+                execution_id, worker=self.worker, execution=loaded, recorder=self.recorder
+            )
 
     # -- shutdown ---------------------------------------------------------------------------
 
@@ -553,6 +573,8 @@ class SchedulerService:
             unpublished = celery.shutdown(grace=min(5.0, self.shutdown_grace)) if celery else []
             if executor is not None:
                 never_started, still_running = executor.shutdown(grace=self.shutdown_grace)
+                # What finished must be written before the leftovers are told apart.
+                self._stop_recorder(timeout=min(10.0, self.shutdown_grace + 1.0))
                 with self._deferred_lock:
                     for ids in self._deferred.values():
                         never_started.extend(ids)
@@ -564,6 +586,7 @@ class SchedulerService:
                 )
                 if leftover:
                     runner.interrupt(leftover, "The scheduler stopped before this finished.")
+            self._stop_recorder(timeout=1.0)
             if self.leader:
                 # Anything we claimed but did not hand to a worker yet. What went to Celery
                 # stays queued there: a worker runs it whether or not a scheduler is up.

@@ -1,0 +1,300 @@
+"""Group commit of the execution writes of the scheduler's thread executor.
+
+A worker of the thread executor does not write the start and the outcome of its execution
+itself: it sets them on the execution in memory and hands them to the recorder, whose one
+writer thread commits everything handed over since its last flush in one transaction, then
+logs each execution's line and sends ``execution_finished``. Why:
+
+- Starting costs the worker no database round trip, so a burst of due executions starts
+  almost as fast as the pool can take them (``bench/fire.py``).
+- One thread writes: on SQLite, eight workers writing at once queue on its single write lock
+  and sleep in its busy handler; here nobody waits for the lock.
+- One commit per batch instead of three per execution; the alert and dependents probes run
+  once per batch too (``alerts.needing_rules``, ``runner.with_dependents``).
+
+The writes keep their conditions: a start only turns a ``queued`` row ``running``, an outcome
+only lands on a row still active, so a timeout or an interruption that got there first wins and
+the late outcome is logged as discarded, as without the recorder. A worker starts an execution
+only while ``may_start()`` (the scheduler's lease) holds, so it never runs what a new leader may
+already have taken over.
+
+A batch is flushed once the executor's queue is empty (``busy()`` false) or its oldest entry is
+``max_delay`` seconds old, whichever comes first, and at once on ``flush()``: the dispatcher
+calls it before it counts a schedule's active executions. If the process dies before a flush,
+the rows stay ``queued`` or ``running`` under its claim, and the next leader marks them
+``interrupted`` exactly as it does for executions that were running when it died.
+
+Follow-ups that may deliver alerts or queue dependents (rare: a failure of a tenant with
+failure rules, a success of a schedule with a firing alert, an upstream of a chain) run on a
+second thread, so a slow webhook never holds up the writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DatabaseError, connection, transaction
+
+from . import alerts, runner
+from .jobstore import outage
+from .models import ACTIVE_STATUSES, Execution, Status
+
+logger = logging.getLogger("scheduling.recorder")
+
+MAX_DELAY = 0.05  # seconds an entry may wait for its batch while the executor is busy
+POLL = 0.002  # how often the writer looks at the executor while it holds a batch back
+RETRY_AFTER = 1.0  # seconds between attempts while the database is unavailable
+
+
+@dataclass
+class _Entry:
+    execution: Execution
+    start: dict[str, Any] | None = None  # fields of the start, not written yet
+    final: dict[str, Any] | None = None  # fields of the outcome, not written yet
+
+
+class Recorder:
+    """Batch the start and outcome writes of executions run by the thread executor."""
+
+    def __init__(
+        self,
+        *,
+        may_start: Callable[[], bool] = lambda: True,
+        busy: Callable[[], bool] = lambda: False,
+        max_delay: float = MAX_DELAY,
+    ) -> None:
+        self._may_start = may_start
+        self._busy = busy
+        self.max_delay = max_delay
+        self._pending: dict[int, _Entry] = {}
+        self._first_at = 0.0  # monotonic time of the oldest pending entry
+        self._handed = 0  # entries handed over so far
+        self._written = 0  # of those, how many are written (or were given up at stop)
+        self._urgent = False
+        self._stopping = False
+        self._stopped = False
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._follow_ups: queue.SimpleQueue[tuple[Execution, bool] | None] = queue.SimpleQueue()
+        self._follow_thread: threading.Thread | None = None
+
+    # -- the workers' side ------------------------------------------------------------------
+
+    def start(self, execution: Execution, *, worker: str) -> bool:
+        """Start ``execution`` in memory and hand its start over; False: do not run it."""
+        if not self._may_start():
+            return False
+        values = execution.start_values(worker=worker)
+        for key, value in values.items():
+            setattr(execution, key, value)
+        self._hand_over(execution, start=values)
+        return True
+
+    def finish(self, execution: Execution, status: str, **outcome: Any) -> None:
+        """Set the outcome of a started ``execution`` in memory and hand it over."""
+        values = execution.outcome_values(status, **outcome)
+        for key, value in values.items():
+            setattr(execution, key, value)
+        self._hand_over(execution, final=values)
+
+    def _hand_over(self, execution: Execution, **values: Any) -> None:
+        with self._cond:
+            if not self._stopped:
+                entry = self._pending.get(execution.pk)
+                if entry is None:
+                    if not self._pending:
+                        self._first_at = time.monotonic()
+                    self._pending[execution.pk] = _Entry(execution, **values)
+                else:
+                    entry.start = values.get("start") or entry.start
+                    entry.final = values.get("final") or entry.final
+                self._handed += 1
+                self._cond.notify_all()
+                return
+        # Stopped: a thread that outlived the shutdown grace writes its own outcome; it only
+        # lands if the shutdown has not marked the execution interrupted already.
+        try:
+            self._commit([_Entry(execution, **values)])
+        except DatabaseError as exc:
+            logger.error("Could not record execution %s (%s).", execution.pk, exc)
+            connection.close()
+
+    # -- control ------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start the writer and follow-up threads."""
+        self._thread = threading.Thread(target=self._write_loop, name="scheduling-recorder")
+        self._thread.daemon = True
+        self._thread.start()
+        self._follow_thread = threading.Thread(
+            target=self._follow_loop, name="scheduling-follow-ups"
+        )
+        self._follow_thread.daemon = True
+        self._follow_thread.start()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Write everything handed over so far now; False if it is not written in ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._handed
+            if self._written >= target or self._thread is None:
+                return True
+            self._urgent = True
+            self._cond.notify_all()
+            while self._written < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(left)
+        return True
+
+    @property
+    def backlog(self) -> int:
+        """Executions whose start or outcome is not written yet."""
+        with self._cond:
+            return len(self._pending)
+
+    def stop(self, timeout: float = 5.0) -> int:
+        """Write what is pending (up to ``timeout`` s) and stop; return the entries given up.
+
+        Given-up entries leave their rows ``queued`` or ``running``: the caller (or the next
+        leader) marks them ``interrupted``.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._cond:
+            lost = len(self._pending)
+            self._pending.clear()
+            self._stopped = True
+            self._written = self._handed
+            self._cond.notify_all()
+        if lost:
+            logger.error("Gave up writing the state of %d execution(s) at shutdown.", lost)
+        if self._follow_thread is not None:
+            self._follow_ups.put(None)
+            self._follow_thread.join(max(0.1, timeout))
+        return lost
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _take(self) -> tuple[list[_Entry], int] | None:
+        """Wait for a batch that is due; return it with the hand-over count it covers."""
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait(0.5)
+            if not self._pending:
+                return None
+            while (
+                not (self._urgent or self._stopping)
+                and time.monotonic() - self._first_at < self.max_delay
+                and self._busy()
+            ):
+                self._cond.wait(POLL)
+            batch, self._pending = list(self._pending.values()), {}
+            self._urgent = False
+            return batch, self._handed
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                taken = self._take()
+                if taken is None:
+                    return
+                batch, covered = taken
+                try:
+                    self._commit(batch)
+                except DatabaseError as exc:
+                    outage.failed("execution recorder", exc)
+                    connection.close()
+                    self._put_back(batch)
+                    with self._cond:
+                        if not self._stopping:
+                            self._cond.wait(RETRY_AFTER)
+                        if self._stopping:
+                            return
+                    continue
+                except Exception:
+                    # A bug must not end the thread with the batch in it: log, drop, go on.
+                    logger.exception("Could not record %d execution(s).", len(batch))
+                    connection.close()
+                with self._cond:
+                    self._written = max(self._written, covered)
+                    self._cond.notify_all()
+        finally:
+            connection.close()
+
+    def _put_back(self, batch: list[_Entry]) -> None:
+        with self._cond:
+            if not self._pending:
+                self._first_at = time.monotonic()
+            for entry in batch:
+                newer = self._pending.get(entry.execution.pk)
+                if newer is not None:
+                    entry.start = entry.start or newer.start
+                    entry.final = newer.final or entry.final
+                self._pending[entry.execution.pk] = entry
+
+    def _commit(self, batch: list[_Entry]) -> None:
+        """Write ``batch`` in one transaction, then announce and queue follow-ups."""
+        finished: list[Execution] = []
+        discarded: list[Execution] = []
+        retried: set[int] = set()
+        with transaction.atomic():
+            for entry in batch:
+                execution = entry.execution
+                if entry.final is None:
+                    # 0 rows: a timeout or interruption came first; the outcome will lose too.
+                    Execution.objects.filter(pk=execution.pk, status=Status.QUEUED).update(
+                        **entry.start
+                    )
+                    continue
+                values = {**(entry.start or {}), **entry.final}
+                if Execution.objects.filter(pk=execution.pk, status__in=ACTIVE_STATUSES).update(
+                    **values
+                ):
+                    finished.append(execution)
+                else:
+                    discarded.append(execution)
+            for execution in finished:
+                if runner.record_outcome(execution) is not None:
+                    retried.add(execution.pk)
+        try:
+            for execution in discarded:
+                runner.log_discarded(execution)
+            for execution in finished:
+                runner.announce(execution)
+            if finished:
+                last = [e for e in finished if e.pk not in retried]
+                chained = {e.pk for e in runner.with_dependents(last)}
+                alerting = {e.pk for e in alerts.needing_rules(finished)}
+                for execution in finished:
+                    if execution.pk in chained or execution.pk in alerting:
+                        self._follow_ups.put((execution, execution.pk in chained))
+        except Exception:
+            logger.exception("Could not announce %d recorded execution(s).", len(finished))
+            connection.close()
+
+    # -- the follow-up thread -----------------------------------------------------------------
+
+    def _follow_loop(self) -> None:
+        try:
+            while (item := self._follow_ups.get()) is not None:
+                execution, chained = item
+                try:
+                    alerts.on_execution_finished(execution)  # never raises
+                    if chained:
+                        runner.trigger_dependents(execution.schedule, execution.scheduled_for)
+                except Exception:
+                    logger.exception("Follow-ups of execution %s failed.", execution.pk)
+                    connection.close()
+        finally:
+            connection.close()
