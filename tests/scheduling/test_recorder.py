@@ -1,0 +1,185 @@
+"""The recorder: the thread executor's starts and outcomes, committed in batches by one thread.
+
+Each test runs real executions through ``runner.execute`` with a real ``Recorder`` (its own
+writer thread and database connection) and reads the rows back from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import pytest
+from django.db import OperationalError
+from django.db.backends.signals import connection_created
+
+from scheduling import runner
+from scheduling.models import AlertState, Execution, Status
+from scheduling.recorder import Recorder
+from tests.factories import make_alert_rule, make_scan, make_tenant
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def recorder():
+    made: list[Recorder] = []
+
+    def make(**kwargs) -> Recorder:
+        rec = Recorder(**kwargs)
+        rec.begin()
+        made.append(rec)
+        return rec
+
+    yield make
+    for rec in made:
+        rec.stop(timeout=5)
+
+
+def claimed(scans) -> list[Execution]:
+    rows: list[Execution] = []
+    runner.dispatch_many(
+        [(scan.pk, [NOW], None) for scan in scans],
+        claimed_by="test",
+        submit=lambda execution, priority: rows.append(execution),
+        now=NOW,
+    )
+    assert len(rows) == len(scans)
+    return rows
+
+
+def echo_scans(count: int, **overrides):
+    tenant = overrides.pop("tenant", None) or make_tenant()
+    return [
+        make_scan(tenant=tenant, scan_type="test_echo", target="x", **overrides)
+        for _ in range(count)
+    ]
+
+
+def test_a_batch_of_executions_is_started_run_and_recorded(recorder, caplog):
+    rec = recorder()
+    scans = echo_scans(5)
+    caplog.set_level(logging.INFO, logger="scheduling.runner")
+    for execution in claimed(scans):
+        runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+    assert rec.flush(timeout=10)
+    rows = list(Execution.objects.order_by("pk"))
+    assert [r.status for r in rows] == [Status.SUCCEEDED] * 5
+    for row, scan in zip(rows, scans, strict=True):
+        assert row.worker == "w1"
+        assert row.started_at is not None and row.finished_at >= row.started_at
+        assert row.result == {"name": scan.name, "attempt": 1}
+        scan.refresh_from_db()
+        assert (scan.last_status, scan.run_count, scan.last_run_at) == (
+            Status.SUCCEEDED,
+            1,
+            row.started_at,
+        )
+    lines = [r.getMessage() for r in caplog.records if r.name == "scheduling.runner"]
+    assert sorted(line.split()[0] for line in lines) == sorted(f"execution={r.pk}" for r in rows)
+    assert rec.backlog == 0
+
+
+def test_the_start_is_written_before_the_outcome_is_known(recorder):
+    rec = recorder()
+    (execution,) = claimed(echo_scans(1))
+    assert rec.start(execution, worker="w1")
+    assert rec.flush(timeout=10)
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.status, row.started_at, row.worker) == (
+        Status.RUNNING,
+        execution.started_at,
+        "w1",
+    )
+    rec.finish(execution, Status.FAILED, error="RuntimeError: boom", traceback="tb")
+    assert rec.flush(timeout=10)
+    row.refresh_from_db()
+    assert (row.status, row.error, row.traceback) == (Status.FAILED, "RuntimeError: boom", "tb")
+    assert row.duration_ms is not None and row.duration_ms >= 0
+
+
+def test_a_late_outcome_loses_to_a_timeout_that_came_first(recorder, caplog):
+    rec = recorder()
+    (execution,) = claimed(echo_scans(1))
+    rec.start(execution, worker="w1")
+    assert rec.flush(timeout=10)
+    runner.time_out(execution.pk)  # the watchdog, from its own thread in the service
+    rec.finish(execution, Status.SUCCEEDED, result={"late": True})
+    assert rec.flush(timeout=10)
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.status, row.result) == (Status.TIMED_OUT, None)
+    assert "its result is discarded" in caplog.text
+    row.schedule.refresh_from_db()
+    assert row.schedule.last_status == Status.TIMED_OUT
+
+
+def test_nothing_starts_without_the_lease(recorder):
+    rec = recorder(may_start=lambda: False)
+    (execution,) = claimed(echo_scans(1))
+    runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+    assert rec.flush(timeout=10)
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.status, row.started_at, row.result) == (Status.QUEUED, None, None)
+
+
+def test_a_database_error_keeps_the_batch_until_the_database_is_back(recorder):
+    failures = {"left": 1}
+
+    def fail_once(execute, sql, params, many, context):
+        if sql.startswith('UPDATE "scheduling_execution"') and failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("database is locked (injected)")
+        return execute(sql, params, many, context)
+
+    def install(sender, connection, **kwargs):
+        connection.execute_wrappers.append(fail_once)
+
+    # The writer opens its own connection in its own thread: wrap that one.
+    connection_created.connect(install)
+    try:
+        rec = recorder()
+        executions = claimed(echo_scans(3))
+        for execution in executions:
+            runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+        assert rec.flush(timeout=10)  # the retry comes after RETRY_AFTER (1 s)
+    finally:
+        connection_created.disconnect(install)
+    assert failures["left"] == 0
+    assert set(Execution.objects.values_list("status", flat=True)) == {Status.SUCCEEDED}
+    assert sorted(Execution.objects.values_list("schedule__run_count", flat=True)) == [1, 1, 1]
+
+
+def test_stop_writes_what_is_pending_and_later_outcomes_are_written_inline(recorder):
+    rec = recorder(busy=lambda: True, max_delay=60)  # holds batches back: only stop writes
+    first, second = claimed(echo_scans(2))
+    runner.execute(first.pk, worker="w1", execution=first, recorder=rec)
+    rec.start(second, worker="w1")
+    assert rec.stop(timeout=10) == 0
+    assert Execution.objects.get(pk=first.pk).status == Status.SUCCEEDED
+    assert Execution.objects.get(pk=second.pk).status == Status.RUNNING
+    # A thread that outlived the shutdown grace records its outcome itself.
+    rec.finish(second, Status.SUCCEEDED, result={"ok": 1})
+    assert Execution.objects.get(pk=second.pk).status == Status.SUCCEEDED
+
+
+def test_follow_ups_queue_dependents_and_apply_alert_rules(recorder):
+    tenant = make_tenant()
+    upstream, dependent = echo_scans(2, tenant=tenant)
+    dependent.depends_on.set([upstream])
+    failing = make_scan(tenant=tenant, scan_type="test_sleep", options={"fail": True})
+    make_alert_rule(tenant=tenant, consecutive_failures=1, email_admins=True)
+    rec = recorder()
+    for execution in claimed([upstream, failing]):
+        runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+    assert rec.flush(timeout=10)
+    assert rec.stop(timeout=10) == 0  # also waits for the follow-up thread
+    queued = Execution.objects.get(schedule=dependent)
+    assert (queued.trigger, queued.status, queued.scheduled_for) == (
+        "dependency",
+        Status.QUEUED,
+        NOW,
+    )
+    assert Execution.objects.get(schedule=failing).status == Status.FAILED
+    assert AlertState.objects.filter(schedule=failing, firing=True).exists()
