@@ -37,7 +37,9 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "CELERY_HEARTBEAT_TTL": (1, "scheduling.E029"),
     "CELERY_HARD_TIMEOUT_GRACE": (2, "scheduling.E030"),
     "CELERY_REQUEUE_AFTER": (1, "scheduling.E031"),
+    "CLAIM_AHEAD": (0, "scheduling.E035"),
 }
+MAX_CLAIM_AHEAD = 5.0
 
 
 def check_settings(**kwargs: Any) -> list:
@@ -98,6 +100,17 @@ def check_settings(**kwargs: Any) -> list:
                     id=check_id,
                 )
             )
+    ahead = conf.CLAIM_AHEAD
+    if isinstance(ahead, Real) and not isinstance(ahead, bool) and ahead > MAX_CLAIM_AHEAD:
+        errors.append(
+            Error(
+                f"SCHEDULING_CLAIM_AHEAD must be at most {MAX_CLAIM_AHEAD:g} seconds; "
+                f"got {ahead!r}.",
+                hint="Claims made long ahead would miss pauses and overlap made meanwhile; "
+                "0.25 s covers a burst of about a thousand due occurrences.",
+                id="scheduling.E036",
+            )
+        )
     ttl, renew = conf.LEASE_TTL, conf.LEASE_RENEW_INTERVAL
     if isinstance(ttl, Real) and isinstance(renew, Real) and renew * 2 > ttl:
         errors.append(

@@ -97,6 +97,15 @@ class Settings:
         return self._get("LEASE_RENEW_INTERVAL", 3.0)
 
     @property
+    def CLAIM_AHEAD(self) -> float:
+        """Seconds before an occurrence is due at which the scheduler claims it.
+
+        The claim, the overlap check and the hand-over to the executor happen ahead; the
+        executor starts the occurrence at its time. 0 claims at the due time.
+        """
+        return self._get("CLAIM_AHEAD", 0.25)
+
+    @property
     def SHUTDOWN_GRACE(self) -> float:
         return self._get("SHUTDOWN_GRACE", 30.0)
 

@@ -121,6 +121,8 @@ def execute(
     if execution is None:
         return None
     worker = worker or worker_id()
+    if skipped_for_overlap(execution, recorder):
+        return execution
     if recorder is not None:
         if not recorder.start(execution, worker=worker):
             return execution
@@ -137,6 +139,32 @@ def execute(
         log_discarded(execution)
         return execution
     return finish(execution)
+
+
+def skipped_for_overlap(execution: Execution, recorder: Any = None) -> bool:
+    """Record ``execution`` skipped if it was claimed ahead and others of its schedule still run.
+
+    ``dispatch_many`` marks such a claim ``recheck_overlap`` (in memory) instead of deciding
+    the overlap policy before the occurrence is due. Returns True if it was skipped.
+    """
+    schedule = execution.schedule
+    if not getattr(execution, "recheck_overlap", False) or schedule is None:
+        return False
+    if recorder is not None:
+        recorder.flush(timeout=5.0)  # outcomes still in the recorder are not active any more
+    active = (
+        Execution.objects.filter(schedule_id=schedule.pk, status__in=ACTIVE_STATUSES)
+        .exclude(pk=execution.pk)
+        .count()
+    )
+    reason = _overlap_reason(schedule, active)
+    if not reason:
+        return False
+    if recorder is not None:
+        recorder.finish(execution, Status.SKIPPED, error=reason)
+    elif execution.mark_finished(Status.SKIPPED, error=reason):
+        finish(execution)
+    return True
 
 
 def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
@@ -473,12 +501,21 @@ def dispatch_many(
                 )
                 continue
             reason = _skip_reason(schedule, run_time, windows[schedule.tenant_id], active[pk])
-            if reason:
+            recheck = bool(
+                reason
+                and run_time > now
+                and not _skip_reason(schedule, run_time, windows[schedule.tenant_id], 0)
+            )
+            if reason and not recheck:
                 planned.append(
                     _row(schedule, run_time, claimed_by, now, status=Status.SKIPPED, error=reason)
                 )
                 continue
-            planned.append(_row(schedule, run_time, claimed_by, now))
+            row = _row(schedule, run_time, claimed_by, now)
+            # Claimed ahead of its time while others run: whether they still do is decided
+            # when it is due (``execute``), not now.
+            row.recheck_overlap = recheck
+            planned.append(row)
             active[pk] += 1
 
     claimed = _insert_claims(planned)
@@ -548,6 +585,10 @@ def _skip_reason(schedule: Schedule, at: datetime, windows: list[Any], active: i
     for window in windows:
         if window.schedule_id in (None, schedule.pk) and window.contains(at):
             return f"The occurrence falls in blackout window {window.name!r}."
+    return _overlap_reason(schedule, active)
+
+
+def _overlap_reason(schedule: Schedule, active: int) -> str:
     if schedule.overlap == Overlap.ALLOW and active >= schedule.max_instances:
         return f"{active} execution(s) still active; max_instances is {schedule.max_instances}."
     if schedule.overlap == Overlap.SKIP and active:

@@ -432,6 +432,10 @@ def run_in_worker(execution_id: int, *, timeout: float | None = None) -> Executi
     """
     close_old_connections()
     heartbeat.ensure()
+    # The scheduler claims occurrences a moment ahead (CLAIM_AHEAD): start each at its time.
+    due = Execution.objects.filter(pk=execution_id).values_list("scheduled_for", flat=True).first()
+    if due is not None:
+        time.sleep(max(0.0, min((due - timezone.now()).total_seconds(), conf.CLAIM_AHEAD)))
     watchdog = None
     if timeout:
         watchdog = threading.Timer(timeout, _time_out, args=(execution_id,))

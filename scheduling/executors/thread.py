@@ -7,6 +7,8 @@
   ``timed_out``; the conditional outcome write then discards the late result. Work submitted
   with ``isolated=True`` runs in a child process instead (see ``executors.process``), which the
   timeout really kills.
+- Work submitted with ``not_before`` (an epoch time: the scheduler claims occurrences a moment
+  ahead, ``SCHEDULING_CLAIM_AHEAD``) is held until then; a worker waits for the earliest.
 - Before each item a worker drops its database connection if it is unusable or older than
   ``CONN_MAX_AGE`` (``close_old_connections``). On SQLite, where a connection is a file handle
   that no server can drop and opening one costs about as much as a trivial execution, a worker
@@ -55,6 +57,7 @@ class ThreadExecutor:
         self._on_timeout = on_timeout
         self._on_done = on_done
         self._pending: list[WorkItem] = []
+        self._held: list[tuple[float, int, WorkItem]] = []  # (not_before, seq, item)
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
         self._running: dict[int, object] = {}  # execution id -> tenant id
@@ -85,13 +88,18 @@ class ThreadExecutor:
         timeout: float | None = None,
         tenant_id: object = None,
         tenant_limit: int = 0,
+        not_before: float | None = None,
     ) -> None:
-        item = WorkItem(
-            (-priority, next(self._seq)), execution_id, tenant_id, tenant_limit, timeout
-        )
+        seq = next(self._seq)
+        item = WorkItem((-priority, seq), execution_id, tenant_id, tenant_limit, timeout)
         with self._cond:
-            heapq.heappush(self._pending, item)
-            self._cond.notify()
+            if not_before is not None and not_before > time.time():
+                heapq.heappush(self._held, (not_before, seq, item))
+                # Wake them all: a worker may be sleeping until a later held item.
+                self._cond.notify_all()
+            else:
+                heapq.heappush(self._pending, item)
+                self._cond.notify()
 
     @property
     def busy(self) -> int:
@@ -100,12 +108,20 @@ class ThreadExecutor:
 
     @property
     def queued(self) -> int:
+        """Items due and waiting for a worker (held ones not counted)."""
         with self._cond:
             return len(self._pending)
 
     def running_ids(self) -> list[int]:
         with self._cond:
             return list(self._running)
+
+    def _release_held(self) -> float:
+        """Move held items that are due to the queue; return seconds to the next (lock held)."""
+        now = time.time()
+        while self._held and self._held[0][0] <= now:
+            heapq.heappush(self._pending, heapq.heappop(self._held)[2])
+        return self._held[0][0] - now if self._held else 0.5
 
     def _take(self) -> WorkItem | None:
         """Pop the best item whose tenant is under its limit (call with the lock held)."""
@@ -128,11 +144,12 @@ class ThreadExecutor:
             with self._cond:
                 item = None
                 while not self._stop.is_set():
+                    wait = self._release_held()
                     item = self._take()
                     if item is not None:
                         break
                     idle = True
-                    self._cond.wait(0.5)
+                    self._cond.wait(min(0.5, wait))
                 if item is None:
                     return
                 self._running[item.execution_id] = item.tenant_id
@@ -192,7 +209,9 @@ class ThreadExecutor:
         """Remove and return the ids of executions still waiting in the queue."""
         with self._cond:
             ids = [item.execution_id for item in self._pending]
+            ids += [item.execution_id for _at, _seq, item in sorted(self._held)]
             self._pending.clear()
+            self._held.clear()
         return ids
 
     def shutdown(self, *, grace: float) -> tuple[list[int], list[int]]:
