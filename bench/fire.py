@@ -8,8 +8,9 @@ off) in a subprocess, so the bench process does not compete for its GIL. After a
 counts, for the occurrences scheduled inside a window of ``--seconds`` whole seconds:
 
 - lateness = ``Execution.started_at - scheduled_for`` of the succeeded executions (p50, p99,
-  max), split into claim lag (``queued_at - scheduled_for``: APScheduler's loop, the job store
-  and the claim insert) and queue wait (``started_at - queued_at``: the thread executor);
+  max), next to when each was claimed (``queued_at - scheduled_for``: negative when it was
+  claimed ahead, ``SCHEDULING_CLAIM_AHEAD``) and how long it then waited for its time and a
+  worker (``started_at - queued_at``);
 - missed runs = expected occurrences (schedules x seconds) without a succeeded execution, and
   the executions recorded with status ``missed`` (or any other non-success status).
 
@@ -326,8 +327,8 @@ def main() -> None:
     )
     print("\n  where runscheduler's lateness goes (succeeded executions):")
     for label, key in (
-        ("claim lag (queued_at - scheduled_for)", "claim_lag"),
-        ("queue wait (started_at - queued_at)", "queue_wait"),
+        ("claimed (queued_at - scheduled_for)", "claim_lag"),
+        ("held and queued (started_at - queued_at)", "queue_wait"),
     ):
         values = ours[key]
         print(

@@ -47,6 +47,9 @@ def test_default_settings_pass():
         ("SCHEDULING_LEASE_NAME", "", "scheduling.E020"),
         ("SCHEDULING_REPORT_FROM_EMAIL", "", "scheduling.E021"),
         ("SCHEDULING_JOB_SIGNING_KEY", 42, "scheduling.E021"),
+        ("SCHEDULING_CLAIM_AHEAD", -0.1, "scheduling.E035"),
+        ("SCHEDULING_CLAIM_AHEAD", "0.25", "scheduling.E035"),
+        ("SCHEDULING_CLAIM_AHEAD", 30, "scheduling.E036"),
     ],
 )
 def test_bad_setting_is_reported_with_a_hint(setting, value, check_id):

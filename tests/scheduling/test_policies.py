@@ -17,8 +17,9 @@ from scheduling import runner, triggers
 from scheduling.executors.process import run_in_child
 from scheduling.executors.thread import ThreadExecutor
 from scheduling.models import BlackoutWindow, Execution, Schedule, Status, TriggerKind
-from scheduling.service import DispatchExecutor, FencedScheduler, SchedulerService
+from scheduling.service import FencedScheduler, SchedulerService
 from tests.factories import make_scan, make_tenant
+from tests.scheduling.loops import hand_driven_loop
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)  # a Monday
 
@@ -31,26 +32,14 @@ def echo_scan(tenant, **fields):
 
 def loop(service: SchedulerService) -> FencedScheduler:
     """A scheduler loop wired like the service's, driven by hand (no threads)."""
-    from scheduling.jobstore import SignedDjangoJobStore
-    from scheduling.sync import JobSync
-
-    service.lease.valid_until = time.monotonic() + 3600
     submitted: list[int] = []
 
     class Collect:
         def submit(self, execution_id, **kwargs):
             submitted.append(execution_id)
 
-    service.executor = Collect()
     service.submitted = submitted
-    scheduler = FencedScheduler(fence=service.lease.valid, timezone="UTC")
-    store = SignedDjangoJobStore(retry_budget=0.2)
-    scheduler.add_jobstore(store, "default")
-    scheduler.add_executor(DispatchExecutor(service), "default")
-    store._scheduler, store._alias = scheduler, "default"
-    store.before_flush = service._flush_due
-    service.scheduler, service.store, service.sync = scheduler, store, JobSync(scheduler, store)
-    return scheduler
+    return hand_driven_loop(service, Collect())
 
 
 @pytest.mark.django_db(transaction=True)

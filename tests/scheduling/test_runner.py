@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,8 +9,9 @@ from django_apscheduler.models import DjangoJob
 
 from scheduling import runner, signals
 from scheduling.models import Execution, Schedule, SchedulerLease, Status, TriggerKind
-from scheduling.service import DispatchExecutor, FencedScheduler, Lease, SchedulerService
+from scheduling.service import Lease, SchedulerService
 from tests.factories import make_execution, make_scan, make_tenant
+from tests.scheduling.loops import hand_driven_loop
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -225,21 +225,9 @@ class TestRecovery:
 class TestSchedulerLoop:
     def make_loop(self, service: SchedulerService):
         from scheduling.executors.thread import ThreadExecutor
-        from scheduling.jobstore import SignedDjangoJobStore
-        from scheduling.sync import JobSync
 
-        service.lease.valid_until = time.monotonic() + 300
-        service.executor = ThreadExecutor(
-            max_workers=1, run=lambda pk: None, on_timeout=lambda pk: None
-        )
-        scheduler = FencedScheduler(fence=service.lease.valid, timezone="UTC")
-        store = SignedDjangoJobStore(retry_budget=0.2)
-        scheduler.add_jobstore(store, "default")
-        scheduler.add_executor(DispatchExecutor(service), "default")
-        store._scheduler, store._alias = scheduler, "default"
-        store.before_flush = service._flush_due
-        service.scheduler, service.store, service.sync = scheduler, store, JobSync(scheduler, store)
-        return scheduler
+        executor = ThreadExecutor(max_workers=1, run=lambda pk: None, on_timeout=lambda pk: None)
+        return hand_driven_loop(service, executor)
 
     def test_database_error_after_dispatch_neither_kills_the_loop_nor_redispatches(self):
         service = SchedulerService(install_signal_handlers=False)
