@@ -217,12 +217,20 @@ class ThreadExecutor:
     def shutdown(self, *, grace: float) -> tuple[list[int], list[int]]:
         """Stop taking work; wait up to ``grace`` s for running executions.
 
-        Returns ``(never_started, still_running)`` execution ids.
+        Work waiting for a worker is not started. Held work was claimed a moment ahead of its
+        time (its occurrence was fired): it still starts at that time if it falls within the
+        grace period. Returns ``(never_started, still_running)`` execution ids.
         """
-        never_started = self.drain()
+        with self._cond:
+            never_started = [item.execution_id for item in self._pending]
+            self._pending.clear()
         deadline = time.monotonic() + grace
-        while self.busy and time.monotonic() < deadline:
-            time.sleep(0.05)
+        while time.monotonic() < deadline:
+            with self._cond:
+                if not (self._running or self._held or self._pending):
+                    break
+            time.sleep(0.02)
+        never_started += self.drain()
         still_running = self.running_ids()
         self._stop.set()
         with self._cond:

@@ -53,12 +53,14 @@ class TestThreadExecutorHoldsWork:
         assert started[1] >= at
         assert started[1] - at < 0.25  # a worker wakes for it, not at its next poll
 
-    def test_shutdown_hands_back_held_items_as_never_started(self):
-        executor = ThreadExecutor(max_workers=1, run=lambda pk: None, on_timeout=lambda pk: None)
+    def test_shutdown_starts_held_items_due_within_the_grace_and_hands_back_the_rest(self):
+        ran: list[int] = []
+        executor = ThreadExecutor(max_workers=1, run=ran.append, on_timeout=lambda pk: None)
         executor.start()
         executor.submit(7, not_before=time.time() + 60)
+        executor.submit(8, not_before=time.time() + 0.2)
         never_started, still_running = executor.shutdown(grace=1)
-        assert (never_started, still_running) == ([7], [])
+        assert (never_started, still_running, ran) == ([7], [], [8])
 
 
 @pytest.mark.django_db(transaction=True)
