@@ -204,6 +204,7 @@ class Recorder:
             return batch, self._handed
 
     def _write_loop(self) -> None:
+        reconnected = False
         try:
             while True:
                 taken = self._take()
@@ -213,9 +214,14 @@ class Recorder:
                 try:
                     self._commit(batch)
                 except DatabaseError as exc:
-                    outage.failed("execution recorder", exc)
                     connection.close()
                     self._put_back(batch)
+                    if not reconnected:
+                        # This thread's connection may have been idle through a database
+                        # restart that is over: try once more on a new one before waiting.
+                        reconnected = True
+                        continue
+                    outage.failed("execution recorder", exc)
                     with self._cond:
                         if not self._stopping:
                             self._cond.wait(RETRY_AFTER)
@@ -226,6 +232,7 @@ class Recorder:
                     # A bug must not end the thread with the batch in it: log, drop, go on.
                     logger.exception("Could not record %d execution(s).", len(batch))
                     connection.close()
+                reconnected = False
                 with self._cond:
                     self._written = max(self._written, covered)
                     self._cond.notify_all()

@@ -125,7 +125,7 @@ def test_nothing_starts_without_the_lease(recorder):
 
 
 def test_a_database_error_keeps_the_batch_until_the_database_is_back(recorder):
-    failures = {"left": 1}
+    failures = {"left": 2}  # the first retry is on a new connection, the next after a wait
 
     def fail_once(execute, sql, params, many, context):
         if sql.startswith('UPDATE "scheduling_execution"') and failures["left"]:
