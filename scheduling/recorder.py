@@ -285,23 +285,32 @@ class Recorder:
                 alerting = {e.pk for e in alerts.needing_rules(finished)}
                 for execution in finished:
                     if execution.pk in chained or execution.pk in alerting:
-                        self._follow_ups.put((execution, execution.pk in chained))
+                        self._follow_up(execution, execution.pk in chained)
         except Exception:
             logger.exception("Could not announce %d recorded execution(s).", len(finished))
             connection.close()
 
     # -- the follow-up thread -----------------------------------------------------------------
 
+    def _follow_up(self, execution: Execution, chained: bool) -> None:
+        if self._stopped:
+            # The follow-up thread is gone: an outcome written after stop() follows up here.
+            self._run_follow_up(execution, chained)
+        else:
+            self._follow_ups.put((execution, chained))
+
+    def _run_follow_up(self, execution: Execution, chained: bool) -> None:
+        try:
+            alerts.on_execution_finished(execution)  # never raises
+            if chained:
+                runner.trigger_dependents(execution.schedule, execution.scheduled_for)
+        except Exception:
+            logger.exception("Follow-ups of execution %s failed.", execution.pk)
+            connection.close()
+
     def _follow_loop(self) -> None:
         try:
             while (item := self._follow_ups.get()) is not None:
-                execution, chained = item
-                try:
-                    alerts.on_execution_finished(execution)  # never raises
-                    if chained:
-                        runner.trigger_dependents(execution.schedule, execution.scheduled_for)
-                except Exception:
-                    logger.exception("Follow-ups of execution %s failed.", execution.pk)
-                    connection.close()
+                self._run_follow_up(*item)
         finally:
             connection.close()

@@ -87,7 +87,8 @@ def claim(
     return execution
 
 
-def _load(execution_id: int) -> Execution | None:
+def load(execution_id: int) -> Execution | None:
+    """Return execution ``execution_id`` with its schedule, kind and tenants, or None."""
     return (
         Execution.objects.select_related(
             "tenant",
@@ -117,7 +118,7 @@ def execute(
     here, each by a conditional update.
     """
     if execution is None or execution.pk != execution_id:
-        execution = _load(execution_id)
+        execution = load(execution_id)
     if execution is None:
         return None
     worker = worker or worker_id()
@@ -220,7 +221,7 @@ def _jsonable(value: Any) -> Any:
 
 def time_out(execution_id: int, *, detail: str = "") -> Execution | None:
     """Mark a running execution ``timed_out`` (a thread may still be running it)."""
-    execution = _load(execution_id)
+    execution = load(execution_id)
     if execution is None or execution.status not in ACTIVE_STATUSES:
         return execution
     timeout = execution.schedule.effective_timeout if execution.schedule else 0
@@ -500,20 +501,18 @@ def dispatch_many(
                     _row(schedule, run_time, claimed_by, now, status=Status.MISSED, error=error)
                 )
                 continue
-            reason = _skip_reason(schedule, run_time, windows[schedule.tenant_id], active[pk])
-            recheck = bool(
-                reason
-                and run_time > now
-                and not _skip_reason(schedule, run_time, windows[schedule.tenant_id], 0)
-            )
-            if reason and not recheck:
+            reason = _blocked_reason(schedule, run_time, windows[schedule.tenant_id])
+            overlap = "" if reason else _overlap_reason(schedule, active[pk])
+            # Claimed ahead of its time while others run: whether they still do is decided
+            # when it is due (``execute``), not now.
+            recheck = bool(overlap) and run_time > now
+            reason = reason or ("" if recheck else overlap)
+            if reason:
                 planned.append(
                     _row(schedule, run_time, claimed_by, now, status=Status.SKIPPED, error=reason)
                 )
                 continue
             row = _row(schedule, run_time, claimed_by, now)
-            # Claimed ahead of its time while others run: whether they still do is decided
-            # when it is due (``execute``), not now.
             row.recheck_overlap = recheck
             planned.append(row)
             active[pk] += 1
@@ -578,14 +577,15 @@ def _insert_claims(rows: list[Execution]) -> list[Execution]:
         return claimed
 
 
-def _skip_reason(schedule: Schedule, at: datetime, windows: list[Any], active: int) -> str:
+def _blocked_reason(schedule: Schedule, at: datetime, windows: list[Any]) -> str:
+    """Why the occurrence at ``at`` may not run whatever else runs (tenant, blackout), or ''."""
     tenant = schedule.tenant
     if not getattr(tenant, "is_active", True):
         return f"Tenant {tenant} is inactive."
     for window in windows:
         if window.schedule_id in (None, schedule.pk) and window.contains(at):
             return f"The occurrence falls in blackout window {window.name!r}."
-    return _overlap_reason(schedule, active)
+    return ""
 
 
 def _overlap_reason(schedule: Schedule, active: int) -> str:

@@ -432,17 +432,18 @@ def run_in_worker(execution_id: int, *, timeout: float | None = None) -> Executi
     """
     close_old_connections()
     heartbeat.ensure()
-    # The scheduler claims occurrences a moment ahead (CLAIM_AHEAD): start each at its time.
-    due = Execution.objects.filter(pk=execution_id).values_list("scheduled_for", flat=True).first()
-    if due is not None:
-        time.sleep(max(0.0, min((due - timezone.now()).total_seconds(), conf.CLAIM_AHEAD)))
+    execution = runner.load(execution_id)
+    if execution is not None:
+        # The scheduler claims occurrences a moment ahead (CLAIM_AHEAD): start each at its time.
+        early = (execution.scheduled_for - timezone.now()).total_seconds()
+        time.sleep(max(0.0, min(early, conf.CLAIM_AHEAD)))
     watchdog = None
     if timeout:
         watchdog = threading.Timer(timeout, _time_out, args=(execution_id,))
         watchdog.daemon = True
         watchdog.start()
     try:
-        return runner.execute(execution_id, worker=heartbeat.worker)
+        return runner.execute(execution_id, worker=heartbeat.worker, execution=execution)
     except DatabaseError as exc:
         logger.error("Database error while running execution %s: %s", execution_id, exc)
         connection.close()

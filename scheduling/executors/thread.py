@@ -205,13 +205,14 @@ class ThreadExecutor:
                     logger.exception("Could not mark execution %s timed out.", execution_id)
                     connection.close()
 
-    def drain(self) -> list[int]:
-        """Remove and return the ids of executions still waiting in the queue."""
+    def drain(self, *, held: bool = True) -> list[int]:
+        """Remove and return the ids of executions waiting in the queue (and held ones)."""
         with self._cond:
             ids = [item.execution_id for item in self._pending]
-            ids += [item.execution_id for _at, _seq, item in sorted(self._held)]
             self._pending.clear()
-            self._held.clear()
+            if held:
+                ids += [item.execution_id for _at, _seq, item in sorted(self._held)]
+                self._held.clear()
         return ids
 
     def shutdown(self, *, grace: float) -> tuple[list[int], list[int]]:
@@ -221,9 +222,7 @@ class ThreadExecutor:
         time (its occurrence was fired): it still starts at that time if it falls within the
         grace period. Returns ``(never_started, still_running)`` execution ids.
         """
-        with self._cond:
-            never_started = [item.execution_id for item in self._pending]
-            self._pending.clear()
+        never_started = self.drain(held=False)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             with self._cond:

@@ -183,3 +183,16 @@ def test_follow_ups_queue_dependents_and_apply_alert_rules(recorder):
     )
     assert Execution.objects.get(schedule=failing).status == Status.FAILED
     assert AlertState.objects.filter(schedule=failing, firing=True).exists()
+
+
+def test_an_outcome_written_after_stop_still_queues_its_dependents(recorder):
+    tenant = make_tenant()
+    upstream, dependent = echo_scans(2, tenant=tenant)
+    dependent.depends_on.set([upstream])
+    rec = recorder()
+    (execution,) = claimed([upstream])
+    rec.start(execution, worker="w1")
+    assert rec.stop(timeout=10) == 0
+    rec.finish(execution, Status.SUCCEEDED, result={})  # a thread that outlived the grace
+    queued = Execution.objects.get(schedule=dependent)
+    assert (queued.trigger, queued.status) == ("dependency", Status.QUEUED)
