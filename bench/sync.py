@@ -8,9 +8,8 @@
   with the time of its phases; against the baseline from django-apscheduler's docs:
   ``scheduler.add_job(func, trigger, id=..., replace_existing=True)`` per schedule into a plain
   ``DjangoJobStore`` on a started, paused ``BackgroundScheduler`` (both include reading the
-  schedule rows), once on the project's SQLite settings (WAL, ``synchronous=NORMAL``) and once
-  on Django's defaults (rollback journal, an fsync per commit: what the design's "~4 ms per
-  job" describes; this figure swings with the disk's fsync latency);
+  schedule rows). Both sides run twice: on Django's default SQLite settings (rollback journal,
+  an fsync per commit) and on the project's (WAL, ``synchronous=NORMAL``);
 - warm full sync (every job unchanged: the periodic reconcile, and a restart);
 - incremental pass with no change and with one change (a trigger edited through ``save()``),
   with its query count and its share of the cold full sync. The fixture rows share one
@@ -27,9 +26,14 @@ Every measurement runs in a child process on its own copy of one prepared databa
 baseline neither warms caches for nor adds memory to ours. Schedules are back-dated by an hour
 and fire once a day, so nothing fires while the sync is measured.
 
-Targets (10,000 schedules): cold full sync >= 20x faster than the baseline (judged against the
-baseline on the same database settings); one change in the job store within 1 s; its
-incremental pass < 1% of a cold full sync; RSS < 150 MiB.
+Targets (10,000 schedules): cold full sync >= 20x faster than the baseline; one change in the
+job store within 1 s; its incremental pass < 1% of a cold full sync; RSS < 150 MiB.
+
+The speed-up is judged on Django's default SQLite settings, where the target's baseline comes
+from (django-apscheduler's documented path, "about 4 ms per job"): ``add_job`` commits once per
+job, so it pays an fsync per job, which is what a Django project gets out of the box. On the
+project's WAL settings a commit costs little and ``add_job`` is about five times faster; that
+ratio is printed beside it, for reference.
 """
 
 from __future__ import annotations
@@ -130,31 +134,32 @@ def _timed_full(sync: Any, store: Any) -> tuple[Any, float, dict[str, float]]:
     The phases are internal names of ``scheduling.sync``/``jobstore``; one that no longer
     exists is skipped and its time shows up in "rest".
     """
-    from django.db.models.query import QuerySet
+    from scheduling import sync as sync_module
 
     timer = PhaseTimer()
-    wrapped = []
+    saved = []
     for obj, name, label in (
+        (sync_module.ScheduleRow, "load", "load schedule rows"),
         (sync, "_plan", "plan: fingerprints + make_job"),
         (store, "read_headers", "read job headers"),
-        (store, "write_jobs", "write_jobs: sign + bulk upsert"),
-        (store, "delete_jobs", "delete_jobs"),
+        (store, "replace_jobs", "replace_jobs: sign, upsert, next_run_at"),
     ):
         if hasattr(obj, name):
-            setattr(obj, name, timer.wrap(label, getattr(obj, name)))
-            wrapped.append((obj, name))
-    bulk_update = QuerySet.bulk_update
-    QuerySet.bulk_update = timer.wrap("Schedule bulk_update(next_run_at)", bulk_update)
+            saved.append((obj, name, vars(obj).get(name)))
+            # staticmethod: a class attribute must not become a method of the class.
+            setattr(obj, name, staticmethod(timer.wrap(label, getattr(obj, name))))
     try:
         started = time.perf_counter()
         result = sync.full()
         elapsed = time.perf_counter() - started
     finally:
-        QuerySet.bulk_update = bulk_update
-        for obj, name in wrapped:
-            delattr(obj, name)  # drop the instance attribute: the class method shows again
+        for obj, name, original in reversed(saved):
+            if original is None:
+                delattr(obj, name)  # an instance attribute: the class's method shows again
+            else:
+                setattr(obj, name, original)
     phases = dict(timer.spent)
-    phases["load rows + bookkeeping (rest)"] = elapsed - sum(phases.values())
+    phases["bookkeeping (rest)"] = elapsed - sum(phases.values())
     return result, elapsed, phases
 
 
@@ -213,6 +218,17 @@ def child_ours(db: str, n: int) -> dict[str, Any]:
     out["incr_idle_s"] = statistics.median(t for _r, t, _q in idle)
     out["incr_idle_queries"] = idle[-1][2]
     return out
+
+
+def child_ours_default(db: str, n: int) -> dict[str, Any]:
+    """Time the cold ``JobSync.full()`` on Django's default SQLite settings (as the baseline)."""
+    _setup.setup(db, migrate=False, django_defaults=True)
+    _scheduler, _store, sync = _our_scheduler()
+    started = time.perf_counter()
+    result = sync.full()
+    elapsed = time.perf_counter() - started
+    assert result.written == n, result
+    return {"cold_full_default_s": elapsed}
 
 
 def child_baseline(db: str, n: int, *, django_defaults: bool = False) -> dict[str, Any]:
@@ -345,6 +361,7 @@ def child_service(db: str, n: int) -> dict[str, Any]:
 CHILDREN = {
     "prepare": child_prepare,
     "ours": child_ours,
+    "ours-default": child_ours_default,
     "baseline": child_baseline,
     "baseline-default": child_baseline_default,
     "service": child_service,
@@ -372,7 +389,8 @@ def measure(n: int, *, with_service: bool) -> dict[str, Any]:
     copies: list[str] = []
     try:
         figures = run_child("prepare", prepared, n)
-        modes = ["ours", "baseline", "baseline-default"] + (["service"] if with_service else [])
+        modes = ["ours", "ours-default", "baseline", "baseline-default"]
+        modes += ["service"] if with_service else []
         for mode in modes:
             copy = _setup.copy_db(prepared, f"sync-{n}-{mode}")
             copies.append(copy)
@@ -390,7 +408,7 @@ def _target(ok: bool, headline: bool, text: str) -> str:
 
 def report(n: int, f: dict[str, Any], *, headline: bool) -> None:
     speedup = f["baseline_s"] / f["cold_full_s"]
-    speedup_default = f["baseline_default_s"] / f["cold_full_s"]
+    speedup_default = f["baseline_default_s"] / f["cold_full_default_s"]
     share = f["incr_one_s"] / f["cold_full_s"]
     print(f"\n{n:,} schedules (fixtures inserted in {f['fixture_s']:.2f} s)")
     rows = [
@@ -400,24 +418,29 @@ def report(n: int, f: dict[str, Any], *, headline: bool) -> None:
             for label, spent in sorted(f["cold_phases"].items(), key=lambda kv: -kv[1])
         ),
         (
+            "cold full sync, Django SQLite defaults",
+            f"{f['cold_full_default_s']:.3f} s",
+            "(rollback journal, fsync/commit)",
+        ),
+        (
+            "baseline add_job x N, Django SQLite defaults",
+            f"{f['baseline_default_s']:.3f} s",
+            f"{f['baseline_default_s'] / n * 1000:.2f} ms/job",
+        ),
+        (
+            "  speed-up baseline/ours, Django defaults",
+            f"{speedup_default:.1f}x",
+            _target(speedup_default >= TARGET_SPEEDUP, headline, f">= {TARGET_SPEEDUP:.0f}x"),
+        ),
+        (
             "baseline add_job x N, project DB settings",
             f"{f['baseline_s']:.3f} s",
             f"{f['baseline_s'] / n * 1000:.2f} ms/job (WAL, synchronous=NORMAL)",
         ),
         (
-            "  speed-up baseline/ours",
+            "  speed-up baseline/ours, project settings",
             f"{speedup:.1f}x",
-            _target(speedup >= TARGET_SPEEDUP, headline, f">= {TARGET_SPEEDUP:.0f}x"),
-        ),
-        (
-            "baseline add_job x N, Django SQLite defaults",
-            f"{f['baseline_default_s']:.3f} s",
-            f"{f['baseline_default_s'] / n * 1000:.2f} ms/job (rollback journal, fsync/commit)",
-        ),
-        (
-            "  speed-up baseline/ours",
-            f"{speedup_default:.1f}x",
-            "(for reference: the design's ~4 ms/job figure)",
+            "(for reference: commits cost little with WAL)",
         ),
         ("warm full sync (all unchanged)", f"{f['warm_full_s']:.3f} s", ""),
         (

@@ -37,7 +37,7 @@ from . import alerts, runner, signals
 from .conf import conf
 from .jobstore import SignedDjangoJobStore, outage, schedule_pk
 from .models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
-from .notify import ChangeListener
+from .notify import ChangeListener, CommitWatch
 from .recorder import Recorder
 from .sync import JobSync
 
@@ -221,6 +221,7 @@ class SchedulerService:
         # Set by stop() and, on PostgreSQL, by the change listener: the loop syncs at once.
         self.changed = threading.Event()
         self.listener: ChangeListener | None = None
+        self.watch: CommitWatch | None = None
         self.exit_code = 0
         self.leader = False
         self.scheduler: FencedScheduler | None = None
@@ -260,6 +261,9 @@ class SchedulerService:
         if ChangeListener.available():
             self.listener = ChangeListener(self.changed, stopping=self.stopping)
             self.listener.start()
+        elif CommitWatch.available():
+            self.watch = CommitWatch()
+        poll = self.watch.POLL if self.watch is not None else 0.5
         try:
             while not self.stopping.is_set():
                 if self.max_seconds is not None and time.monotonic() - started >= self.max_seconds:
@@ -294,6 +298,10 @@ class SchedulerService:
                     elif now >= next_sync:
                         self._incremental_sync()
                         next_sync = now + self.sync_interval
+                    elif self.watch is not None and self.watch.committed():
+                        # Between polls: cheap, and often about execution rows; the regular
+                        # pass keeps recording the sync's health.
+                        self._incremental_sync(record=False)
                     self._check_scheduler_alive()
                     outage.ok()
                     backoff = 0.1
@@ -307,7 +315,7 @@ class SchedulerService:
                     backoff = min(backoff * 2, 5.0)
                     continue
                 wake = min(next_renew, next_sync, next_full) - time.monotonic()
-                if self.changed.wait(max(0.01, min(wake, 0.5))):
+                if self.changed.wait(max(0.01, min(wake, poll))):
                     # A change was notified: sync now instead of at the next interval.
                     self.changed.clear()
                     next_sync = time.monotonic()
@@ -492,13 +500,14 @@ class SchedulerService:
         self._pick_up_queued()
         self._record_sync(started, full=True)
 
-    def _incremental_sync(self) -> None:
+    def _incremental_sync(self, *, record: bool = True) -> None:
         if self.sync is None:
             return
         started = time.monotonic()
         self.sync.incremental()
         self._pick_up_queued()
-        self._record_sync(started, full=False)
+        if record:
+            self._record_sync(started, full=False)
 
     def _record_sync(self, started: float, *, full: bool) -> None:
         from django_apscheduler.models import DjangoJob

@@ -381,6 +381,8 @@ def test_a_killed_worker_leaves_its_execution_interrupted_and_retried(cluster, t
         return rows[0][0] if rows else None
 
     assert wait_for(running, 30), cluster.logs()
+    # The row says running just before the handler starts: kill it inside the handler.
+    assert wait_for(lambda: record.exists() and record.read_text(), 10), cluster.logs()
     cluster.kill("worker1")  # kill -9 of the worker's main process and its pool
     killed_at = time.monotonic()
     cluster.start_worker("worker2", concurrency=1)

@@ -1,4 +1,4 @@
-"""PostgreSQL change notification: changes reach a running scheduler long before its next poll."""
+"""Change notification: changes reach a running scheduler long before its next poll."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from scheduling import services
 from scheduling.models import Schedule
-from scheduling.notify import CHANNEL, ChangeListener
+from scheduling.notify import CHANNEL, ChangeListener, CommitWatch
 from tests.factories import make_tenant
 from tests.scheduling.test_process import echo_scan, start_scheduler, stop, wait_for
 
@@ -53,13 +53,39 @@ def test_config_changes_notify_and_the_schedulers_own_updates_do_not(listener):
     assert listener() >= 1
 
 
+@pytest.fixture
+def sqlite_only():
+    if not CommitWatch.available():
+        pytest.skip("SQLite's commit watch; PostgreSQL notifies instead (tests above).")
+
+
+@pytest.mark.usefixtures("sqlite_only")
+def test_the_commit_watch_sees_other_connections_commits_only():
+    import sqlite3
+
+    tenant = make_tenant()
+    watch = CommitWatch()
+    assert not watch.committed()  # the first look only takes the count
+    Schedule.objects.filter(tenant=tenant).update(run_count=1)  # this connection's own commit
+    assert not watch.committed()
+    with sqlite3.connect(connection.settings_dict["NAME"]) as other:
+        other.execute("UPDATE tenants_tenant SET name = 'renamed' WHERE id = ?", [tenant.pk])
+    assert watch.committed()
+    assert not watch.committed()  # seen once
+    connection.close()  # a new connection starts its own count: no false alarm
+    assert not watch.committed()
+
+
 @pytest.mark.process
-def test_a_new_schedule_reaches_the_job_store_before_the_next_poll(listener, tmp_path):
+def test_changes_and_manual_runs_reach_the_scheduler_before_the_next_poll(tmp_path):
+    """PostgreSQL notifies the scheduler; on SQLite its commit watch sees the commit."""
     from django_apscheduler.models import DjangoJob
+
+    from scheduling.models import Execution
 
     log = tmp_path / "scheduler.log"
     tenant = make_tenant()
-    echo_scan(tenant, name="first", interval_seconds=3600)
+    first = echo_scan(tenant, name="first", interval_seconds=3600)
     process = start_scheduler("--sync-interval", "30", log=log)
     try:
         assert wait_for(lambda: DjangoJob.objects.exists(), 30), log.read_text()
@@ -70,7 +96,14 @@ def test_a_new_schedule_reaches_the_job_store_before_the_next_poll(listener, tmp
             lambda: DjangoJob.objects.filter(id=f"schedule:{scan.pk}").exists(), 10, 0.02
         ), log.read_text()
         lag = time.monotonic() - created
-        print(f"change -> job store with a 30 s sync interval: {lag * 1000:.0f} ms")
-        assert lag < 3, "the change waited for the poll instead of the notification"
+        print(f"change -> job store, 30 s sync interval, {connection.vendor}: {lag * 1000:.0f} ms")
+        assert lag < 3, "the change waited for the 30 s poll"
+
+        queued = time.monotonic()
+        execution = services.run_now(schedule=first)
+        assert wait_for(
+            lambda: Execution.objects.filter(pk=execution.pk, status="succeeded").exists(), 10, 0.02
+        ), log.read_text()
+        assert time.monotonic() - queued < 3, "the manual run waited for the 30 s poll"
     finally:
         stop(process)

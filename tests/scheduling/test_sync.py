@@ -14,7 +14,7 @@ from django_apscheduler.models import DjangoJob
 from scheduling.jobstore import SignedDjangoJobStore, verify_state
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
 from scheduling.service import FencedScheduler
-from scheduling.sync import JobSync
+from scheduling.sync import JobSync, make_job
 from tests.factories import make_scan, make_tenant
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -97,6 +97,55 @@ class TestFullSync:
             cursor.execute("DELETE FROM scheduling_schedule WHERE id=%s", [scan.pk])
         assert sync.full().removed == 1
         assert job_row(scan) is None
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {
+                "trigger_type": "cron",
+                "cron_expression": "30 2 * * 1-5",
+                "timezone": "Europe/Berlin",
+                "jitter_seconds": 600,
+                "stagger": True,
+                "dst_gap_policy": "skip",
+                "dst_fold_policy": "twice",
+            },
+            {"trigger_type": "once", "run_at": NOW + timedelta(days=1), "misfire_grace_seconds": 5},
+            {
+                "interval_seconds": 120,
+                "start_at": NOW - timedelta(hours=1),
+                "end_at": NOW + timedelta(days=3),
+                "paused_until": NOW + timedelta(hours=2),
+                "coalesce": False,
+                "max_instances": 3,
+            },
+        ],
+        ids=["cron", "once", "interval"],
+    )
+    def test_stores_the_job_its_model_instance_describes(self, sync, fields):
+        # The sync reads plain rows; the job must be the one built from the model instance.
+        scan = echo_scan(make_tenant(timezone="America/New_York"), **fields)
+        sync.full()
+        fingerprint, pickled = verify_state(job_row(scan).job_state)
+        stored = pickle.loads(pickled)  # noqa: S301 - verified above
+        scan.refresh_from_db()
+        expected = make_job(sync.scheduler, scan, NOW).__getstate__()
+        assert fingerprint == scan.trigger_fingerprint()
+        assert stored.pop("trigger").__getstate__() == expected.pop("trigger").__getstate__()
+        assert stored == expected
+        assert scan.next_run_at == expected["next_run_time"]
+
+    def test_a_schedule_without_a_time_zone_fires_in_its_tenants(self, sync):
+        tenant = make_tenant(timezone="Asia/Tokyo")
+        scan = echo_scan(tenant, trigger_type="cron", cron_expression="0 9 * * *")
+        other = echo_scan(tenant, trigger_type="cron", cron_expression="0 9 * * *", timezone="UTC")
+        Schedule.objects.filter(pk=scan.pk).update(timezone="")
+        sync.full()
+        # 09:00 in Tokyo is midnight UTC; NOW is 21:00 there.
+        assert job_row(scan).next_run_time == datetime(2026, 6, 2, 0, 0, tzinfo=UTC)
+        assert job_row(other).next_run_time == datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
+        scan.refresh_from_db()
+        assert verify_state(job_row(scan).job_state)[0] == scan.trigger_fingerprint()
 
     def test_leaves_jobs_it_does_not_own_alone(self, sync):
         DjangoJob.objects.create(id="someone-elses-job", job_state=b"opaque")
