@@ -426,7 +426,7 @@ class SignedDjangoJobStore(DjangoJobStore):
         """
         secret = signing_secret()
         ops = connection.ops
-        # Signed before the transaction: it is the slow part, and needs no lock.
+        # Signed outside the transaction: the slow part needs no database lock.
         params = [
             (
                 job.id,
