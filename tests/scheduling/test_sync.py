@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob
 
@@ -146,6 +146,22 @@ class TestFullSync:
         assert job_row(other).next_run_time == datetime(2026, 6, 2, 9, 0, tzinfo=UTC)
         scan.refresh_from_db()
         assert verify_state(job_row(scan).job_state)[0] == scan.trigger_fingerprint()
+
+    def test_jobs_and_next_run_at_are_written_together_or_not_at_all(self, sync, monkeypatch):
+        scan = echo_scan(make_tenant(), interval_seconds=300)
+
+        def fail(values):
+            raise DatabaseError("disk I/O error")
+
+        monkeypatch.setattr("scheduling.sync.store_next_run_times", fail)
+        sync.store.retry_budget = 0
+        with pytest.raises(DatabaseError):
+            sync.full()
+        assert job_row(scan) is None
+        monkeypatch.undo()
+        assert sync.full().written == 1
+        scan.refresh_from_db()
+        assert job_row(scan).next_run_time == scan.next_run_at == NOW + timedelta(seconds=300)
 
     def test_leaves_jobs_it_does_not_own_alone(self, sync):
         DjangoJob.objects.create(id="someone-elses-job", job_state=b"opaque")
