@@ -284,3 +284,21 @@ class TestTamperedJobState:
         settings.SECRET_KEY = "another-key-" + os.urandom(8).hex()
         with pytest.raises(Exception, match="does not verify"):
             verify_state(job_row(scan).job_state)
+
+
+@pytest.mark.parametrize("count", [3, 501])
+def test_tenant_time_zones_take_one_query_however_many_tenants(
+    db, count, django_assert_num_queries
+):
+    from scheduling.sync import tenant_timezones
+    from tenants.models import Tenant
+
+    Tenant.objects.bulk_create(
+        Tenant(name=f"T{n}", slug=f"t-{n}", timezone="Asia/Tokyo" if n % 2 else "")
+        for n in range(count)
+    )
+    ids = set(Tenant.objects.values_list("pk", flat=True))
+    with django_assert_num_queries(1):
+        zones = tenant_timezones(ids)
+    assert set(zones) == ids
+    assert set(zones.values()) == {"Asia/Tokyo", "UTC"}  # a tenant without one: UTC
