@@ -1,11 +1,15 @@
-"""A scheduler loop wired like ``SchedulerService``'s, driven by hand (no loop thread)."""
+"""The scheduler's dispatch driven by hand: a loop wired like ``SchedulerService``'s (no loop
+thread), and claims of chosen occurrences."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
+from scheduling import runner
 from scheduling.jobstore import SignedDjangoJobStore
+from scheduling.models import Execution
 from scheduling.service import DispatchExecutor, FencedScheduler, SchedulerService
 from scheduling.sync import JobSync
 
@@ -24,3 +28,16 @@ def hand_driven_loop(
     store.before_flush = service._flush_due
     service.scheduler, service.store, service.sync = scheduler, store, JobSync(scheduler, store)
     return scheduler
+
+
+def claimed(scans: list[Any], at: datetime) -> list[Execution]:
+    """Claim the occurrence at ``at`` of each of ``scans`` as the scheduler's pass does."""
+    rows: list[Execution] = []
+    runner.dispatch_many(
+        [(scan.pk, [at], None) for scan in scans],
+        claimed_by="test",
+        submit=lambda execution, priority: rows.append(execution),
+        now=at,
+    )
+    assert len(rows) == len(scans)
+    return rows

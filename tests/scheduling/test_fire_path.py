@@ -18,6 +18,7 @@ from scheduling import runner
 from scheduling.executors.thread import ThreadExecutor
 from scheduling.models import Execution, Status
 from tests.factories import make_alert_rule, make_scan, make_tenant
+from tests.scheduling.loops import claimed
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -31,16 +32,6 @@ def echo_scans(tenant, count: int = 3):
 
 @pytest.mark.django_db
 class TestQueriesPerExecution:
-    def dispatch(self, scans) -> list[Execution]:
-        submitted: list[Execution] = []
-        runner.dispatch_many(
-            [(scan.pk, [NOW], None) for scan in scans],
-            claimed_by="test",
-            submit=lambda execution, priority: submitted.append(execution),
-            now=NOW,
-        )
-        return submitted
-
     def test_a_fired_trivial_execution_runs_in_a_fixed_number_of_queries(
         self, django_assert_max_num_queries
     ):
@@ -48,8 +39,7 @@ class TestQueriesPerExecution:
         # An alert rule makes the tenant's successes look for firing alerts; none is firing.
         make_alert_rule(tenant=tenant)
         scans = echo_scans(tenant)
-        submitted = self.dispatch(scans)
-        assert len(submitted) == len(scans)
+        submitted = claimed(scans, NOW)
         for execution in submitted:
             with django_assert_max_num_queries(FIRED_QUERIES):
                 runner.execute(execution.pk, worker="w", execution=execution)
@@ -70,7 +60,7 @@ class TestQueriesPerExecution:
     def test_a_dependent_is_still_queued_when_its_upstream_succeeds(self):
         upstream, dependent = echo_scans(make_tenant(), 2)
         dependent.depends_on.set([upstream])
-        (execution,) = self.dispatch([upstream])
+        (execution,) = claimed([upstream], NOW)
         runner.execute(execution.pk, worker="w", execution=execution)
         queued = Execution.objects.get(schedule=dependent)
         assert (queued.scheduled_for, queued.trigger, queued.status) == (

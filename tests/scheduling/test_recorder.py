@@ -17,6 +17,7 @@ from scheduling import runner
 from scheduling.models import AlertState, Execution, Status
 from scheduling.recorder import Recorder
 from tests.factories import make_alert_rule, make_scan, make_tenant
+from tests.scheduling.loops import claimed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,18 +39,6 @@ def recorder():
         rec.stop(timeout=5)
 
 
-def claimed(scans) -> list[Execution]:
-    rows: list[Execution] = []
-    runner.dispatch_many(
-        [(scan.pk, [NOW], None) for scan in scans],
-        claimed_by="test",
-        submit=lambda execution, priority: rows.append(execution),
-        now=NOW,
-    )
-    assert len(rows) == len(scans)
-    return rows
-
-
 def echo_scans(count: int, **overrides):
     tenant = overrides.pop("tenant", None) or make_tenant()
     return [
@@ -62,7 +51,7 @@ def test_a_batch_of_executions_is_started_run_and_recorded(recorder, caplog):
     rec = recorder()
     scans = echo_scans(5)
     caplog.set_level(logging.INFO, logger="scheduling.runner")
-    for execution in claimed(scans):
+    for execution in claimed(scans, NOW):
         runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
     assert rec.flush(timeout=10)
     rows = list(Execution.objects.order_by("pk"))
@@ -84,7 +73,7 @@ def test_a_batch_of_executions_is_started_run_and_recorded(recorder, caplog):
 
 def test_the_start_is_written_before_the_outcome_is_known(recorder):
     rec = recorder()
-    (execution,) = claimed(echo_scans(1))
+    (execution,) = claimed(echo_scans(1), NOW)
     assert rec.start(execution, worker="w1")
     assert rec.flush(timeout=10)
     row = Execution.objects.get(pk=execution.pk)
@@ -102,7 +91,7 @@ def test_the_start_is_written_before_the_outcome_is_known(recorder):
 
 def test_a_late_outcome_loses_to_a_timeout_that_came_first(recorder, caplog):
     rec = recorder()
-    (execution,) = claimed(echo_scans(1))
+    (execution,) = claimed(echo_scans(1), NOW)
     rec.start(execution, worker="w1")
     assert rec.flush(timeout=10)
     runner.time_out(execution.pk)  # the watchdog, from its own thread in the service
@@ -117,7 +106,7 @@ def test_a_late_outcome_loses_to_a_timeout_that_came_first(recorder, caplog):
 
 def test_nothing_starts_without_the_lease(recorder):
     rec = recorder(may_start=lambda: False)
-    (execution,) = claimed(echo_scans(1))
+    (execution,) = claimed(echo_scans(1), NOW)
     runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
     assert rec.flush(timeout=10)
     row = Execution.objects.get(pk=execution.pk)
@@ -140,7 +129,7 @@ def test_a_database_error_keeps_the_batch_until_the_database_is_back(recorder):
     connection_created.connect(install)
     try:
         rec = recorder()
-        executions = claimed(echo_scans(3))
+        executions = claimed(echo_scans(3), NOW)
         for execution in executions:
             runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
         assert rec.flush(timeout=10)  # the retry comes after RETRY_AFTER (1 s)
@@ -153,7 +142,7 @@ def test_a_database_error_keeps_the_batch_until_the_database_is_back(recorder):
 
 def test_stop_writes_what_is_pending_and_later_outcomes_are_written_inline(recorder):
     rec = recorder(busy=lambda: True, max_delay=60)  # holds batches back: only stop writes
-    first, second = claimed(echo_scans(2))
+    first, second = claimed(echo_scans(2), NOW)
     runner.execute(first.pk, worker="w1", execution=first, recorder=rec)
     rec.start(second, worker="w1")
     assert rec.stop(timeout=10) == 0
@@ -171,7 +160,7 @@ def test_follow_ups_queue_dependents_and_apply_alert_rules(recorder):
     failing = make_scan(tenant=tenant, scan_type="test_sleep", options={"fail": True})
     make_alert_rule(tenant=tenant, consecutive_failures=1, email_admins=True)
     rec = recorder()
-    for execution in claimed([upstream, failing]):
+    for execution in claimed([upstream, failing], NOW):
         runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
     assert rec.flush(timeout=10)
     assert rec.stop(timeout=10) == 0  # also waits for the follow-up thread
@@ -190,7 +179,7 @@ def test_an_outcome_written_after_stop_still_queues_its_dependents(recorder):
     upstream, dependent = echo_scans(2, tenant=tenant)
     dependent.depends_on.set([upstream])
     rec = recorder()
-    (execution,) = claimed([upstream])
+    (execution,) = claimed([upstream], NOW)
     rec.start(execution, worker="w1")
     assert rec.stop(timeout=10) == 0
     rec.finish(execution, Status.SUCCEEDED, result={})  # a thread that outlived the grace
