@@ -152,7 +152,7 @@ def time_dashboard(user: Any) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
     from django.urls import reverse
 
-    from scheduling.dashboard import hourly_outcomes
+    from scheduling.admin.figures import hourly_outcomes
     from scheduling.models import Execution
     from scheduling.tenancy import visible_tenant_ids
 

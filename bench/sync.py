@@ -1,4 +1,4 @@
-"""Benchmark: syncing schedule rows into the job store (``scheduling.sync.JobSync``).
+"""Benchmark: syncing schedule rows into the job store (``scheduling.scheduler.sync.JobSync``).
 
 ``python bench/sync.py [--quick]`` measures, for 1,000 and 10,000 interval schedules
 (``--quick``: 1,000 and 2,000; about 40 s and 30 s on a 2-CPU machine):
@@ -81,9 +81,9 @@ def child_prepare(db: str, n: int) -> dict[str, Any]:
 
 
 def _our_scheduler() -> tuple[Any, Any, Any]:
-    from scheduling.jobstore import SignedDjangoJobStore
-    from scheduling.service import DispatchExecutor, FencedScheduler
-    from scheduling.sync import JobSync
+    from scheduling.scheduler.jobstore import SignedDjangoJobStore
+    from scheduling.scheduler.service import DispatchExecutor, FencedScheduler
+    from scheduling.scheduler.sync import JobSync
 
     scheduler = FencedScheduler(fence=lambda: True, timezone="UTC")
     store = SignedDjangoJobStore(rebuild=None, keep_trying=lambda: True)
@@ -105,7 +105,7 @@ def _change_one(pk: int, seconds: int) -> Any:
 def _stored_fingerprint(job_id: str) -> bytes | None:
     from django_apscheduler.models import DjangoJob
 
-    from scheduling.jobstore import verify_state
+    from scheduling.scheduler.jobstore import verify_state
 
     blob = DjangoJob.objects.filter(id=job_id).values_list("job_state", flat=True).first()
     return verify_state(blob)[0] if blob is not None else None
@@ -131,10 +131,10 @@ class PhaseTimer:
 def _timed_full(sync: Any, store: Any) -> tuple[Any, float, dict[str, float]]:
     """Run ``sync.full()`` with its phases timed (wrappers on this process's objects only).
 
-    The phases are internal names of ``scheduling.sync``/``jobstore``; one that no longer
+    The phases are internal names of ``scheduling.scheduler.sync``/``jobstore``; one that no longer
     exists is skipped and its time shows up in "rest".
     """
-    from scheduling import sync as sync_module
+    from scheduling.scheduler import sync as sync_module
 
     timer = PhaseTimer()
     saved = []
@@ -239,7 +239,7 @@ def child_baseline(db: str, n: int, *, django_defaults: bool = False) -> dict[st
     from django_apscheduler.models import DjangoJob
 
     from scheduling.models import Schedule
-    from scheduling.sync import JOB_FUNC
+    from scheduling.scheduler.sync import JOB_FUNC
     from scheduling.triggers import build_trigger
 
     scheduler = BackgroundScheduler(timezone="UTC")

@@ -18,8 +18,8 @@ def create_retention_schedules(sender: Any, using: str = "default", **kwargs: An
     from django.db import connections, router
 
     from .conf import conf
-    from .housekeeping import ensure_retention_schedules
     from .models import CleanupConfig
+    from .retention import ensure_retention_schedules
     from .tenancy import get_tenant_model
 
     if not conf.RETENTION_SCHEDULE:
@@ -41,7 +41,7 @@ def tenant_saved(
     if raw:  # loaddata: the fixture brings its own rows
         return
     from .conf import conf
-    from .housekeeping import ensure_retention_schedule_or_warn, sync_retention_days
+    from .retention import ensure_retention_schedule_or_warn, sync_retention_days
 
     if not conf.RETENTION_SCHEDULE:
         return

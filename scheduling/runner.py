@@ -24,16 +24,8 @@ from . import alerts, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import UnknownTaskType
-from .jobstore import MAX_RUN_TIMES
-from .models import (
-    ACTIVE_STATUSES,
-    Execution,
-    Overlap,
-    Schedule,
-    Status,
-    TriggerKind,
-    TriggerType,
-)
+from .models import ACTIVE_STATUSES, Execution, Overlap, Schedule, Status, TriggerKind, TriggerType
+from .scheduler.jobstore import MAX_RUN_TIMES
 
 logger = logging.getLogger("scheduling.runner")
 

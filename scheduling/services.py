@@ -18,15 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .conf import conf
-from .models import (
-    STATE_FIELDS,
-    AuditAction,
-    AuditEntry,
-    Execution,
-    Schedule,
-    Status,
-    TriggerKind,
-)
+from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, Status, TriggerKind
 
 # Upper bounds beyond which the scheduler's date arithmetic overflows (timedelta, thread
 # timeouts) long before any sensible schedule needs them.
@@ -59,8 +51,8 @@ def max_schedules(tenant: Any) -> int | None:
 
 def count_towards_quota(tenant: Any) -> int:
     """Return how many of ``tenant``'s schedules count against its quota."""
-    from .housekeeping import RETENTION_NAME, RETENTION_OPTION
     from .models import CleanupConfig
+    from .retention import RETENTION_NAME, RETENTION_OPTION
 
     total = Schedule.objects.filter(tenant=tenant).count()
     # The built-in history retention cleanup is the app's, not the tenant's.

@@ -1,4 +1,4 @@
-"""Monitoring endpoints: ``healthz`` and ``metrics`` (see ``scheduling.health``).
+"""Monitoring endpoints: ``healthz`` and ``metrics`` (see ``scheduling.monitoring``).
 
 Include them at the root of a project's URLconf::
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import health
+from . import monitoring as health
 
 urlpatterns = [
     path("healthz", health.healthz, name="scheduling-healthz"),

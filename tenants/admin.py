@@ -10,15 +10,8 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from scheduling.admin import (
-    MANAGE_ROLE,
-    VIEW_ROLE,
-    NotFoundMixin,
-    has_role,
-    tenant_ids_for,
-)
-
-from .models import Membership, Tenant
+from scheduling.admin import MANAGE_ROLE, VIEW_ROLE, NotFoundMixin, has_role, tenant_ids_for
+from tenants.models import Membership, Tenant
 
 
 def sees_every_tenant(request: HttpRequest) -> bool:

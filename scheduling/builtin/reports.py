@@ -1,6 +1,6 @@
 """The built-in report types: ``execution_summary`` and ``scan_status``.
 
-A report type returns data about the report's own tenant only; ``scheduling.reports`` renders
+A report type returns data about the report's own tenant only; ``scheduling.kinds.report`` renders
 it as JSON, CSV or HTML. Numbers are aggregated in the database, so a report over a busy
 period costs a handful of queries, not one row per execution in Python.
 """
@@ -28,7 +28,7 @@ TOP_N = 5
 
 
 def _options(report: Report) -> dict:
-    from ..reports import report_options
+    from ..kinds.report import report_options
 
     return report_options(report)
 

@@ -8,10 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from scheduling import runner
-from scheduling.jobstore import SignedDjangoJobStore
 from scheduling.models import Execution
-from scheduling.service import DispatchExecutor, FencedScheduler, SchedulerService
-from scheduling.sync import JobSync
+from scheduling.scheduler.jobstore import SignedDjangoJobStore
+from scheduling.scheduler.service import DispatchExecutor, FencedScheduler, SchedulerService
+from scheduling.scheduler.sync import JobSync
 
 
 def hand_driven_loop(

@@ -9,8 +9,8 @@ import time_machine
 from django.core.exceptions import ValidationError
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
-from scheduling.cleanup import purge, run_cleanup_config, target_queryset
 from scheduling.context import ExecutionContext
+from scheduling.kinds.cleanup import purge, run_cleanup_config, target_queryset
 from scheduling.models import CleanupConfig, Execution, ReportArtifact, Status
 from scheduling.registry import cleanup_targets
 from tests.factories import make_cleanup, make_execution, make_report, make_scan, make_tenant

@@ -15,8 +15,8 @@ from django.test import override_settings
 
 from scheduling import runner
 from scheduling.context import ExecutionContext
+from scheduling.kinds.report import produce_report
 from scheduling.models import Report, ReportArtifact, Status
-from scheduling.reports import produce_report
 from tests.factories import make_execution, make_report, make_scan, make_tenant
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from scheduling import services
 from scheduling.models import Schedule
-from scheduling.notify import CHANNEL, ChangeListener, CommitWatch
+from scheduling.scheduler.notify import CHANNEL, ChangeListener, CommitWatch
 from tests.factories import make_tenant
 from tests.scheduling.test_process import echo_scan, start_scheduler, stop, wait_for
 

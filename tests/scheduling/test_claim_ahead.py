@@ -13,8 +13,8 @@ import time_machine
 from scheduling import runner
 from scheduling.executors.thread import ThreadExecutor
 from scheduling.models import Execution, Status
-from scheduling.recorder import Recorder
-from scheduling.service import FencedScheduler, SchedulerService
+from scheduling.scheduler.recorder import Recorder
+from scheduling.scheduler.service import FencedScheduler, SchedulerService
 from tests.factories import make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
 

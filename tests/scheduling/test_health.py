@@ -75,7 +75,7 @@ class TestHealthz:
         def broken():
             raise DatabaseError("gone")
 
-        monkeypatch.setattr("scheduling.health.get_lease", broken)
+        monkeypatch.setattr("scheduling.monitoring.get_lease", broken)
         response = client.get("/healthz")
         assert response.status_code == 503
         assert response.json()["status"] == "error"

@@ -11,8 +11,8 @@ from django.test import override_settings
 
 from scheduling import runner
 from scheduling.checks import check_settings
-from scheduling.housekeeping import RETENTION_NAME, ensure_retention_schedule, retention_days
 from scheduling.models import CleanupConfig, Execution, Status
+from scheduling.retention import RETENTION_NAME, ensure_retention_schedule, retention_days
 from tests.factories import make_execution, make_scan, make_tenant
 
 pytestmark = pytest.mark.django_db

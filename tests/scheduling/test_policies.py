@@ -17,7 +17,7 @@ from scheduling import runner, triggers
 from scheduling.executors.process import run_in_child
 from scheduling.executors.thread import ThreadExecutor
 from scheduling.models import BlackoutWindow, Execution, Schedule, Status, TriggerKind
-from scheduling.service import FencedScheduler, SchedulerService
+from scheduling.scheduler.service import FencedScheduler, SchedulerService
 from tests.factories import make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
 

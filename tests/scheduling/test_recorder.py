@@ -15,7 +15,7 @@ from django.db.backends.signals import connection_created
 
 from scheduling import runner
 from scheduling.models import AlertState, Execution, Status
-from scheduling.recorder import Recorder
+from scheduling.scheduler.recorder import Recorder
 from tests.factories import make_alert_rule, make_scan, make_tenant
 from tests.scheduling.loops import claimed
 

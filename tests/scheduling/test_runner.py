@@ -9,7 +9,7 @@ from django_apscheduler.models import DjangoJob
 
 from scheduling import runner, signals
 from scheduling.models import Execution, Schedule, SchedulerLease, Status, TriggerKind
-from scheduling.service import Lease, SchedulerService
+from scheduling.scheduler.service import Lease, SchedulerService
 from tests.factories import make_execution, make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
 

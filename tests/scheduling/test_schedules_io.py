@@ -360,7 +360,7 @@ schedules:
 
     def test_prune_deletes_what_the_file_no_longer_has_within_its_tenants(self, acme, settings):
         settings.SCHEDULING_RETENTION_SCHEDULE = True
-        from scheduling.housekeeping import ensure_retention_schedule
+        from scheduling.retention import ensure_retention_schedule
 
         ensure_retention_schedule(acme)
         apply(VALID)

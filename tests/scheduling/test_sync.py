@@ -11,10 +11,10 @@ from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob
 
-from scheduling.jobstore import SignedDjangoJobStore, verify_state
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
-from scheduling.service import FencedScheduler
-from scheduling.sync import JobSync, make_job
+from scheduling.scheduler.jobstore import SignedDjangoJobStore, verify_state
+from scheduling.scheduler.service import FencedScheduler
+from scheduling.scheduler.sync import JobSync, make_job
 from tests.factories import make_scan, make_tenant
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -153,7 +153,7 @@ class TestFullSync:
         def fail(values):
             raise DatabaseError("disk I/O error")
 
-        monkeypatch.setattr("scheduling.sync.store_next_run_times", fail)
+        monkeypatch.setattr("scheduling.scheduler.sync.store_next_run_times", fail)
         sync.store.retry_budget = 0
         with pytest.raises(DatabaseError):
             sync.full()
@@ -268,7 +268,7 @@ class TestTamperedJobState:
         next_run = job_row(scan).next_run_time
         for evil in (pickle.dumps(Exploit()), good[:-1] + b"X"):
             DjangoJob.objects.filter(pk=f"schedule:{scan.pk}").update(job_state=evil)
-            with caplog.at_level(logging.WARNING, logger="scheduling.jobstore"):
+            with caplog.at_level(logging.WARNING, logger="scheduling.scheduler.jobstore"):
                 jobs = sync.store.get_due_jobs(NOW + timedelta(days=1))
             assert not marker.exists(), "tampered bytes were unpickled"
             assert [job.id for job in jobs] == [f"schedule:{scan.pk}"]
@@ -290,7 +290,7 @@ class TestTamperedJobState:
 def test_tenant_time_zones_take_one_query_however_many_tenants(
     db, count, django_assert_num_queries
 ):
-    from scheduling.sync import tenant_timezones
+    from scheduling.scheduler.sync import tenant_timezones
     from tenants.models import Tenant
 
     Tenant.objects.bulk_create(

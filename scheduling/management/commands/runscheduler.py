@@ -1,4 +1,4 @@
-"""``python manage.py runscheduler``: run the scheduler process (see scheduling.service)."""
+"""``python manage.py runscheduler``: run the scheduler process (``scheduling.scheduler``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from scheduling.service import SchedulerService
+from scheduling.scheduler.service import SchedulerService
 
 
 def positive_float(value: str) -> float:

@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from scheduling.models import Schedule, SchedulerLease
 from tests.factories import make_artifact, make_execution, make_user
-
-from .conftest import client_for
+from tests.scheduling.api.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from scheduling.models import (
-    CleanupConfig,
-    PeriodicScan,
-    Report,
-    ReportArtifact,
-    Schedule,
-)
+from scheduling.models import CleanupConfig, PeriodicScan, Report, ReportArtifact, Schedule
 from tests.factories import make_user
-
-from .conftest import ROLES, SCHEDULE_KINDS, client_for, tenant_state, valid_payload
+from tests.scheduling.api.conftest import (
+    ROLES,
+    SCHEDULE_KINDS,
+    client_for,
+    tenant_state,
+    valid_payload,
+)
 
 pytestmark = pytest.mark.django_db
 

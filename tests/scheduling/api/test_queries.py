@@ -18,8 +18,7 @@ from tests.factories import (
     make_scan,
     make_tenant,
 )
-
-from .conftest import CLEANUP_TARGET, REPORT_TYPE
+from tests.scheduling.api.conftest import CLEANUP_TARGET, REPORT_TYPE
 
 pytestmark = pytest.mark.django_db
 _names = itertools.count()
@@ -74,8 +73,7 @@ def _count(client, url: str) -> tuple[int, int]:
 @pytest.mark.parametrize("role", ["viewer", "superuser"])
 def test_list_queries_do_not_grow_with_rows(world_a, url, role):
     from tests.factories import make_user
-
-    from .conftest import client_for
+    from tests.scheduling.api.conftest import client_for
 
     user = make_user(is_superuser=True) if role == "superuser" else world_a.users[role]
     client = client_for(user)

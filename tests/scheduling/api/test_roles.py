@@ -6,8 +6,7 @@ import pytest
 
 from scheduling.models import Execution, Schedule
 from tests.factories import make_membership, make_tenant
-
-from .conftest import ROLES, SCHEDULE_KINDS, valid_payload
+from tests.scheduling.api.conftest import ROLES, SCHEDULE_KINDS, valid_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,7 @@ from django.utils import timezone
 
 from scheduling.models import AuditEntry, Execution, PeriodicScan, Schedule, Status
 from tests.factories import make_scan
-
-from .conftest import SCHEDULE_KINDS, valid_payload
+from tests.scheduling.api.conftest import SCHEDULE_KINDS, valid_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -29,8 +29,7 @@ from schemathesis.checks import (
 
 from scheduling.api.schema import build_schema
 from tests.factories import make_membership, make_token, make_user
-
-from .conftest import CLEANUP_TARGET, REPORT_TYPE, build_world, tenant_state
+from tests.scheduling.api.conftest import CLEANUP_TARGET, REPORT_TYPE, build_world, tenant_state
 
 CHECKS = [
     not_a_server_error,

@@ -98,7 +98,7 @@ def test_values_the_scheduler_cannot_compute_with_are_rejected(tenant, field, va
 
 
 def test_the_builtin_history_retention_does_not_count_towards_the_quota(tenant):
-    from scheduling.housekeeping import ensure_retention_schedule
+    from scheduling.retention import ensure_retention_schedule
 
     ensure_retention_schedule(tenant)
     tenant.max_schedules = 1

@@ -6,8 +6,7 @@ import pytest
 
 from scheduling.models import Schedule
 from tests.factories import make_membership, make_scan, make_tenant
-
-from .conftest import valid_payload
+from tests.scheduling.api.conftest import valid_payload
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,7 @@ from django.utils import timezone
 
 from scheduling.models import AuditEntry, Execution, Schedule, Status, TriggerKind
 from tests.factories import make_membership, make_tenant, make_user
-
-from .conftest import cli, echo_scan
+from tests.scheduling.cli.conftest import cli, echo_scan
 
 
 class TestRun:

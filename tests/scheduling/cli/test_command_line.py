@@ -11,8 +11,7 @@ import pytest
 from django.db import connection
 
 from tests.factories import make_tenant
-
-from .conftest import echo_scan
+from tests.scheduling.cli.conftest import echo_scan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,8 +8,7 @@ import pytest
 import yaml
 
 from scheduling.models import AuditEntry, PeriodicScan, Schedule
-
-from .conftest import cli
+from tests.scheduling.cli.conftest import cli
 
 pytestmark = pytest.mark.django_db
 

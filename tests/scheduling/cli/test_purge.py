@@ -14,8 +14,7 @@ from django.utils import timezone
 
 from scheduling.models import Execution, Status
 from tests.factories import make_execution, make_membership, make_tenant, make_user
-
-from .conftest import cli, echo_scan
+from tests.scheduling.cli.conftest import cli, echo_scan
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -9,8 +9,7 @@ from django.utils import timezone
 
 from scheduling.models import SchedulerLease, Status
 from tests.factories import make_execution, make_membership, make_user
-
-from .conftest import cli, echo_scan
+from tests.scheduling.cli.conftest import cli, echo_scan
 
 pytestmark = pytest.mark.django_db
 

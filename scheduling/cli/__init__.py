@@ -61,11 +61,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import runner, schedules_io, services
-from .exceptions import SchedulingError
-from .models import AuditAction, Execution, Kind, Schedule, Status, TriggerKind
-from .status import scheduler_status
-from .tenancy import (
+from .. import runner, schedules_io, services
+from ..exceptions import SchedulingError
+from ..models import AuditAction, Execution, Kind, Schedule, Status, TriggerKind
+from ..status import scheduler_status
+from ..tenancy import (
     get_schedule_for_tenant,
     get_tenant_model,
     tenants_visible_to,
@@ -229,7 +229,7 @@ class SchedulingCLI:
         self.console.print(text, soft_wrap=True)
 
     def schedule_data(self, schedule: Schedule) -> dict[str, Any]:
-        from .triggers import describe
+        from ..triggers import describe
 
         kind_object = schedule.get_kind_object()
         now = timezone.now()
@@ -333,7 +333,7 @@ class SchedulingCLI:
 
     def show(self, pk: int) -> int:
         """Show one schedule: its configuration, next runs and recent executions."""
-        from .triggers import next_runs
+        from ..triggers import next_runs
 
         schedule = self.get_schedule(pk)
         data = self.schedule_data(schedule)
@@ -643,10 +643,10 @@ class SchedulingCLI:
 
     def purge(self, *, dry_run: bool = False, batch_size: int | None = None) -> int:
         """Apply execution retention now: delete finished executions past each tenant's."""
-        from .cleanup import purge, purgeable
-        from .conf import conf
-        from .housekeeping import RETENTION_TARGET, retention_cutoff, retention_days
-        from .registry import cleanup_targets
+        from ..conf import conf
+        from ..kinds.cleanup import purge, purgeable
+        from ..registry import cleanup_targets
+        from ..retention import RETENTION_TARGET, retention_cutoff, retention_days
 
         tenant = self.tenant()
         if tenant is not None:

@@ -31,7 +31,7 @@ from django.utils.crypto import salted_hmac
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob
 
-from .conf import conf
+from ..conf import conf
 
 logger = logging.getLogger("scheduling.jobstore")
 
@@ -100,7 +100,7 @@ def signing_secret() -> str | bytes:
 def _keyed_mac(secret: str | bytes) -> Any:
     # The HMAC state right after its key: each signature copies it instead of deriving the
     # key again (a full sync signs 10,000 states).
-    return salted_hmac("scheduling.jobstore", b"", secret=secret, algorithm="sha256")
+    return salted_hmac("scheduling.scheduler.jobstore", b"", secret=secret, algorithm="sha256")
 
 
 def _mac(payload: bytes, secret: str | bytes | None = None) -> bytes:
@@ -382,7 +382,7 @@ class SignedDjangoJobStore(DjangoJobStore):
                 count, _detail = DjangoJob.objects.filter(id=job_id).delete()
                 pk = schedule_pk(job_id)
                 if pk is not None:
-                    from .models import Schedule
+                    from ..models import Schedule
 
                     Schedule.objects.filter(pk=pk).update(next_run_at=None)
                 return count

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import ExecutionContext
-from .models import CleanupConfig, PeriodicScan, Report
+from ..context import ExecutionContext
+from ..models import CleanupConfig, PeriodicScan, Report
 
 
 def run_scan(scan: PeriodicScan, context: ExecutionContext) -> dict:
     """Call the registered scan type's handler."""
-    from .registry import scan_types
+    from ..registry import scan_types
 
     entry = scan_types.get(scan.scan_type)
     return entry.func(scan, context) or {}
@@ -18,7 +18,7 @@ def run_scan(scan: PeriodicScan, context: ExecutionContext) -> dict:
 
 def run_report(report: Report, context: ExecutionContext) -> dict:
     """Produce the report's data, store it as an artifact in its format, e-mail it."""
-    from .reports import produce_report
+    from .report import produce_report
 
     return produce_report(report, context)
 

@@ -49,11 +49,11 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from .conf import conf
-from .exceptions import InvalidTrigger, TargetNotAllowed
-from .models import AlertDelivery, AlertRule, AlertState, Execution, Schedule, Status, TriggerType
-from .targets import ResolutionError, open_connection
-from .triggers import next_runs
+from ..conf import conf
+from ..exceptions import InvalidTrigger, TargetNotAllowed
+from ..models import AlertDelivery, AlertRule, AlertState, Execution, Schedule, Status, TriggerType
+from ..targets import ResolutionError, open_connection
+from ..triggers import next_runs
 
 logger = logging.getLogger("scheduling.alerts")
 
@@ -97,7 +97,7 @@ def on_execution_finished(execution: Execution) -> list[AlertDelivery]:
         if execution.schedule_id is None:
             return []
         # Imported here: the runner imports this module, and it owns the failure statuses.
-        from .runner import FAILURE_STATUSES
+        from ..runner import FAILURE_STATUSES
 
         if execution.status == Status.SUCCEEDED:
             return _recover(execution)
@@ -114,7 +114,7 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
     Two queries for any number of executions: ``on_execution_finished`` on the others would
     find nothing to do (a success with no firing alert, a failure with no failure rule).
     """
-    from .runner import FAILURE_STATUSES
+    from ..runner import FAILURE_STATUSES
 
     succeeded = {e.schedule_id for e in executions if e.status == Status.SUCCEEDED}
     failed_tenants = {e.tenant_id for e in executions if e.status in FAILURE_STATUSES}

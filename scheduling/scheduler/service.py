@@ -33,10 +33,10 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, conn
 from django.db.models import Q
 from django.utils import timezone
 
-from . import alerts, runner, signals
-from .conf import conf
+from .. import alerts, runner, signals
+from ..conf import conf
+from ..models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
 from .jobstore import SignedDjangoJobStore, outage, schedule_pk
-from .models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
 from .notify import ChangeListener, CommitWatch
 from .recorder import Recorder
 from .sync import JobSync
@@ -333,7 +333,7 @@ class SchedulerService:
         if any(
             conf.EXECUTOR_OVERRIDES.get(kind, conf.EXECUTOR) == "celery" for kind in Kind.values
         ):
-            from .executors.celery import CeleryExecutor
+            from ..executors.celery import CeleryExecutor
 
             self.celery = CeleryExecutor(claimed_by=self.identity)
             self.celery.start()
@@ -380,7 +380,7 @@ class SchedulerService:
 
     def _recover_celery(self, orphans: list[Execution]) -> list[Execution]:
         """Take over the Celery executions among ``orphans``; return the others."""
-        from .executors.celery import WORKER_LEASE_PREFIX, celery_kinds, worker_lease_name
+        from ..executors.celery import WORKER_LEASE_PREFIX, celery_kinds, worker_lease_name
 
         kinds = set(celery_kinds())
         beating = set(
@@ -410,7 +410,7 @@ class SchedulerService:
 
     def _tend_celery(self) -> None:
         """Interrupt lost workers' executions; publish what the broker missed; free queues."""
-        from .executors import celery as celery_executor
+        from ..executors import celery as celery_executor
 
         self.celery.requeue_stale()
         # Right after a database outage, workers' heartbeats are stale because they could
@@ -428,7 +428,7 @@ class SchedulerService:
                 self._release_deferred(execution_id)
 
     def _start_scheduler(self) -> None:
-        from .executors.thread import ThreadExecutor
+        from ..executors.thread import ThreadExecutor
 
         self.executor = ThreadExecutor(
             max_workers=self.max_workers,
@@ -609,7 +609,7 @@ class SchedulerService:
         with self._deferred_lock:
             mode, timeout, loaded = self._modes.pop(execution_id, ("thread", None, None))
         if mode == "process":
-            from .executors.process import run_in_child
+            from ..executors.process import run_in_child
 
             if loaded is None or not runner.skipped_for_overlap(loaded, self.recorder):
                 run_in_child(execution_id, timeout=timeout)
@@ -651,7 +651,7 @@ class SchedulerService:
                 # stays queued there: a worker runs it whether or not a scheduler is up.
                 claimed = Execution.objects.filter(claimed_by=self.identity, status=Status.QUEUED)
                 if celery is not None:
-                    from .executors.celery import celery_kinds
+                    from ..executors.celery import celery_kinds
 
                     claimed = claimed.exclude(
                         Q(schedule_kind__in=celery_kinds()) & ~Q(pk__in=unpublished)

@@ -52,17 +52,9 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from . import services
-from .exceptions import SchedulingError
-from .models import (
-    STATE_FIELDS,
-    AuditAction,
-    CleanupConfig,
-    Kind,
-    PeriodicScan,
-    Report,
-    Schedule,
-)
+from .. import services
+from ..exceptions import SchedulingError
+from ..models import STATE_FIELDS, AuditAction, CleanupConfig, Kind, PeriodicScan, Report, Schedule
 
 FORMAT_VERSION = 1
 FILE_FORMATS = ("yaml", "json")
@@ -327,7 +319,7 @@ def _problems_from(exc: ValidationError, **where: Any) -> list[Problem]:
 
 def never_fires_again(schedule: Schedule) -> bool:
     """Return whether an enabled ``schedule`` has no future fire time left."""
-    from .triggers import next_runs
+    from ..triggers import next_runs
 
     if not schedule.enabled:
         return False
@@ -691,7 +683,7 @@ class Planner:
     def _plan_prune(
         self, tenants_by_pk: dict[Any, Any], existing: dict, parsed: list[dict[str, Any]]
     ) -> None:
-        from .housekeeping import is_builtin_retention
+        from ..retention import is_builtin_retention
 
         named = {(p["tenant"].pk, p["kind"], p["name"]) for p in parsed}
         for key, schedule in sorted(existing.items(), key=lambda kv: (str(kv[0][0]), *kv[0][1:])):

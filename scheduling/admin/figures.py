@@ -17,12 +17,12 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .exceptions import InvalidTrigger
-from .models import Execution, Schedule, Status
-from .runner import FAILURE_STATUSES
-from .status import scheduler_status
-from .tenancy import get_tenant_model, visible_tenant_ids
-from .triggers import next_runs
+from ..exceptions import InvalidTrigger
+from ..models import Execution, Schedule, Status
+from ..runner import FAILURE_STATUSES
+from ..status import scheduler_status
+from ..tenancy import get_tenant_model, visible_tenant_ids
+from ..triggers import next_runs
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

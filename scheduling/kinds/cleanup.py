@@ -17,10 +17,10 @@ from django.apps import apps
 from django.db import connections, router, transaction
 from django.db.models import QuerySet
 
-from .conf import conf
-from .context import ExecutionContext
-from .models import CleanupConfig
-from .registry import TaskType, cleanup_targets
+from ..conf import conf
+from ..context import ExecutionContext
+from ..models import CleanupConfig
+from ..registry import TaskType, cleanup_targets
 
 
 def target_queryset(entry: TaskType, tenant: Any) -> QuerySet:
@@ -117,7 +117,7 @@ def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dic
     retain_days = cleanup.retain_days
     if options.get("use_tenant_retention"):
         # The tenant's current retention, not a copy taken when the schedule was saved.
-        from .housekeeping import retention_days
+        from ..retention import retention_days
 
         retain_days = retention_days(cleanup.tenant)
     cutoff = context.now() - timedelta(days=retain_days)

@@ -41,9 +41,9 @@ from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
-from . import alerts, runner
+from .. import alerts, runner
+from ..models import ACTIVE_STATUSES, Execution, Status
 from .jobstore import outage
-from .models import ACTIVE_STATUSES, Execution, Status
 
 logger = logging.getLogger("scheduling.recorder")
 

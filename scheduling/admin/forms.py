@@ -11,7 +11,7 @@ from django.forms.models import construct_instance
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from . import services, triggers
+from .. import services, triggers
 
 # The fields that shape when a schedule fires: what the preview reads from the form.
 TRIGGER_FIELDS = [

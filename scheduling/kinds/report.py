@@ -21,10 +21,10 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext
 
-from .conf import conf
-from .context import ExecutionContext
-from .models import Report, ReportArtifact, ReportFormat
-from .registry import TaskType, report_types
+from ..conf import conf
+from ..context import ExecutionContext
+from ..models import Report, ReportArtifact, ReportFormat
+from ..registry import TaskType, report_types
 
 CONTENT_TYPES = {
     ReportFormat.JSON: "application/json",

@@ -1,6 +1,6 @@
 """The admin's scheduling dashboard: a read-only page drawn as server-side SVG.
 
-The data comes from :mod:`scheduling.dashboard`; this module turns it into chart geometry
+The data comes from :mod:`scheduling.admin.figures`; this module turns it into chart geometry
 (plain numbers and texts that the template writes into SVG elements, escaped like every
 other template value) and renders the page inside the admin site that routes to it. No
 script and no asset from a CDN: the charts are SVG, their tooltips ``<title>`` elements.
@@ -20,8 +20,8 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
-from .dashboard import HOURS, RUNS_PER_SCHEDULE, Dashboard, build_dashboard
-from .models import KIND_ATTRS, Schedule
+from ..models import KIND_ATTRS, Schedule
+from .figures import HOURS, RUNS_PER_SCHEDULE, Dashboard, build_dashboard
 
 # Geometry of the two charts, in SVG user units (the SVGs scale to the page width).
 WIDTH = 960

@@ -38,10 +38,10 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from .. import runner
-from ..conf import conf
-from ..jobstore import OutageLog
-from ..models import ACTIVE_STATUSES, Execution, Kind, SchedulerLease, Status
+from ... import runner
+from ...conf import conf
+from ...models import ACTIVE_STATUSES, Execution, Kind, SchedulerLease, Status
+from ...scheduler.jobstore import OutageLog
 
 logger = logging.getLogger("scheduling.executors.celery")
 
@@ -158,7 +158,7 @@ class CeleryExecutor:
 
         Stops at the first failure; returns how many were published.
         """
-        from ..tasks import execute
+        from ...tasks import execute
 
         published = 0
         try:

@@ -13,14 +13,8 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from .admin import (
-    MANAGE_ROLE,
-    ReadOnlyAdmin,
-    TenantFilter,
-    TenantScopedAdmin,
-    tenant_ids_for,
-)
-from .models import AlertRule, AuditEntry, BlackoutWindow, Schedule
+from ..models import AlertRule, AuditEntry, BlackoutWindow, Schedule
+from .base import MANAGE_ROLE, ReadOnlyAdmin, TenantFilter, TenantScopedAdmin, tenant_ids_for
 
 
 class ScheduleRuleAdmin(TenantScopedAdmin):

@@ -21,16 +21,16 @@ from django.template.response import TemplateResponse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 
-from . import triggers
-from .admin_forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
-from .exceptions import InvalidTrigger
-from .tenancy import tenants_visible_to
+from .. import triggers
+from ..exceptions import InvalidTrigger
+from ..tenancy import tenants_visible_to
+from .forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
     from django.db.models import QuerySet
 
-    from .models import Schedule
+    from ..models import Schedule
 
 PREVIEW_COUNT = 5
 

@@ -28,12 +28,12 @@ from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Q
 from django.utils import timezone
 
-from .conf import conf
-from .exceptions import InvalidTrigger
+from ..conf import conf
+from ..exceptions import InvalidTrigger
+from ..models import Schedule, ScheduleDeletion
+from ..runner import fire
+from ..triggers import build_trigger
 from .jobstore import JOB_PREFIX, BoundedJob, SignedDjangoJobStore
-from .models import Schedule, ScheduleDeletion
-from .runner import fire
-from .triggers import build_trigger
 
 logger = logging.getLogger("scheduling.sync")
 

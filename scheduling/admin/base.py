@@ -1,0 +1,246 @@
+"""What every admin of the app shares: tenant scoping by role, filters, badges.
+
+Staff who are not superusers get their rights from their tenant memberships (through the
+pluggable tenant resolver), not from Django's model permissions, and each object is checked
+against the role in its own tenant: a viewer may look; an operator may also run, pause and
+resume; an admin or owner may also add, edit, enable, disable, duplicate and delete. Another
+tenant's object is not found, on every page and in every choice list.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import BadRequest
+from django.http import Http404, HttpRequest
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from ..tenancy import get_tenant_model, tenants_visible_to, visible_tenant_ids
+
+STATUS_COLOURS = {
+    "succeeded": "#1a7f37",
+    "failed": "#cf222e",
+    "timed_out": "#bc4c00",
+    "interrupted": "#bc4c00",
+    "missed": "#6e7781",
+    "skipped": "#6e7781",
+    "running": "#0969da",
+    "queued": "#8250df",
+}
+
+
+# Membership roles needed for each kind of right (see the module docstring).
+VIEW_ROLE, OPERATE_ROLE, MANAGE_ROLE = "viewer", "operator", "admin"
+
+
+ADMIN_CSS = {"all": ["scheduling/admin/scheduling.css"]}
+
+
+def status_badge(status: str, label: str) -> str:
+    if not status:
+        return "-"
+    colour = STATUS_COLOURS.get(status, "#6e7781")
+    return format_html(
+        '<span class="scheduling-badge" style="color:#fff;background:{};padding:1px 6px;'
+        'border-radius:8px">{}</span>',
+        colour,
+        label,
+    )
+
+
+def tenant_admin_registered(site: admin.AdminSite) -> bool:
+    """Return whether the tenant model has an admin with search fields (for autocomplete)."""
+    model_admin = site._registry.get(get_tenant_model())
+    return bool(model_admin and model_admin.search_fields)
+
+
+def tenant_ids_for(request: HttpRequest, role: str) -> set | None:
+    """Return the ids of the tenants where the user holds ``role`` (None: all), once per request."""
+    cache = request.__dict__.setdefault("_scheduling_tenant_ids", {})
+    if role not in cache:
+        cache[role] = visible_tenant_ids(request.user, min_role=role)
+    return cache[role]
+
+
+def has_role(request: HttpRequest, role: str, tenant_id: Any = None) -> bool:
+    """Return whether the user holds ``role`` in ``tenant_id`` (None: in any tenant)."""
+    ids = tenant_ids_for(request, role)
+    if ids is None:
+        return True
+    return bool(ids) if tenant_id is None else tenant_id in ids
+
+
+def reject_null_characters(params: Any) -> None:
+    """Answer 400 for query parameters that contain U+0000 (``(name, [values])`` pairs).
+
+    PostgreSQL cannot compare text with a NUL in it and would fail the query with a 500.
+    """
+    for name, values in params:
+        if any("\x00" in value for value in [name, *values]):
+            raise BadRequest(_("Null characters are not allowed in %(name)s.") % {"name": name})
+
+
+class NotFoundMixin:
+    """Answer 404 for an object the user cannot see, like for one that does not exist, and 400
+    for list and search parameters with null characters.
+
+    Django redirects to the index with "doesn't exist" there; a plain 404 is what the API and
+    the rest of the app answer for another tenant's id.
+    """
+
+    def require_object(self, request: HttpRequest, object_id: str | None) -> None:
+        if object_id is not None and self.get_object(request, unquote(object_id)) is None:
+            opts = self.model._meta
+            raise Http404(
+                _("%(name)s with ID “%(key)s” doesn't exist.")
+                % {"name": opts.verbose_name, "key": object_id}
+            )
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        reject_null_characters(request.GET.lists())
+        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        # Also reached by the autocomplete view, for the tenant and schedule widgets.
+        reject_null_characters([("q", [search_term])])
+        return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+        try:
+            return super().get_object(request, object_id, from_field)
+        except OverflowError:  # SQLite: "Python int too large to convert to SQLite INTEGER"
+            return None
+
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        self.require_object(request, object_id)
+        return super().change_view(request, object_id, *args, **kwargs)
+
+    def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        self.require_object(request, object_id)
+        return super().history_view(request, object_id, *args, **kwargs)
+
+    def delete_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        self.require_object(request, object_id)
+        return super().delete_view(request, object_id, *args, **kwargs)
+
+
+class TenantFilter(admin.SimpleListFilter):
+    """Filter by tenant, offering only the tenants the user may see."""
+
+    title = _("tenant")
+    parameter_name = "tenant"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
+        return [(str(pk), name) for pk, name in tenant_choices(request)]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        if not value:
+            return queryset
+        if not value.isdigit() or value not in {str(pk) for pk, _name in tenant_choices(request)}:
+            return queryset.none()
+        return queryset.filter(tenant_id=int(value))
+
+
+def tenant_choices(request: HttpRequest) -> list[tuple[Any, str]]:
+    cache = request.__dict__.setdefault("_scheduling_tenant_choices", [])
+    if not cache:
+        cache.extend(
+            (t.pk, str(t)) for t in tenants_visible_to(request.user).order_by("name", "pk")
+        )
+    return cache
+
+
+def registered_type_filter(field: str, registry: Any, title: Any) -> type[admin.SimpleListFilter]:
+    """Return a filter on a registered type key; its choices come from the registry, not the DB."""
+
+    class RegisteredTypeFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
+            return registry.choices()
+
+        def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+            value = self.value()
+            return queryset.filter(**{field: value}) if value else queryset
+
+    RegisteredTypeFilter.title = title
+    return RegisteredTypeFilter
+
+
+class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
+    """Limit querysets, choices and rights to the tenants and roles of the user."""
+
+    def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
+        # A host project's own tenant model may have no admin to autocomplete against.
+        fields = list(super().get_autocomplete_fields(request))
+        if "tenant" in [f.name for f in self.model._meta.fields] and tenant_admin_registered(
+            self.admin_site
+        ):
+            fields.append("tenant")
+        return fields
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        qs = super().get_queryset(request)
+        ids = tenant_ids_for(request, VIEW_ROLE)
+        return qs if ids is None else qs.filter(tenant_id__in=ids)
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "tenant":
+            kwargs["queryset"] = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return has_role(request, VIEW_ROLE)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return has_role(request, MANAGE_ROLE)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_role(request, MANAGE_ROLE, getattr(obj, "tenant_id", None))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_role(request, MANAGE_ROLE, getattr(obj, "tenant_id", None))
+
+    def has_operate_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Whether the user may run, pause and resume (operator and above)."""
+        return has_role(request, OPERATE_ROLE, getattr(obj, "tenant_id", None))
+
+
+def format_duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    minutes, seconds = divmod(ms // 1000, 60)
+    return f"{minutes} min {seconds} s"
+
+
+TRUNCATE_AT = 120
+
+
+def truncate(text: str, limit: int = TRUNCATE_AT) -> str:
+    """Return the first line of ``text``, cut to ``limit`` characters (escaped by the caller)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first[:limit] + ("…" if len(first) > limit or len(text.strip()) > len(first) else "")
+
+
+class ReadOnlyAdmin(TenantScopedAdmin):
+    """History is a record: viewable by the tenant's members, deleted only by superusers."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
