@@ -131,15 +131,15 @@ class PhaseTimer:
 def _timed_full(sync: Any, store: Any) -> tuple[Any, float, dict[str, float]]:
     """Run ``sync.full()`` with its phases timed (wrappers on this process's objects only).
 
-    The phases are internal names of ``scheduling.scheduler.sync``/``jobstore``; one that no longer
-    exists is skipped and its time shows up in "rest".
+    The phases are internal names of ``scheduling.scheduler``'s ``jobs``, ``sync`` and
+    ``jobstore``; one that no longer exists is skipped and its time shows up in "rest".
     """
-    from scheduling.scheduler import sync as sync_module
+    from scheduling.scheduler import jobs
 
     timer = PhaseTimer()
     saved = []
     for obj, name, label in (
-        (sync_module.ScheduleRow, "load", "load schedule rows"),
+        (jobs.ScheduleRow, "load", "load schedule rows"),
         (sync, "_plan", "plan: fingerprints + make_job"),
         (store, "read_headers", "read job headers"),
         (store, "replace_jobs", "replace_jobs: sign, upsert, next_run_at"),
@@ -239,7 +239,7 @@ def child_baseline(db: str, n: int, *, django_defaults: bool = False) -> dict[st
     from django_apscheduler.models import DjangoJob
 
     from scheduling.models import Schedule
-    from scheduling.scheduler.sync import JOB_FUNC
+    from scheduling.scheduler.jobs import JOB_FUNC
     from scheduling.triggers import build_trigger
 
     scheduler = BackgroundScheduler(timezone="UTC")

@@ -19,11 +19,13 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import F, Q
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
-from .validators import null_character_errors, validate_timezone_name
+from .tenancy import visible_tenant_ids
+from .validators import check_limits, null_character_errors, validate_timezone_name
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -72,6 +74,10 @@ class Status(models.TextChoices):
 
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
+# The handler ran to an outcome: these count as runs of the schedule.
+RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+# Failures of the schedule: they feed retries, consecutive failures and alerts.
+FAILURE_STATUSES = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)
 
 
 class TriggerKind(models.TextChoices):
@@ -99,13 +105,18 @@ class ScheduleQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
     def visible_to(self, user: AbstractBaseUser) -> ScheduleQuerySet:
-        from .tenancy import visible_tenant_ids
-
         ids = visible_tenant_ids(user)
         return self if ids is None else self.filter(tenant_id__in=ids)
 
     def changed_since(self, marker: datetime) -> ScheduleQuerySet:
         return self.filter(updated_at__gt=marker)
+
+    def get_for_tenant(self, tenant: Any, pk: Any) -> Schedule:
+        """Return schedule ``pk`` of ``tenant``; another tenant's id is simply not found."""
+        try:
+            return self.get(tenant=tenant, pk=pk)
+        except (Schedule.DoesNotExist, ValueError, TypeError) as exc:
+            raise Http404("No schedule matches the given query.") from exc
 
 
 # Fields the scheduler process owns. A form or serializer saving a stale instance must not
@@ -297,6 +308,14 @@ class Schedule(models.Model):
         attr = KIND_ATTRS.get(self.kind)
         return getattr(self, attr) if attr else self
 
+    def overlap_reason(self, active: int) -> str:
+        """Why the overlap policy forbids a new run while ``active`` others run, or ''."""
+        if self.overlap == Overlap.ALLOW and active >= self.max_instances:
+            return f"{active} execution(s) still active; max_instances is {self.max_instances}."
+        if self.overlap == Overlap.SKIP and active:
+            return "The previous execution is still running (overlap=skip)."
+        return ""
+
     def trigger_fingerprint(self) -> bytes:
         """Digest of everything that shapes the job in the job store."""
         parts = [
@@ -321,7 +340,6 @@ class Schedule(models.Model):
     # -- validation -----------------------------------------------------------------------
 
     def clean(self) -> None:
-        from .services import check_limits
         from .triggers import validate_trigger
 
         super().clean()
@@ -478,8 +496,6 @@ class ExecutionQuerySet(models.QuerySet):
         return self.filter(tenant=tenant)
 
     def visible_to(self, user: AbstractBaseUser) -> ExecutionQuerySet:
-        from .tenancy import visible_tenant_ids
-
         ids = visible_tenant_ids(user)
         return self if ids is None else self.filter(tenant_id__in=ids)
 

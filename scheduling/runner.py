@@ -11,26 +11,31 @@ import logging
 import os
 import socket
 import traceback as tb
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from . import alerts, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import UnknownTaskType
-from .models import ACTIVE_STATUSES, Execution, Overlap, Schedule, Status, TriggerKind, TriggerType
-from .scheduler.jobstore import MAX_RUN_TIMES
+from .models import (
+    ACTIVE_STATUSES,
+    FAILURE_STATUSES,
+    RAN_STATUSES,
+    Execution,
+    Schedule,
+    Status,
+    TriggerKind,
+    TriggerType,
+)
 
 logger = logging.getLogger("scheduling.runner")
 
-RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
-FAILURE_STATUSES = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)
 ERROR_LIMIT = 100_000
 
 
@@ -150,7 +155,7 @@ def skipped_for_overlap(execution: Execution, recorder: Any = None) -> bool:
         .exclude(pk=execution.pk)
         .count()
     )
-    reason = _overlap_reason(schedule, active)
+    reason = schedule.overlap_reason(active)
     if not reason:
         return False
     if recorder is not None:
@@ -382,242 +387,6 @@ def _should_disable(schedule: Schedule, execution: Execution, retry: Execution |
         succeeded = Execution.objects.filter(schedule=schedule, status=Status.SUCCEEDED).count()
         return succeeded >= schedule.max_executions
     return False
-
-
-def dispatch(
-    schedule_id: int,
-    run_times: list[datetime],
-    *,
-    first_due: datetime | None,
-    claimed_by: str,
-    submit: Callable[[Execution, int], None],
-    now: datetime | None = None,
-) -> list[Execution]:
-    """Claim the due occurrences of one schedule (see ``dispatch_many``)."""
-    return dispatch_many(
-        [(schedule_id, run_times, first_due)], claimed_by=claimed_by, submit=submit, now=now
-    )
-
-
-Due = tuple[int, list[datetime], datetime | None]
-
-
-def dispatch_many(
-    due: list[Due],
-    *,
-    claimed_by: str,
-    submit: Callable[[Execution, int], None],
-    now: datetime | None = None,
-) -> list[Execution]:
-    """Claim the due occurrences of a scheduler pass and hand the runnable ones to ``submit``.
-
-    ``due`` holds ``(schedule_id, run_times, first_due)`` per job. The pass costs a constant
-    number of queries and one transaction for all its claims, however many jobs are due.
-    Occurrences older than the misfire grace are recorded ``missed``; a coalesced run records
-    the occurrences it folded away as one ``missed`` row, so nothing disappears silently.
-    """
-    from .models import BlackoutWindow
-
-    now = now or timezone.now()
-    pks = {pk for pk, _times, _first in due}
-    schedules = {
-        s.pk: s
-        for s in Schedule.objects.select_related(
-            "tenant", "periodicscan", "report", "cleanupconfig"
-        ).filter(pk__in=pks)
-    }
-    live = {
-        pk: s for pk, s in schedules.items() if s.enabled and not s.is_paused(now)
-    }  # others: the sync loop is about to move or drop their jobs
-    if not live:
-        return []
-    windows: dict[Any, list[Any]] = defaultdict(list)
-    for window in BlackoutWindow.objects.filter(tenant_id__in={s.tenant_id for s in live.values()}):
-        windows[window.tenant_id].append(window)
-    active = Counter(
-        dict(
-            Execution.objects.filter(schedule_id__in=live, status__in=ACTIVE_STATUSES)
-            .values_list("schedule_id")
-            .annotate(n=Count("pk"))
-            .values_list("schedule_id", "n")
-        )
-    )
-    wanted = [t for pk, times, _f in due if pk in live for t in times]
-    taken = set(
-        Execution.objects.filter(
-            schedule_id__in=live, attempt=1, scheduled_for__in=wanted
-        ).values_list("schedule_id", "scheduled_for")
-    )
-
-    planned: list[Execution] = []
-    for pk, run_times, first_due in due:
-        schedule = live.get(pk)
-        if schedule is None:
-            continue
-        grace = timedelta(seconds=schedule.effective_misfire_grace)
-        truncated = len(run_times) > MAX_RUN_TIMES
-        folded = (
-            schedule.coalesce
-            and run_times
-            and first_due is not None
-            and first_due < run_times[0]
-            and (pk, first_due) not in taken
-        )
-        if folded:
-            planned.append(
-                _row(
-                    schedule,
-                    first_due,
-                    claimed_by,
-                    now,
-                    status=Status.MISSED,
-                    error=(
-                        f"Occurrences from {first_due.isoformat()} to before "
-                        f"{run_times[0].isoformat()} were missed and coalesced into the "
-                        "next run."
-                    ),
-                )
-            )
-        for run_time in run_times:
-            if (pk, run_time) in taken:
-                continue  # another process, or an earlier pass, owns this occurrence
-            late = now - run_time
-            if late > grace:
-                error = (
-                    f"Missed by {late.total_seconds():.1f} s "
-                    f"(misfire grace {grace.total_seconds():.0f} s)."
-                )
-                if truncated and run_time == run_times[-2]:
-                    error += f" Further occurrences up to {run_times[-1].isoformat()} were missed."
-                planned.append(
-                    _row(schedule, run_time, claimed_by, now, status=Status.MISSED, error=error)
-                )
-                continue
-            reason = _blocked_reason(schedule, run_time, windows[schedule.tenant_id])
-            overlap = "" if reason else _overlap_reason(schedule, active[pk])
-            # Claimed ahead of its time while others run: whether they still do is decided
-            # when it is due (``execute``), not now.
-            recheck = bool(overlap) and run_time > now
-            reason = reason or ("" if recheck else overlap)
-            if reason:
-                planned.append(
-                    _row(schedule, run_time, claimed_by, now, status=Status.SKIPPED, error=reason)
-                )
-                continue
-            row = _row(schedule, run_time, claimed_by, now)
-            row.recheck_overlap = recheck
-            planned.append(row)
-            active[pk] += 1
-
-    claimed = _insert_claims(planned)
-    for row in claimed:
-        row.schedule = live[row.schedule_id]
-        row.tenant = row.schedule.tenant
-    for row in claimed:
-        if row.status == Status.QUEUED:
-            submit(row, row.schedule.priority)
-        else:
-            finish(row)
-    return claimed
-
-
-def _row(
-    schedule: Schedule,
-    scheduled_for: datetime,
-    claimed_by: str,
-    now: datetime,
-    *,
-    status: str = Status.QUEUED,
-    error: str = "",
-) -> Execution:
-    row = Execution(
-        schedule=schedule,
-        schedule_name=schedule.name,
-        schedule_kind=schedule.kind,
-        tenant_id=schedule.tenant_id,
-        scheduled_for=scheduled_for,
-        attempt=1,
-        trigger=TriggerKind.SCHEDULE,
-        status=status,
-        queued_at=now,
-        claimed_by=claimed_by,
-        error=error,
-    )
-    if status not in ACTIVE_STATUSES:
-        row.finished_at, row.duration_ms = now, 0
-    return row
-
-
-def _insert_claims(rows: list[Execution]) -> list[Execution]:
-    """Insert claim rows in one transaction; fall back to one by one on a conflict."""
-    if not rows:
-        return []
-    try:
-        with transaction.atomic():
-            return Execution.objects.bulk_create(rows)
-    except IntegrityError:
-        # Another process claimed one of them meanwhile: claim each on its own.
-        claimed = []
-        for row in rows:
-            row.pk = None
-            try:
-                with transaction.atomic():
-                    row.save(force_insert=True)
-            except IntegrityError:
-                continue
-            claimed.append(row)
-        return claimed
-
-
-def _blocked_reason(schedule: Schedule, at: datetime, windows: list[Any]) -> str:
-    """Why the occurrence at ``at`` may not run whatever else runs (tenant, blackout), or ''."""
-    tenant = schedule.tenant
-    if not getattr(tenant, "is_active", True):
-        return f"Tenant {tenant} is inactive."
-    for window in windows:
-        if window.schedule_id in (None, schedule.pk) and window.contains(at):
-            return f"The occurrence falls in blackout window {window.name!r}."
-    return ""
-
-
-def _overlap_reason(schedule: Schedule, active: int) -> str:
-    if schedule.overlap == Overlap.ALLOW and active >= schedule.max_instances:
-        return f"{active} execution(s) still active; max_instances is {schedule.max_instances}."
-    if schedule.overlap == Overlap.SKIP and active:
-        return "The previous execution is still running (overlap=skip)."
-    return ""
-
-
-def skip_reason(schedule: Schedule, at: datetime | None = None) -> str:
-    """Return why the occurrence of ``schedule`` at ``at`` must not run, or ''."""
-    tenant = schedule.tenant
-    if not getattr(tenant, "is_active", True):
-        return f"Tenant {tenant} is inactive."
-    window = blackout_at(schedule, at or timezone.now())
-    if window is not None:
-        return f"The occurrence falls in blackout window {window.name!r}."
-    if schedule.overlap == Overlap.ALLOW:
-        running = Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).count()
-        if running >= schedule.max_instances:
-            return (
-                f"{running} execution(s) still active; max_instances is {schedule.max_instances}."
-            )
-    elif (
-        schedule.overlap == Overlap.SKIP
-        and Execution.objects.filter(schedule=schedule, status__in=ACTIVE_STATUSES).exists()
-    ):
-        return "The previous execution is still running (overlap=skip)."
-    return ""
-
-
-def blackout_at(schedule: Schedule, at: datetime) -> Any:
-    """Return the tenant's or schedule's blackout window covering ``at``, if any."""
-    from .models import BlackoutWindow
-
-    windows = BlackoutWindow.objects.filter(tenant_id=schedule.tenant_id).filter(
-        Q(schedule__isnull=True) | Q(schedule_id=schedule.pk)
-    )
-    return next((w for w in windows if w.contains(at)), None)
 
 
 def fire(schedule_id: int, fingerprint: str = "") -> Execution | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
@@ -19,28 +19,6 @@ from django.utils.translation import gettext as _
 
 from .conf import conf
 from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, Status, TriggerKind
-
-# Upper bounds beyond which the scheduler's date arithmetic overflows (timedelta, thread
-# timeouts) long before any sensible schedule needs them.
-DAY = 86_400
-NUMBER_LIMITS: dict[str, int] = {
-    "interval_seconds": 100 * 366 * DAY,
-    "jitter_seconds": 7 * DAY,
-    "timeout_seconds": 7 * DAY,
-    "retry_backoff_seconds": 30 * DAY,
-    "misfire_grace_seconds": 30 * DAY,
-    "max_executions": 2**31 - 1,
-    "max_retries": 32_767,
-    "max_instances": 32_767,
-    "priority": 32_767,
-    "retain_days": 100 * 366,
-    "batch_size": 1_000_000,
-}
-NUMBER_MINIMUMS: dict[str, int] = {"priority": -32_768}
-DATETIME_FIELDS = ("run_at", "start_at", "end_at", "paused_until")
-# Datetimes far from now overflow when shifted by a zone offset or a jitter.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def max_schedules(tenant: Any) -> int | None:
@@ -129,24 +107,6 @@ def _find_cycle(start: int, edges: dict[int, list[int]]) -> list[int] | None:
                 seen.add(nxt)
                 stack.append((nxt, [*path, nxt]))
     return None
-
-
-def check_limits(schedule: Schedule) -> dict[str, list[str]]:
-    """Return errors for values so large (or dates so far) that trigger arithmetic overflows."""
-    errors: dict[str, list[str]] = {}
-    for name, maximum in NUMBER_LIMITS.items():
-        value = getattr(schedule, name, None)
-        minimum = NUMBER_MINIMUMS.get(name)
-        if isinstance(value, int) and value > maximum:
-            errors[name] = [_("Ensure this value is at most %(max)d.") % {"max": maximum}]
-        elif isinstance(value, int) and minimum is not None and value < minimum:
-            errors[name] = [_("Ensure this value is at least %(min)d.") % {"min": minimum}]
-    for name in DATETIME_FIELDS:
-        value = getattr(schedule, name, None)
-        aware = isinstance(value, datetime) and timezone.is_aware(value)
-        if aware and not EARLIEST <= value < LATEST:
-            errors[name] = [_("Use a date between 1970 and 9000.")]
-    return errors
 
 
 def validate_schedule(

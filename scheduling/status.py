@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .conf import conf
 from .models import Schedule, SchedulerLease
-from .schedules_io import tenant_key
+from .tenancy import tenant_key
 
 NEXT_FIRES = 10
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
-from django.http import Http404
 
 from .conf import conf
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-
-    from .models import Schedule
+    from django.db import models
 
 
 def get_tenant_model() -> Any:
@@ -52,12 +50,20 @@ def tenants_visible_to(user: AbstractBaseUser, *, min_role: str | None = None) -
     return qs if ids is None else qs.filter(pk__in=ids)
 
 
-def get_schedule_for_tenant(tenant: Any, pk: Any, *, queryset: Any = None) -> Schedule:
-    """Return schedule ``pk`` of ``tenant``; another tenant's id is simply not found."""
-    from .models import Schedule
+def tenant_key(tenant: Any) -> str:
+    """Return how the CLI and exported files name ``tenant``: its slug, else its id."""
+    slug = getattr(tenant, "slug", None)
+    return str(slug) if slug else str(tenant.pk)
 
-    qs = queryset if queryset is not None else Schedule.objects.all()
-    try:
-        return qs.get(tenant=tenant, pk=pk)
-    except (Schedule.DoesNotExist, ValueError, TypeError) as exc:
-        raise Http404("No schedule matches the given query.") from exc
+
+def find_tenant(key: Any, queryset: models.QuerySet) -> Any | None:
+    """Return the tenant of ``queryset`` named ``key`` (slug, or id), or None."""
+    key = str(key)
+    model = queryset.model
+    if any(f.name == "slug" for f in model._meta.get_fields()):
+        tenant = queryset.filter(slug=key).first()
+        if tenant is not None:
+            return tenant
+    if key.isdigit():
+        return queryset.filter(pk=int(key)).first()
+    return None

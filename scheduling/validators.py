@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import zoneinfo
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.db.models import Model
 
 
 def validate_timezone_name(value: str) -> None:
@@ -48,3 +53,44 @@ def null_character_errors(instance: Any) -> dict[str, str]:
         for field in instance._meta.concrete_fields
         if has_null_character(getattr(instance, field.attname, None))
     }
+
+
+# Upper bounds beyond which the scheduler's date arithmetic overflows (timedelta, thread
+# timeouts) long before any sensible schedule needs them.
+DAY = 86_400
+NUMBER_LIMITS: dict[str, int] = {
+    "interval_seconds": 100 * 366 * DAY,
+    "jitter_seconds": 7 * DAY,
+    "timeout_seconds": 7 * DAY,
+    "retry_backoff_seconds": 30 * DAY,
+    "misfire_grace_seconds": 30 * DAY,
+    "max_executions": 2**31 - 1,
+    "max_retries": 32_767,
+    "max_instances": 32_767,
+    "priority": 32_767,
+    "retain_days": 100 * 366,
+    "batch_size": 1_000_000,
+}
+NUMBER_MINIMUMS: dict[str, int] = {"priority": -32_768}
+DATETIME_FIELDS = ("run_at", "start_at", "end_at", "paused_until")
+# Datetimes far from now overflow when shifted by a zone offset or a jitter.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def check_limits(schedule: Model) -> dict[str, list[str]]:
+    """Return errors for values so large (or dates so far) that trigger arithmetic overflows."""
+    errors: dict[str, list[str]] = {}
+    for name, maximum in NUMBER_LIMITS.items():
+        value = getattr(schedule, name, None)
+        minimum = NUMBER_MINIMUMS.get(name)
+        if isinstance(value, int) and value > maximum:
+            errors[name] = [_("Ensure this value is at most %(max)d.") % {"max": maximum}]
+        elif isinstance(value, int) and minimum is not None and value < minimum:
+            errors[name] = [_("Ensure this value is at least %(min)d.") % {"min": minimum}]
+    for name in DATETIME_FIELDS:
+        value = getattr(schedule, name, None)
+        aware = isinstance(value, datetime) and timezone.is_aware(value)
+        if aware and not EARLIEST <= value < LATEST:
+            errors[name] = [_("Use a date between 1970 and 9000.")]
+    return errors

@@ -18,8 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..exceptions import InvalidTrigger
-from ..models import Execution, Schedule, Status
-from ..runner import FAILURE_STATUSES
+from ..models import FAILURE_STATUSES, Execution, Schedule, Status
 from ..status import scheduler_status
 from ..tenancy import get_tenant_model, visible_tenant_ids
 from ..triggers import next_runs

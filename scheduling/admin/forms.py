@@ -11,7 +11,7 @@ from django.forms.models import construct_instance
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import services, triggers
+from .. import triggers, validators
 
 # The fields that shape when a schedule fires: what the preview reads from the form.
 TRIGGER_FIELDS = [
@@ -46,7 +46,7 @@ class PauseForm(forms.Form):
             return None
         if until <= timezone.now():
             raise ValidationError(_("Choose a time in the future."), code="past")
-        if until >= services.LATEST:
+        if until >= validators.LATEST:
             raise ValidationError(_("Use a date before 9000."), code="too_far")
         return until
 
@@ -66,7 +66,7 @@ class TriggerPreviewForm(forms.ModelForm):
             return
         if self.errors:
             return
-        limits = services.check_limits(self.instance)
+        limits = validators.check_limits(self.instance)
         try:
             if limits:
                 raise ValidationError(limits)

@@ -51,7 +51,16 @@ from django.utils.translation import gettext
 
 from ..conf import conf
 from ..exceptions import InvalidTrigger, TargetNotAllowed
-from ..models import AlertDelivery, AlertRule, AlertState, Execution, Schedule, Status, TriggerType
+from ..models import (
+    FAILURE_STATUSES,
+    AlertDelivery,
+    AlertRule,
+    AlertState,
+    Execution,
+    Schedule,
+    Status,
+    TriggerType,
+)
 from ..targets import ResolutionError, open_connection
 from ..triggers import next_runs
 
@@ -96,9 +105,6 @@ def on_execution_finished(execution: Execution) -> list[AlertDelivery]:
     try:
         if execution.schedule_id is None:
             return []
-        # Imported here: the runner imports this module, and it owns the failure statuses.
-        from ..runner import FAILURE_STATUSES
-
         if execution.status == Status.SUCCEEDED:
             return _recover(execution)
         if execution.status in FAILURE_STATUSES:
@@ -114,8 +120,6 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
     Two queries for any number of executions: ``on_execution_finished`` on the others would
     find nothing to do (a success with no firing alert, a failure with no failure rule).
     """
-    from ..runner import FAILURE_STATUSES
-
     succeeded = {e.schedule_id for e in executions if e.status == Status.SUCCEEDED}
     failed_tenants = {e.tenant_id for e in executions if e.status in FAILURE_STATUSES}
     firing = set(

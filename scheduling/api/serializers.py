@@ -22,7 +22,7 @@ from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.settings import api_settings
 
-from .. import services, triggers
+from .. import services, triggers, validators
 from ..models import (
     AuditEntry,
     CleanupConfig,
@@ -149,10 +149,10 @@ def _number_limits(fields: list[str]) -> dict[str, dict[str, int]]:
     """Document the service's bounds on the serializer fields (and check them early)."""
     kwargs: dict[str, dict[str, int]] = {}
     for name in fields:
-        if name in services.NUMBER_LIMITS:
-            kwargs[name] = {"max_value": services.NUMBER_LIMITS[name]}
-            if name in services.NUMBER_MINIMUMS:
-                kwargs[name]["min_value"] = services.NUMBER_MINIMUMS[name]
+        if name in validators.NUMBER_LIMITS:
+            kwargs[name] = {"max_value": validators.NUMBER_LIMITS[name]}
+            if name in validators.NUMBER_MINIMUMS:
+                kwargs[name]["min_value"] = validators.NUMBER_MINIMUMS[name]
     return kwargs
 
 
@@ -268,7 +268,7 @@ class PauseSerializer(StrictMixin, serializers.Serializer):
             return value
         if value <= timezone.now():
             raise serializers.ValidationError(_("The pause must end in the future."))
-        if value >= services.LATEST:
+        if value >= validators.LATEST:
             raise serializers.ValidationError(_("Use a date before 9000."))
         return value
 

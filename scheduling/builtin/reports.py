@@ -16,13 +16,12 @@ from django.db.models import JSONField as JSONModelField
 from django.utils.translation import gettext_lazy as _
 
 from ..context import ExecutionContext
-from ..models import Execution, PeriodicScan, Report, Status
+from ..models import FAILURE_STATUSES, RAN_STATUSES, Execution, PeriodicScan, Report, Status
 from ..registry import report_type
 
-# Statuses of executions whose handler actually ran (the base of failure rates and durations;
-# skipped and missed occurrences never ran and carry no meaningful duration).
-RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
-FAILED_STATUSES = (Status.FAILED, Status.TIMED_OUT)
+# Failure rates and durations are over runs (RAN_STATUSES): skipped and missed occurrences
+# never ran, and an interrupted one did not run to an outcome.
+FAILED_RUNS = tuple(s for s in RAN_STATUSES if s in FAILURE_STATUSES)
 PERCENTILES = (50, 95, 99)
 TOP_N = 5
 
@@ -93,7 +92,7 @@ def execution_summary_data(tenant: Any, start: datetime, end: datetime) -> dict:
         by_status[row["status"]] = row["n"]
     total = sum(by_status.values())
     ran = sum(by_status[s] for s in RAN_STATUSES)
-    failures = sum(by_status[s] for s in FAILED_STATUSES)
+    failures = sum(by_status[s] for s in FAILED_RUNS)
 
     timed = executions.filter(status__in=RAN_STATUSES, duration_ms__isnull=False)
     stats = timed.aggregate(
@@ -118,8 +117,8 @@ def execution_summary_data(tenant: Any, start: datetime, end: datetime) -> dict:
         .values(*per_schedule)
         .annotate(
             runs=Count("pk"),
-            failures=Count("pk", filter=Q(status__in=FAILED_STATUSES)),
-            last_failure_at=Max("scheduled_for", filter=Q(status__in=FAILED_STATUSES)),
+            failures=Count("pk", filter=Q(status__in=FAILED_RUNS)),
+            last_failure_at=Max("scheduled_for", filter=Q(status__in=FAILED_RUNS)),
         )
         .filter(failures__gt=0)
         .order_by("-failures", "-last_failure_at", "schedule_name")[:TOP_N]

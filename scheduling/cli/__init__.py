@@ -63,17 +63,15 @@ from rich.text import Text
 
 from .. import runner, schedules_io, services
 from ..exceptions import SchedulingError
-from ..models import AuditAction, Execution, Kind, Schedule, Status, TriggerKind
+from ..models import FAILURE_STATUSES, AuditAction, Execution, Kind, Schedule, Status, TriggerKind
 from ..status import scheduler_status
 from ..tenancy import (
-    get_schedule_for_tenant,
     get_tenant_model,
     tenants_visible_to,
     visible_tenant_ids,
 )
 
 OPERATOR, ADMIN = "operator", "admin"
-FAILED_STATUSES = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)
 TYPE_FIELDS = {Kind.SCAN: "scan_type", Kind.REPORT: "report_type", Kind.CLEANUP: "cleanup_target"}
 KIND_RELATIONS = ("tenant", "periodicscan", "report", "cleanupconfig")
 
@@ -198,7 +196,7 @@ class SchedulingCLI:
         tenant = self.tenant()
         try:
             if tenant is not None:
-                schedule = get_schedule_for_tenant(tenant, pk, queryset=self.schedules())
+                schedule = self.schedules().get_for_tenant(tenant, pk)
             else:
                 schedule = self.schedules().get(pk=pk)
         except (Http404, Schedule.DoesNotExist):
@@ -743,6 +741,6 @@ def run_in_foreground(execution_id: int, *, timeout: float) -> Execution:
 def _status_style(status: str) -> str:
     if status == Status.SUCCEEDED:
         return "green"
-    if status in FAILED_STATUSES:
+    if status in FAILURE_STATUSES:
         return "red"
     return "yellow"

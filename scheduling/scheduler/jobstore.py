@@ -16,7 +16,6 @@ import functools
 import hmac
 import logging
 import pickle
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,9 @@ from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob
 
 from ..conf import conf
+from ..models import Schedule
+from .jobs import JOB_PREFIX, BoundedJob, schedule_pk
+from .outage import outage, reset_connection
 
 logger = logging.getLogger("scheduling.jobstore")
 
@@ -39,53 +41,6 @@ MAGIC = b"SJ1"
 MAC_SIZE = 32
 FINGERPRINT_SIZE = 16
 HEADER_SIZE = len(MAGIC) + MAC_SIZE + FINGERPRINT_SIZE
-JOB_PREFIX = "schedule:"
-
-
-# How many missed run times one pass enumerates before it jumps to the latest one.
-MAX_RUN_TIMES = 100
-
-
-class BoundedJob(Job):
-    """A job whose missed run times are enumerated only up to ``MAX_RUN_TIMES``.
-
-    APScheduler lists every missed run time before coalescing: after a clock jump of a year,
-    half a million of them for a minutely job. Past the bound, this jumps straight to the
-    latest run time at or before ``now``; the dispatcher records the gap as missed.
-    """
-
-    __slots__ = ()
-
-    def _get_run_times(self, now: datetime) -> list[datetime]:
-        run_times: list[datetime] = []
-        next_run_time = self.next_run_time
-        while next_run_time and next_run_time <= now and len(run_times) < MAX_RUN_TIMES:
-            run_times.append(next_run_time)
-            next_run_time = self.trigger.get_next_fire_time(next_run_time, now)
-        if next_run_time and next_run_time <= now:
-            latest = latest_fire_time(self.trigger, run_times[-1], now)
-            if latest is not None and latest > run_times[-1]:
-                run_times.append(latest)
-        return run_times
-
-
-def latest_fire_time(trigger: Any, after: datetime, now: datetime) -> datetime | None:
-    """Return the trigger's last fire time in (``after``, ``now``], searching backwards."""
-    window = timedelta(seconds=1)
-    while True:
-        start = max(after + timedelta(microseconds=1), now - window)
-        fire = trigger.get_next_fire_time(None, start)
-        if fire is not None and fire <= now:
-            # The window holds at least one fire time; walk forward to the last (few) of them.
-            for _ in range(10_000):
-                following = trigger.get_next_fire_time(fire, now)
-                if following is None or following > now or following <= fire:
-                    return fire
-                fire = following
-            return fire
-        if start <= after + timedelta(microseconds=1):
-            return None
-        window *= 2
 
 
 class JobStateInvalid(Exception):
@@ -133,62 +88,6 @@ def verify_state(blob: bytes, secret: str | bytes | None = None) -> tuple[bytes,
     return payload[:FINGERPRINT_SIZE], payload[FINGERPRINT_SIZE:]
 
 
-def schedule_pk(job_id: str) -> int | None:
-    """Return the schedule pk of a ``schedule:<pk>`` job id, else None."""
-    if job_id.startswith(JOB_PREFIX):
-        try:
-            return int(job_id[len(JOB_PREFIX) :])
-        except ValueError:
-            return None
-    return None
-
-
-class OutageLog:
-    """Log a database outage once when it starts and once when it is over.
-
-    While a SQLite database is locked, reads may still succeed between failing writes; the
-    outage is over only after ``quiet`` seconds without a failure, not at the first success.
-    """
-
-    def __init__(self, log: logging.Logger, quiet: float = 2.0) -> None:
-        self.log = log
-        self.quiet = quiet
-        self.since: float | None = None
-        self.last_failure = 0.0
-        self._lock = threading.Lock()
-
-    def failed(self, where: str, exc: BaseException) -> None:
-        with self._lock:
-            self.last_failure = time.monotonic()
-            if self.since is None:
-                self.since = self.last_failure
-                self.log.error("Database unavailable (%s: %s); retrying.", where, exc)
-
-    def ok(self) -> None:
-        if self.since is None:
-            return
-        with self._lock:
-            now = time.monotonic()
-            if self.since is not None and now - self.last_failure >= self.quiet:
-                self.log.warning(
-                    "Database available again after %.1f s.", self.last_failure - self.since
-                )
-                self.since = None
-
-
-outage = OutageLog(logger)
-
-
-def _reset_connection() -> None:
-    # A broken connection stays broken; drop it so the next query opens a new one.
-    if connection.in_atomic_block:
-        return  # the caller's transaction owns the connection and will roll back
-    try:
-        connection.close()
-    except Exception:  # closing an already-broken connection may itself fail
-        logger.debug("closing a broken connection failed", exc_info=True)
-
-
 class SignedDjangoJobStore(DjangoJobStore):
     """A ``DjangoJobStore`` with signed job state and guarded database calls."""
 
@@ -221,7 +120,7 @@ class SignedDjangoJobStore(DjangoJobStore):
                 result = func()
             except DatabaseError as exc:
                 outage.failed(where, exc)
-                _reset_connection()
+                reset_connection()
                 if time.monotonic() + delay > deadline or not self.keep_trying():
                     raise
                 time.sleep(delay)
@@ -333,12 +232,10 @@ class SignedDjangoJobStore(DjangoJobStore):
             proceed = self.before_flush() if self.before_flush is not None else True
         except Exception:
             logger.exception("Could not claim this pass's occurrences; they will be offered again.")
-            _reset_connection()
+            reset_connection()
             return
         if not proceed or not pending:
             return
-        from .sync import store_next_run_times
-
         jobs = list(pending.values())
         secret = signing_secret()
         ops = connection.ops
@@ -382,8 +279,6 @@ class SignedDjangoJobStore(DjangoJobStore):
                 count, _detail = DjangoJob.objects.filter(id=job_id).delete()
                 pk = schedule_pk(job_id)
                 if pk is not None:
-                    from ..models import Schedule
-
                     Schedule.objects.filter(pk=pk).update(next_run_at=None)
                 return count
 
@@ -481,3 +376,20 @@ class SignedDjangoJobStore(DjangoJobStore):
                 logger.warning("Job %s has state that does not verify (%s).", job_id, exc)
                 headers[job_id] = None
         return headers
+
+
+def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
+    """Write ``next_run_at`` of many schedules in one statement (bulk_update's CASE is slow).
+
+    Callers run it inside their transaction, next to the job store writes it mirrors.
+    """
+    ops = connection.ops
+    # Identifiers come from the model, quoted; values are parameters.
+    sql = "UPDATE {} SET {} = %s WHERE {} = %s".format(  # noqa: S608
+        ops.quote_name(Schedule._meta.db_table),
+        ops.quote_name(Schedule._meta.get_field("next_run_at").column),
+        ops.quote_name(Schedule._meta.pk.column),
+    )
+    params = [(ops.adapt_datetimefield_value(when), pk) for pk, when in values]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)

@@ -43,7 +43,7 @@ from django.db import DatabaseError, connection, transaction
 
 from .. import alerts, runner
 from ..models import ACTIVE_STATUSES, Execution, Status
-from .jobstore import outage
+from .outage import outage
 
 logger = logging.getLogger("scheduling.recorder")
 

@@ -5,7 +5,7 @@
 2. Recover executions left active by a previous holder: they become ``interrupted``.
 3. Full sync, then an incremental sync every ``SCHEDULING_SYNC_INTERVAL`` and a full one every
    ``SCHEDULING_FULL_SYNC_INTERVAL``; queued manual runs and due retries are picked up too.
-4. On fire, ``runner.dispatch`` claims each occurrence and hands it to the executor.
+4. On fire, ``dispatch.dispatch_many`` claims each occurrence and hands it to the executor.
 5. SIGTERM/SIGINT: stop firing, let running executions finish within the grace period, mark
    the rest ``interrupted``, release the lease, exit 0.
 6. Database errors never end the process: the connection is dropped, the step retried with
@@ -36,8 +36,11 @@ from django.utils import timezone
 from .. import alerts, runner, signals
 from ..conf import conf
 from ..models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
-from .jobstore import SignedDjangoJobStore, outage, schedule_pk
+from .dispatch import Due, dispatch_many
+from .jobs import schedule_pk
+from .jobstore import SignedDjangoJobStore
 from .notify import ChangeListener, CommitWatch
+from .outage import outage
 from .recorder import Recorder
 from .sync import JobSync
 
@@ -235,7 +238,7 @@ class SchedulerService:
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
         self._by_execution: dict[int, int] = {}
         self._modes: dict[int, tuple[str, float | None, Execution | None]] = {}
-        self._due: list[runner.Due] = []
+        self._due: list[Due] = []
         self._deferred_lock = threading.Lock()
         self._restarts = 0
 
@@ -553,7 +556,7 @@ class SchedulerService:
             if self.recorder is not None:
                 # Finished executions must not count as active in the overlap checks.
                 self.recorder.flush(timeout=1.0)
-            runner.dispatch_many(due, claimed_by=self.identity, submit=self._submit)
+            dispatch_many(due, claimed_by=self.identity, submit=self._submit)
         return True
 
     def _submit(self, execution: Execution, priority: int) -> None:

@@ -20,24 +20,20 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any
 
 from apscheduler.job import Job
-from django.db import connection
-from django.db.models import Exists, Max, OuterRef, Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
-from ..conf import conf
 from ..exceptions import InvalidTrigger
-from ..models import Schedule, ScheduleDeletion
-from ..runner import fire
-from ..triggers import build_trigger
-from .jobstore import JOB_PREFIX, BoundedJob, SignedDjangoJobStore
+from ..models import ScheduleDeletion
+from .jobs import JOB_PREFIX, ScheduleRow, make_job
+from .jobstore import SignedDjangoJobStore, store_next_run_times
 
 logger = logging.getLogger("scheduling.sync")
 
-JOB_FUNC = "scheduling.runner:fire"
 # Transactions may commit a little after the updated_at they stamped; re-read that window.
 MARGIN = timedelta(seconds=5)
 
@@ -52,138 +48,6 @@ class SyncResult:
     @property
     def changed(self) -> int:
         return self.written + self.removed
-
-
-class ScheduleRow(NamedTuple):
-    """The columns of a schedule row that shape its job, read without a model instance.
-
-    A full sync reads every schedule: building 10,000 ``Schedule`` instances with their tenants
-    took three times as long as reading the same columns with ``values_list``. Triggers are
-    built from these attributes exactly as from a model instance (``build_trigger`` reads
-    attributes only), and the job id, the pause check and the fingerprint are ``Schedule``'s
-    own code, so a row and its model instance give the same job.
-    """
-
-    pk: int
-    kind: str
-    name: str
-    enabled: bool
-    updated_at: datetime
-    created_at: datetime
-    trigger_type: str
-    interval_seconds: int | None
-    cron_expression: str
-    run_at: datetime | None
-    start_at: datetime | None
-    end_at: datetime | None
-    jitter_seconds: int
-    stagger: bool
-    dst_gap_policy: str
-    dst_fold_policy: str
-    paused_until: datetime | None
-    coalesce: bool
-    max_instances: int
-    # Derived: the tenant's time zone where the schedule names none, the default grace.
-    effective_timezone: str
-    effective_misfire_grace: int
-    has_upstreams: bool
-
-    job_id = Schedule.job_id
-    is_paused = Schedule.is_paused
-    trigger_fingerprint = Schedule.trigger_fingerprint
-
-    @classmethod
-    def load(cls, *filters: Any) -> list[ScheduleRow]:
-        """Return the rows matching ``filters`` (Q objects), in one or two queries."""
-        # A schedule with upstreams is driven by them (trigger=dependency), not by a job.
-        upstreams = Schedule.depends_on.through.objects.filter(from_schedule=OuterRef("pk"))
-        columns = cls._fields[:-3]  # all but the derived fields
-        # No ordering: it would make SQLite scan the name index instead of using updated_at's.
-        values = list(
-            Schedule.objects.filter(*filters)
-            .annotate(has_upstreams=Exists(upstreams))
-            .order_by()
-            .values_list(
-                *columns, "timezone", "misfire_grace_seconds", "has_upstreams", "tenant_id"
-            )
-        )
-        # Only rows that name no time zone of their own need their tenant's.
-        zones = tenant_timezones({tenant for *_, zone, _g, _u, tenant in values if not zone})
-        default_grace = conf.DEFAULT_MISFIRE_GRACE
-        return [
-            cls(
-                *columns,
-                zone or zones.get(tenant_id, "UTC"),
-                default_grace if grace is None else grace,
-                has_upstreams,
-            )
-            for *columns, zone, grace, has_upstreams, tenant_id in values
-        ]
-
-
-def tenant_timezones(ids: set[Any]) -> dict[Any, str]:
-    """Return ``{tenant pk: default time zone}`` (``Schedule.default_timezone``) in one query."""
-    if not ids:
-        return {}
-    model = Schedule._meta.get_field("tenant").related_model
-    tenants = model._base_manager.all()
-    if len(ids) <= 500:  # else read them all rather than overflow a parameter limit
-        tenants = tenants.filter(pk__in=ids)
-    return {tenant.pk: getattr(tenant, "timezone", "") or "UTC" for tenant in tenants}
-
-
-def make_job(
-    scheduler: Any,
-    schedule: Schedule | ScheduleRow,
-    now: datetime | None = None,
-    next_run_time: datetime | None = None,
-    fingerprint: bytes | None = None,
-) -> Job | None:
-    """Return the APScheduler job for ``schedule``, or None when it will not fire again."""
-    now = now or timezone.now()
-    trigger = build_trigger(schedule)
-    if next_run_time is None:
-        start = schedule.paused_until if schedule.is_paused(now) else now
-        next_run_time = trigger.get_next_fire_time(None, start)
-    if next_run_time is None:
-        return None
-    # Built directly rather than through Job(...): its argument checks cost a third of a
-    # full sync, and every value here is known to be valid.
-    job = BoundedJob.__new__(BoundedJob)
-    job._scheduler = scheduler
-    job._jobstore_alias = None
-    job.id = schedule.job_id
-    job.func_ref = JOB_FUNC
-    job.func = fire
-    job.trigger = trigger
-    job.executor = "default"
-    job.args = (schedule.pk,)
-    # The fingerprint travels in the job (Job has __slots__) into the signed header.
-    fingerprint = schedule.trigger_fingerprint() if fingerprint is None else fingerprint
-    job.kwargs = {"fingerprint": fingerprint.hex()}
-    job.name = f"{schedule.kind}:{schedule.name}"[:200]
-    job.misfire_grace_time = schedule.effective_misfire_grace
-    job.coalesce = schedule.coalesce
-    job.max_instances = max(1, schedule.max_instances)
-    job.next_run_time = next_run_time.astimezone(UTC)
-    return job
-
-
-def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
-    """Write ``next_run_at`` of many schedules in one statement (bulk_update's CASE is slow).
-
-    Callers run it inside their transaction, next to the job store writes it mirrors.
-    """
-    ops = connection.ops
-    # Identifiers come from the model, quoted; values are parameters.
-    sql = "UPDATE {} SET {} = %s WHERE {} = %s".format(  # noqa: S608
-        ops.quote_name(Schedule._meta.db_table),
-        ops.quote_name(Schedule._meta.get_field("next_run_at").column),
-        ops.quote_name(Schedule._meta.pk.column),
-    )
-    params = [(ops.adapt_datetimefield_value(when), pk) for pk, when in values]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
 
 
 @contextlib.contextmanager

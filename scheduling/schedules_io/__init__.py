@@ -55,6 +55,7 @@ from django.utils import timezone
 from .. import services
 from ..exceptions import SchedulingError
 from ..models import STATE_FIELDS, AuditAction, CleanupConfig, Kind, PeriodicScan, Report, Schedule
+from ..tenancy import find_tenant, tenant_key
 
 FORMAT_VERSION = 1
 FILE_FORMATS = ("yaml", "json")
@@ -82,25 +83,6 @@ Identity = tuple[str, str]  # (kind, name) within one tenant
 
 class ScheduleFileError(SchedulingError):
     """A schedules file that cannot be read at all (syntax, structure)."""
-
-
-def tenant_key(tenant: Any) -> str:
-    """Return how the CLI and exported files name ``tenant``: its slug, else its id."""
-    slug = getattr(tenant, "slug", None)
-    return str(slug) if slug else str(tenant.pk)
-
-
-def find_tenant(key: Any, queryset: models.QuerySet) -> Any | None:
-    """Return the tenant of ``queryset`` named ``key`` (slug, or id), or None."""
-    key = str(key)
-    model = queryset.model
-    if any(f.name == "slug" for f in model._meta.get_fields()):
-        tenant = queryset.filter(slug=key).first()
-        if tenant is not None:
-            return tenant
-    if key.isdigit():
-        return queryset.filter(pk=int(key)).first()
-    return None
 
 
 def config_fields(model: type[Schedule]) -> list[models.Field]:

@@ -7,8 +7,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from scheduling import runner
 from scheduling.models import Execution
+from scheduling.scheduler import dispatch
 from scheduling.scheduler.jobstore import SignedDjangoJobStore
 from scheduling.scheduler.service import DispatchExecutor, FencedScheduler, SchedulerService
 from scheduling.scheduler.sync import JobSync
@@ -33,7 +33,7 @@ def hand_driven_loop(
 def claimed(scans: list[Any], at: datetime) -> list[Execution]:
     """Claim the occurrence at ``at`` of each of ``scans`` as the scheduler's pass does."""
     rows: list[Execution] = []
-    runner.dispatch_many(
+    dispatch.dispatch_many(
         [(scan.pk, [at], None) for scan in scans],
         claimed_by="test",
         submit=lambda execution, priority: rows.append(execution),

@@ -13,6 +13,7 @@ import time_machine
 from scheduling import runner
 from scheduling.executors.thread import ThreadExecutor
 from scheduling.models import Execution, Status
+from scheduling.scheduler import dispatch
 from scheduling.scheduler.recorder import Recorder
 from scheduling.scheduler.service import FencedScheduler, SchedulerService
 from tests.factories import make_scan, make_tenant
@@ -127,7 +128,7 @@ def run(row: Execution, with_recorder: bool) -> None:
 class TestOverlapIsDecidedAtItsTime:
     def claim_ahead_of(self, scan) -> Execution:
         rows: list[Execution] = []
-        runner.dispatch_many(
+        dispatch.dispatch_many(
             [(scan.pk, [NOW + timedelta(seconds=0.2)], None)],
             claimed_by="test",
             submit=lambda execution, priority: rows.append(execution),
@@ -175,7 +176,7 @@ class TestOverlapIsDecidedAtItsTime:
     def test_a_due_occurrence_is_still_skipped_at_once(self):
         scan, _previous = self.scan_with_a_running_execution()
         rows: list[Execution] = []
-        runner.dispatch_many(
+        dispatch.dispatch_many(
             [(scan.pk, [NOW], None)],
             claimed_by="test",
             submit=lambda execution, priority: rows.append(execution),

@@ -17,6 +17,7 @@ from scheduling import runner, triggers
 from scheduling.executors.process import run_in_child
 from scheduling.executors.thread import ThreadExecutor
 from scheduling.models import BlackoutWindow, Execution, Schedule, Status, TriggerKind
+from scheduling.scheduler import dispatch
 from scheduling.scheduler.service import FencedScheduler, SchedulerService
 from tests.factories import make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
@@ -68,6 +69,14 @@ def test_process_executor_kills_a_job_at_its_timeout():
     pid = int(execution.worker.rsplit(":", 1)[1])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def outcome_at(schedule, at):
+    """Dispatch the occurrence of ``schedule`` at ``at`` (on time); return its status and error."""
+    [row] = dispatch.dispatch(
+        schedule.pk, [at], first_due=at, claimed_by="t", submit=lambda e, p: None, now=at
+    )
+    return row.status, row.error
 
 
 @pytest.mark.django_db
@@ -286,7 +295,7 @@ class TestBlackoutWindows:
         window.save()
         saturday_late = datetime(2026, 6, 6, 21, 30, tzinfo=UTC)  # 23:30 in Berlin
         monday = datetime(2026, 6, 8, 9, 0, tzinfo=UTC)
-        rows = runner.dispatch(
+        rows = dispatch.dispatch(
             scan.pk,
             [saturday_late],
             first_due=saturday_late,
@@ -296,7 +305,7 @@ class TestBlackoutWindows:
         )
         assert rows[0].status == Status.SKIPPED
         assert "Weekend maintenance" in rows[0].error
-        assert runner.skip_reason(scan, monday) == ""
+        assert outcome_at(scan, monday) == (Status.QUEUED, "")
 
     def test_date_window_of_one_schedule_leaves_the_others_alone(self):
         tenant = make_tenant()
@@ -309,9 +318,11 @@ class TestBlackoutWindows:
             starts_at=NOW - timedelta(hours=1),
             ends_at=NOW + timedelta(hours=1),
         )
-        assert "Migration" in runner.skip_reason(scan, NOW)
-        assert runner.skip_reason(other, NOW) == ""
-        assert runner.skip_reason(scan, NOW + timedelta(hours=2)) == ""
+        status, error = outcome_at(scan, NOW)
+        assert status == Status.SKIPPED
+        assert "Migration" in error
+        assert outcome_at(other, NOW) == (Status.QUEUED, "")
+        assert outcome_at(scan, NOW + timedelta(hours=2)) == (Status.QUEUED, "")
 
     def test_invalid_window_is_rejected_naming_the_field(self):
         from django.core.exceptions import ValidationError

@@ -9,6 +9,7 @@ from django_apscheduler.models import DjangoJob
 
 from scheduling import runner, signals
 from scheduling.models import Execution, Schedule, SchedulerLease, Status, TriggerKind
+from scheduling.scheduler import dispatch
 from scheduling.scheduler.service import Lease, SchedulerService
 from tests.factories import make_execution, make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
@@ -104,7 +105,7 @@ class TestClaimAndExecute:
         tenant = make_tenant(is_active=False, name="Dormant")
         scan = echo_scan(tenant)
         submitted = []
-        rows = runner.dispatch(
+        rows = dispatch.dispatch(
             scan.pk,
             [NOW],
             first_due=NOW,
@@ -119,7 +120,7 @@ class TestClaimAndExecute:
         scan = echo_scan(make_tenant(), misfire_grace_seconds=30, coalesce=False)
         submitted = []
         times = [NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), NOW - timedelta(seconds=5)]
-        runner.dispatch(
+        dispatch.dispatch(
             scan.pk,
             times,
             first_due=times[0],
@@ -136,7 +137,7 @@ class TestClaimAndExecute:
     def test_coalesced_run_records_what_it_folded_away(self):
         scan = echo_scan(make_tenant(), coalesce=True)
         submitted = []
-        runner.dispatch(
+        dispatch.dispatch(
             scan.pk,
             [NOW],
             first_due=NOW - timedelta(hours=3),
@@ -152,7 +153,7 @@ class TestClaimAndExecute:
     def test_overlap_skip_records_a_skipped_row(self):
         scan = echo_scan(make_tenant(), overlap="skip")
         make_execution(schedule=scan, status=Status.RUNNING, scheduled_for=NOW - timedelta(1))
-        rows = runner.dispatch(
+        rows = dispatch.dispatch(
             scan.pk, [NOW], first_due=NOW, claimed_by="t", submit=lambda e, p: None, now=NOW
         )
         assert rows[0].status == Status.SKIPPED and "still running" in rows[0].error

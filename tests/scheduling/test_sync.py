@@ -12,9 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob
 
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
+from scheduling.scheduler.jobs import make_job
 from scheduling.scheduler.jobstore import SignedDjangoJobStore, verify_state
 from scheduling.scheduler.service import FencedScheduler
-from scheduling.scheduler.sync import JobSync, make_job
+from scheduling.scheduler.sync import JobSync
 from tests.factories import make_scan, make_tenant
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -290,7 +291,7 @@ class TestTamperedJobState:
 def test_tenant_time_zones_take_one_query_however_many_tenants(
     db, count, django_assert_num_queries
 ):
-    from scheduling.scheduler.sync import tenant_timezones
+    from scheduling.scheduler.jobs import tenant_timezones
     from tenants.models import Tenant
 
     Tenant.objects.bulk_create(

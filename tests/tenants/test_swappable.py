@@ -32,7 +32,7 @@ with connection.cursor() as cursor:
     relations = connection.introspection.get_relations(cursor, "scheduling_schedule")
 assert relations["tenant_id"][1] == "testapp_organization", relations
 # A schedule that names no time zone takes its tenant's, from the host's model too.
-from scheduling.scheduler.sync import ScheduleRow
+from scheduling.scheduler.jobs import ScheduleRow
 Schedule.objects.filter(pk=scan.pk).update(timezone="")
 (row,) = ScheduleRow.load()
 assert row.effective_timezone == "Asia/Tokyo", row

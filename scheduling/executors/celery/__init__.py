@@ -41,7 +41,7 @@ from django.utils import timezone
 from ... import runner
 from ...conf import conf
 from ...models import ACTIVE_STATUSES, Execution, Kind, SchedulerLease, Status
-from ...scheduler.jobstore import OutageLog
+from ...scheduler.outage import OutageLog
 
 logger = logging.getLogger("scheduling.executors.celery")
 

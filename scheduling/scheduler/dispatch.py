@@ -1,0 +1,216 @@
+"""Claim the occurrences a scheduler pass found due, and hand the runnable ones over.
+
+The claim is the insert of the ``Execution`` row; its unique constraint on (schedule,
+scheduled_for, attempt) makes whichever process inserts it the owner of the occurrence. A pass
+claims all its occurrences in one transaction; missed, blacked-out and overlapping ones are
+recorded as such instead of being run.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from ..models import ACTIVE_STATUSES, BlackoutWindow, Execution, Schedule, Status, TriggerKind
+from ..runner import finish
+from .jobs import MAX_RUN_TIMES
+
+
+def dispatch(
+    schedule_id: int,
+    run_times: list[datetime],
+    *,
+    first_due: datetime | None,
+    claimed_by: str,
+    submit: Callable[[Execution, int], None],
+    now: datetime | None = None,
+) -> list[Execution]:
+    """Claim the due occurrences of one schedule (see ``dispatch_many``)."""
+    return dispatch_many(
+        [(schedule_id, run_times, first_due)], claimed_by=claimed_by, submit=submit, now=now
+    )
+
+
+Due = tuple[int, list[datetime], datetime | None]
+
+
+def dispatch_many(
+    due: list[Due],
+    *,
+    claimed_by: str,
+    submit: Callable[[Execution, int], None],
+    now: datetime | None = None,
+) -> list[Execution]:
+    """Claim the due occurrences of a scheduler pass and hand the runnable ones to ``submit``.
+
+    ``due`` holds ``(schedule_id, run_times, first_due)`` per job. The pass costs a constant
+    number of queries and one transaction for all its claims, however many jobs are due.
+    Occurrences older than the misfire grace are recorded ``missed``; a coalesced run records
+    the occurrences it folded away as one ``missed`` row, so nothing disappears silently.
+    """
+    now = now or timezone.now()
+    pks = {pk for pk, _times, _first in due}
+    schedules = {
+        s.pk: s
+        for s in Schedule.objects.select_related(
+            "tenant", "periodicscan", "report", "cleanupconfig"
+        ).filter(pk__in=pks)
+    }
+    live = {
+        pk: s for pk, s in schedules.items() if s.enabled and not s.is_paused(now)
+    }  # others: the sync loop is about to move or drop their jobs
+    if not live:
+        return []
+    windows: dict[Any, list[Any]] = defaultdict(list)
+    for window in BlackoutWindow.objects.filter(tenant_id__in={s.tenant_id for s in live.values()}):
+        windows[window.tenant_id].append(window)
+    active = Counter(
+        dict(
+            Execution.objects.filter(schedule_id__in=live, status__in=ACTIVE_STATUSES)
+            .values_list("schedule_id")
+            .annotate(n=Count("pk"))
+            .values_list("schedule_id", "n")
+        )
+    )
+    wanted = [t for pk, times, _f in due if pk in live for t in times]
+    taken = set(
+        Execution.objects.filter(
+            schedule_id__in=live, attempt=1, scheduled_for__in=wanted
+        ).values_list("schedule_id", "scheduled_for")
+    )
+
+    planned: list[Execution] = []
+    for pk, run_times, first_due in due:
+        schedule = live.get(pk)
+        if schedule is None:
+            continue
+        grace = timedelta(seconds=schedule.effective_misfire_grace)
+        truncated = len(run_times) > MAX_RUN_TIMES
+        folded = (
+            schedule.coalesce
+            and run_times
+            and first_due is not None
+            and first_due < run_times[0]
+            and (pk, first_due) not in taken
+        )
+        if folded:
+            planned.append(
+                _row(
+                    schedule,
+                    first_due,
+                    claimed_by,
+                    now,
+                    status=Status.MISSED,
+                    error=(
+                        f"Occurrences from {first_due.isoformat()} to before "
+                        f"{run_times[0].isoformat()} were missed and coalesced into the "
+                        "next run."
+                    ),
+                )
+            )
+        for run_time in run_times:
+            if (pk, run_time) in taken:
+                continue  # another process, or an earlier pass, owns this occurrence
+            late = now - run_time
+            if late > grace:
+                error = (
+                    f"Missed by {late.total_seconds():.1f} s "
+                    f"(misfire grace {grace.total_seconds():.0f} s)."
+                )
+                if truncated and run_time == run_times[-2]:
+                    error += f" Further occurrences up to {run_times[-1].isoformat()} were missed."
+                planned.append(
+                    _row(schedule, run_time, claimed_by, now, status=Status.MISSED, error=error)
+                )
+                continue
+            reason = _blocked_reason(schedule, run_time, windows[schedule.tenant_id])
+            overlap = "" if reason else schedule.overlap_reason(active[pk])
+            # Claimed ahead of its time while others run: whether they still do is decided
+            # when it is due (``execute``), not now.
+            recheck = bool(overlap) and run_time > now
+            reason = reason or ("" if recheck else overlap)
+            if reason:
+                planned.append(
+                    _row(schedule, run_time, claimed_by, now, status=Status.SKIPPED, error=reason)
+                )
+                continue
+            row = _row(schedule, run_time, claimed_by, now)
+            row.recheck_overlap = recheck
+            planned.append(row)
+            active[pk] += 1
+
+    claimed = _insert_claims(planned)
+    for row in claimed:
+        row.schedule = live[row.schedule_id]
+        row.tenant = row.schedule.tenant
+    for row in claimed:
+        if row.status == Status.QUEUED:
+            submit(row, row.schedule.priority)
+        else:
+            finish(row)
+    return claimed
+
+
+def _row(
+    schedule: Schedule,
+    scheduled_for: datetime,
+    claimed_by: str,
+    now: datetime,
+    *,
+    status: str = Status.QUEUED,
+    error: str = "",
+) -> Execution:
+    row = Execution(
+        schedule=schedule,
+        schedule_name=schedule.name,
+        schedule_kind=schedule.kind,
+        tenant_id=schedule.tenant_id,
+        scheduled_for=scheduled_for,
+        attempt=1,
+        trigger=TriggerKind.SCHEDULE,
+        status=status,
+        queued_at=now,
+        claimed_by=claimed_by,
+        error=error,
+    )
+    if status not in ACTIVE_STATUSES:
+        row.finished_at, row.duration_ms = now, 0
+    return row
+
+
+def _insert_claims(rows: list[Execution]) -> list[Execution]:
+    """Insert claim rows in one transaction; fall back to one by one on a conflict."""
+    if not rows:
+        return []
+    try:
+        with transaction.atomic():
+            return Execution.objects.bulk_create(rows)
+    except IntegrityError:
+        # Another process claimed one of them meanwhile: claim each on its own.
+        claimed = []
+        for row in rows:
+            row.pk = None
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except IntegrityError:
+                continue
+            claimed.append(row)
+        return claimed
+
+
+def _blocked_reason(schedule: Schedule, at: datetime, windows: list[Any]) -> str:
+    """Why the occurrence at ``at`` may not run whatever else runs (tenant, blackout), or ''."""
+    tenant = schedule.tenant
+    if not getattr(tenant, "is_active", True):
+        return f"Tenant {tenant} is inactive."
+    for window in windows:
+        if window.schedule_id in (None, schedule.pk) and window.contains(at):
+            return f"The occurrence falls in blackout window {window.name!r}."
+    return ""
