@@ -12,7 +12,7 @@ import calendar
 import hashlib
 import zoneinfo
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -127,6 +127,9 @@ STATE_FIELDS = frozenset(
 
 
 class Schedule(models.Model):
+    # The ``Kind`` of a concrete kind's model (``PeriodicScan.KIND == Kind.SCAN``).
+    KIND: ClassVar[str] = ""
+
     tenant = models.ForeignKey(
         TENANT_MODEL, on_delete=models.CASCADE, related_name="schedules", verbose_name=_("tenant")
     )
@@ -305,8 +308,10 @@ class Schedule(models.Model):
         """Return this schedule as its concrete kind (PeriodicScan, Report, CleanupConfig)."""
         if type(self) is not Schedule:
             return self
-        attr = KIND_ATTRS.get(self.kind)
-        return getattr(self, attr) if attr else self
+        for model in Schedule.__subclasses__():
+            if self.kind == model.KIND:
+                return getattr(self, model._meta.model_name)
+        return self
 
     def overlap_reason(self, active: int) -> str:
         """Why the overlap policy forbids a new run while ``active`` others run, or ''."""
@@ -375,9 +380,6 @@ class Schedule(models.Model):
 
     def clean_type(self) -> None:
         """Validate the registered type key and its options (kinds override this)."""
-
-
-KIND_ATTRS = {Kind.SCAN: "periodicscan", Kind.REPORT: "report", Kind.CLEANUP: "cleanupconfig"}
 
 
 def _clean_registered(schedule: Schedule, registry: Any, key_field: str) -> None:

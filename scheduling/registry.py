@@ -189,12 +189,3 @@ def cleanup_target(
 def autodiscover() -> None:
     """Import ``scheduling_tasks`` from every installed app."""
     autodiscover_modules("scheduling_tasks")
-
-
-def registry_for_kind(kind: str) -> tuple[Registry, str]:
-    """Return the registry and key field of a schedule kind."""
-    return {
-        "scan": (scan_types, "scan_type"),
-        "report": (report_types, "report_type"),
-        "cleanup": (cleanup_targets, "cleanup_target"),
-    }[kind]

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import alerts, signals
+from . import alerts, kinds, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import UnknownTaskType
@@ -88,12 +88,7 @@ def load(execution_id: int) -> Execution | None:
     """Return execution ``execution_id`` with its schedule, kind and tenants, or None."""
     return (
         Execution.objects.select_related(
-            "tenant",
-            "schedule",
-            "schedule__tenant",
-            "schedule__periodicscan",
-            "schedule__report",
-            "schedule__cleanupconfig",
+            "tenant", "schedule", "schedule__tenant", *kinds.relations("schedule__")
         )
         .filter(pk=execution_id)
         .first()
@@ -179,9 +174,7 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
         timeout=kind_object.effective_timeout,
     )
     try:
-        from .kinds import run_kind
-
-        result = run_kind(kind_object, context)
+        result = kinds.run_kind(kind_object, context)
     except UnknownTaskType as exc:
         return Status.FAILED, {"error": str(exc)}
     except Exception as exc:

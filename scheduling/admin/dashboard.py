@@ -20,7 +20,8 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
-from ..models import KIND_ATTRS, Schedule
+from ..kinds import relation_of
+from ..models import Schedule
 from .figures import HOURS, RUNS_PER_SCHEDULE, Dashboard, build_dashboard
 
 # Geometry of the two charts, in SVG user units (the SVGs scale to the page width).
@@ -36,7 +37,7 @@ LABEL_CHARS = 34
 
 def change_url(site: admin.AdminSite, schedule: Schedule) -> str | None:
     """Return the admin change page of ``schedule``'s kind, if that kind has an admin."""
-    model_name = KIND_ATTRS.get(schedule.kind)
+    model_name = relation_of(schedule.kind)
     if not model_name:
         return None
     try:

@@ -12,8 +12,8 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from ..kinds import relation_of
 from ..models import (
-    KIND_ATTRS,
     Execution,
     ReportArtifact,
     SchedulerLease,
@@ -121,7 +121,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("schedule"), ordering="schedule_name")
     def schedule_link(self, obj: Execution) -> str:
-        model_name = KIND_ATTRS.get(obj.schedule_kind)
+        model_name = relation_of(obj.schedule_kind)
         if obj.schedule_id is None or model_name is None:
             return obj.schedule_name
         url = reverse(f"admin:scheduling_{model_name}_change", args=[obj.schedule_id])

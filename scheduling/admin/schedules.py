@@ -16,8 +16,8 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import services, triggers
+from ..kinds import relation_of
 from ..models import (
-    KIND_ATTRS,
     CleanupConfig,
     Execution,
     PeriodicScan,
@@ -569,7 +569,7 @@ class ScheduleLookupAdmin(TenantScopedAdmin):
     def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
         self.require_object(request, object_id)
         schedule = self.get_object(request, unquote(object_id))
-        model_name = KIND_ATTRS.get(schedule.kind)
+        model_name = relation_of(schedule.kind)
         if model_name is None:
             raise Http404
         return HttpResponseRedirect(

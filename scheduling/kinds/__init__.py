@@ -1,41 +1,94 @@
-"""How each kind of schedule runs once its execution has started."""
+"""The one table of schedule kinds, and what runs each.
+
+Everything that differs between kinds is read from ``KINDS``: the model and the select_related
+name the runner, the dispatcher and the CLI load it by, the field that holds its registered type
+key and the registry of those keys, its API prefix, its name in the CLI and in exported files
+(the ``Kind`` value), and the function that runs it. Adding a kind means: its model (a
+``Schedule`` subclass with ``KIND``, and a ``Kind`` value), its migration, its serializer in
+``scheduling.api.serializers`` and one entry here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..context import ExecutionContext
-from ..models import CleanupConfig, PeriodicScan, Report
+from ..models import CleanupConfig, Kind, PeriodicScan, Report, Schedule
+from ..registry import Registry, cleanup_targets, report_types, scan_types
+from .cleanup import run_cleanup_config
+from .report import produce_report
+from .scan import run_scan
 
 
-def run_scan(scan: PeriodicScan, context: ExecutionContext) -> dict:
-    """Call the registered scan type's handler."""
-    from ..registry import scan_types
+@dataclass(frozen=True)
+class KindSpec:
+    """What the app needs to know about one kind of schedule."""
 
-    entry = scan_types.get(scan.scan_type)
-    return entry.func(scan, context) or {}
+    kind: str
+    model: type[Schedule]
+    # The field holding the registered key, and the registry it must be in.
+    type_field: str
+    registry: Registry
+    # ``/api/<api_prefix>/``.
+    api_prefix: str
+    run: Callable[[Any, ExecutionContext], dict]
+
+    @property
+    def relation(self) -> str:
+        """The name of the kind's row from ``Schedule`` (``select_related``, admin URLs)."""
+        return self.model._meta.model_name or ""
+
+    @property
+    def label(self) -> str:
+        return str(Kind(self.kind).label)
+
+    def type_key(self, schedule: Schedule) -> str:
+        """Return the registered type key of ``schedule`` (an instance of this kind)."""
+        return str(getattr(schedule, self.type_field, ""))
 
 
-def run_report(report: Report, context: ExecutionContext) -> dict:
-    """Produce the report's data, store it as an artifact in its format, e-mail it."""
-    from .report import produce_report
+KINDS: dict[str, KindSpec] = {
+    spec.kind: spec
+    for spec in (
+        KindSpec(Kind.SCAN, PeriodicScan, "scan_type", scan_types, "scans", run_scan),
+        KindSpec(Kind.REPORT, Report, "report_type", report_types, "reports", produce_report),
+        KindSpec(
+            Kind.CLEANUP,
+            CleanupConfig,
+            "cleanup_target",
+            cleanup_targets,
+            "cleanups",
+            run_cleanup_config,
+        ),
+    )
+}
 
-    return produce_report(report, context)
+
+def get_kind(kind: str) -> KindSpec:
+    """Return the table entry of ``kind`` (a ``Kind`` value); KeyError if there is none."""
+    return KINDS[kind]
 
 
-def run_cleanup(cleanup: CleanupConfig, context: ExecutionContext) -> dict:
-    """Delete the target's rows of this tenant older than ``retain_days``, in batches."""
-    from .cleanup import run_cleanup_config
-
-    return run_cleanup_config(cleanup, context)
+def all_kinds() -> Iterator[KindSpec]:
+    return iter(KINDS.values())
 
 
-def run_kind(schedule: Any, context: ExecutionContext) -> dict:
-    """Run ``schedule`` (a concrete kind) and return its JSON result."""
-    if isinstance(schedule, PeriodicScan):
-        return run_scan(schedule, context)
-    if isinstance(schedule, Report):
-        return run_report(schedule, context)
-    if isinstance(schedule, CleanupConfig):
-        return run_cleanup(schedule, context)
-    raise TypeError(f"Schedule {schedule.pk} has no kind row ({schedule.kind!r}).")
+def relations(prefix: str = "") -> list[str]:
+    """The ``select_related`` names that load every kind's row (``prefix``: ``"schedule__"``)."""
+    return [f"{prefix}{spec.relation}" for spec in KINDS.values()]
+
+
+def run_kind(schedule: Schedule, context: ExecutionContext) -> dict:
+    """Run ``schedule`` (an instance of its concrete kind) and return its JSON result."""
+    spec = KINDS.get(schedule.kind)
+    if spec is None or not isinstance(schedule, spec.model):
+        raise TypeError(f"Schedule {schedule.pk} has no kind row ({schedule.kind!r}).")
+    return spec.run(schedule, context)
+
+
+def relation_of(kind: str) -> str | None:
+    """Return the ``select_related`` name (the model name) of ``kind``, or None if unknown."""
+    spec = KINDS.get(kind)
+    return spec.relation if spec else None

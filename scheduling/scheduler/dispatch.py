@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from .. import kinds
 from ..models import ACTIVE_STATUSES, BlackoutWindow, Execution, Schedule, Status, TriggerKind
 from ..runner import finish
 from .jobs import MAX_RUN_TIMES
@@ -58,9 +59,7 @@ def dispatch_many(
     pks = {pk for pk, _times, _first in due}
     schedules = {
         s.pk: s
-        for s in Schedule.objects.select_related(
-            "tenant", "periodicscan", "report", "cleanupconfig"
-        ).filter(pk__in=pks)
+        for s in Schedule.objects.select_related("tenant", *kinds.relations()).filter(pk__in=pks)
     }
     live = {
         pk: s for pk, s in schedules.items() if s.enabled and not s.is_paused(now)
