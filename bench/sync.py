@@ -82,7 +82,7 @@ def child_prepare(db: str, n: int) -> dict[str, Any]:
 
 def _our_scheduler() -> tuple[Any, Any, Any]:
     from scheduling.scheduler.jobstore import SignedDjangoJobStore
-    from scheduling.scheduler.service import DispatchExecutor, FencedScheduler
+    from scheduling.scheduler.loop import DispatchExecutor, FencedScheduler
     from scheduling.scheduler.sync import JobSync
 
     scheduler = FencedScheduler(fence=lambda: True, timezone="UTC")

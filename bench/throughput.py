@@ -116,10 +116,10 @@ def wait_done(ids: list[int], timeout: float = TIMEOUT) -> None:
 def child_thread(n: int) -> dict[str, float]:
     from scheduling import runner
     from scheduling.conf import conf
-    from scheduling.executors.thread import ThreadExecutor
+    from scheduling.executors.thread import WorkerPool
 
     ids = make_backlog(n)
-    executor = ThreadExecutor(
+    executor = WorkerPool(
         max_workers=conf.MAX_WORKERS, run=runner.execute, on_timeout=runner.time_out
     )
     executor.start()

@@ -100,51 +100,70 @@ def execute(
     *,
     worker: str | None = None,
     execution: Execution | None = None,
-    recorder: Any = None,
+    writer: OutcomeWriter | None = None,
 ) -> Execution | None:
-    """Run a queued execution in this thread and record its outcome.
+    """Run a queued execution in this thread and record its outcome through ``writer``.
 
     ``execution`` may be passed already loaded (with its schedule and kind) to save a query.
-    With a ``recorder`` (``recorder.Recorder``, the scheduler's thread executor) the start and
-    the outcome are handed to it, which commits them in batches; without one they are written
-    here, each by a conditional update.
+    ``writer`` defaults to ``DIRECT`` (each write a conditional update, now); the scheduler's
+    thread executor passes its batching ``Recorder``.
     """
+    writer = writer or DIRECT
     if execution is None or execution.pk != execution_id:
         execution = load(execution_id)
     if execution is None:
         return None
-    worker = worker or worker_id()
-    if skipped_for_overlap(execution, recorder):
+    if skipped_for_overlap(execution, writer):
         return execution
-    if recorder is not None:
-        if not recorder.start(execution, worker=worker):
-            return execution
-    elif not execution.mark_started(worker=worker):
+    if not writer.start(execution, worker=worker or worker_id()):
         return execution
     signals.execution_started.send(
         sender=Execution, execution=execution, schedule=execution.schedule
     )
     status, outcome = _run(execution)
-    if recorder is not None:
-        recorder.finish(execution, status, **outcome)
-        return execution
-    if not execution.mark_finished(status, **outcome):
-        log_discarded(execution)
-        return execution
-    return finish(execution)
+    writer.finish(execution, status, **outcome)
+    return execution
 
 
-def skipped_for_overlap(execution: Execution, recorder: Any = None) -> bool:
+class OutcomeWriter:
+    """How an execution run in this process records its start and its outcome.
+
+    This one writes each at once, by a conditional update: a start only moves a ``queued``
+    row to ``running``, an outcome only ends an active one, so a late result never
+    overwrites a timeout or an interruption (it is logged as discarded). The scheduler's
+    ``Recorder`` keeps these semantics and commits the writes of many executions together.
+    """
+
+    def start(self, execution: Execution, *, worker: str) -> bool:
+        """Mark ``execution`` running on ``worker``; False if it is no longer queued."""
+        return execution.mark_started(worker=worker)
+
+    def finish(self, execution: Execution, status: str, **outcome: Any) -> None:
+        """Record the final ``status`` and apply its consequences (state, retry, alerts)."""
+        if execution.mark_finished(status, **outcome):
+            finish(execution)
+        else:
+            log_discarded(execution)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Make the outcomes handed over so far visible to queries; False on time-out."""
+        return True
+
+
+DIRECT = OutcomeWriter()
+
+
+def skipped_for_overlap(execution: Execution, writer: OutcomeWriter | None = None) -> bool:
     """Record ``execution`` skipped if it was claimed ahead and others of its schedule still run.
 
     ``dispatch_many`` marks such a claim ``recheck_overlap`` (in memory) instead of deciding
     the overlap policy before the occurrence is due. Returns True if it was skipped.
     """
+    writer = writer or DIRECT
     schedule = execution.schedule
     if not getattr(execution, "recheck_overlap", False) or schedule is None:
         return False
-    if recorder is not None:
-        recorder.flush(timeout=5.0)  # outcomes still in the recorder are not active any more
+    writer.flush(timeout=5.0)  # outcomes still on their way are not active any more
     active = (
         Execution.objects.filter(schedule_id=schedule.pk, status__in=ACTIVE_STATUSES)
         .exclude(pk=execution.pk)
@@ -153,10 +172,7 @@ def skipped_for_overlap(execution: Execution, recorder: Any = None) -> bool:
     reason = schedule.overlap_reason(active)
     if not reason:
         return False
-    if recorder is not None:
-        recorder.finish(execution, Status.SKIPPED, error=reason)
-    elif execution.mark_finished(Status.SKIPPED, error=reason):
-        finish(execution)
+    writer.finish(execution, Status.SKIPPED, error=reason)
     return True
 
 

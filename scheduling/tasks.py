@@ -1,7 +1,7 @@
 """The Celery task of the ``celery`` executor (found by Celery's ``autodiscover_tasks``).
 
-Import this module only where Celery is installed: the scheduler imports it when it publishes,
-a worker when it autodiscovers the project's tasks.
+Import this module only where Celery is installed: workers import it when they autodiscover
+the project's tasks. The scheduler publishes to it by name (``TASK_NAME``) and never imports it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import contextlib
 from celery import shared_task
 from celery.signals import worker_process_shutdown
 from django.db import DatabaseError
+
+from .executors.celery.heartbeats import heartbeat
+from .executors.celery.worker import run_in_worker
 
 
 @shared_task(
@@ -30,14 +33,10 @@ from django.db import DatabaseError
 )
 def execute(execution_id: int, timeout: float | None = None) -> None:
     """Run execution ``execution_id`` and record its outcome."""
-    from .executors.celery import run_in_worker
-
     run_in_worker(execution_id, timeout=timeout)
 
 
 @worker_process_shutdown.connect(dispatch_uid="scheduling_worker_heartbeat_stop")
 def _stop_heartbeat(**kwargs: object) -> None:
-    from .executors.celery import heartbeat
-
     with contextlib.suppress(DatabaseError):  # the row expires by itself
         heartbeat.stop()

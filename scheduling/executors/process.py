@@ -1,40 +1,40 @@
-"""Run one execution in a child process, so that its timeout really ends it.
+"""The ``process`` executor: each execution in a child process, so its timeout really ends it.
 
-The child is started with the ``spawn`` method: a fresh interpreter that sets Django up and
-opens its own database connection (a forked child would share the parent's connections).
-The child records the outcome itself; when the timeout passes, the parent kills it and
-records ``timed_out``.
+Executions wait in the thread executor's pool (priority, per-tenant limits, start times);
+a worker thread then starts a child with the ``spawn`` method: a fresh interpreter that sets
+Django up with the parent's settings module and opens its own database connection (a forked
+child would share the parent's connections). The child records the outcome itself; when the
+timeout passes, the parent kills it and records ``timed_out``.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.core.checks import Error
+from django.db import connection
+
+from .. import runner
+from ..models import ACTIVE_STATUSES, Execution
+from .child import run_execution
+from .thread import ThreadExecutor
+
+if TYPE_CHECKING:
+    from django.core.checks import CheckMessage
 
 logger = logging.getLogger("scheduling.executors.process")
 
 
-def _child_main(execution_id: int) -> None:
-    import django
-
-    django.setup()
-    from scheduling import runner
-
-    runner.execute(execution_id)
-
-
 def run_in_child(execution_id: int, *, timeout: float) -> int | None:
     """Run ``execution_id`` in a child process; kill it at ``timeout``. Return its exit code."""
-    from django.db import connection
-
-    from scheduling import runner
-    from scheduling.models import ACTIVE_STATUSES, Execution
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     context = multiprocessing.get_context("spawn")
     process = context.Process(
-        target=_child_main, args=(execution_id,), name=f"scheduling-execution-{execution_id}"
+        target=run_execution,
+        args=(execution_id, settings.SETTINGS_MODULE),
+        name=f"scheduling-execution-{execution_id}",
     )
     process.start()
     process.join(timeout)
@@ -58,3 +58,30 @@ def run_in_child(execution_id: int, *, timeout: float) -> int | None:
         ):
             runner.finish(execution)
     return process.exitcode
+
+
+class ProcessExecutor(ThreadExecutor):
+    """Run each execution in a child process that its timeout kills."""
+
+    name = "process"
+
+    @classmethod
+    def check(cls) -> list[CheckMessage]:
+        if settings.SETTINGS_MODULE:
+            return []
+        return [
+            Error(
+                "The process executor is selected but Django was configured without a "
+                "settings module, which its child processes would import.",
+                hint="Set DJANGO_SETTINGS_MODULE, or use SCHEDULING_EXECUTOR = 'thread'.",
+                id="scheduling.E037",
+            )
+        ]
+
+    def watchdog_timeout(self, timeout: float) -> float | None:
+        return None  # the child is killed at the timeout instead (run_in_child)
+
+    def run(self, execution_id: int, execution: Execution | None, timeout: float) -> None:
+        # Claimed ahead while others of its schedule ran: decided here, before a child starts.
+        if execution is None or not runner.skipped_for_overlap(execution, self.context.writer):
+            run_in_child(execution_id, timeout=timeout)

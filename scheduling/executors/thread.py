@@ -1,4 +1,4 @@
-"""The default executor: a bounded pool of threads fed by a priority queue.
+"""The default executor, ``thread``: a bounded pool of threads fed by a priority queue.
 
 - Higher ``priority`` runs first when the pool is saturated (ties: first come, first served).
 - A tenant never has more than its concurrency limit running at once; its further work waits
@@ -26,8 +26,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db import close_old_connections, connection
+
+from .. import runner
+from ..conf import conf
+from .base import BaseExecutor, ExecutorContext, Leftovers
+
+if TYPE_CHECKING:
+    from ..models import Execution
 
 logger = logging.getLogger("scheduling.executors.thread")
 
@@ -41,8 +49,8 @@ class WorkItem:
     timeout: float | None = field(compare=False, default=None)
 
 
-class ThreadExecutor:
-    name = "thread"
+class WorkerPool:
+    """Threads that run execution ids by priority, per-tenant limits and start times."""
 
     def __init__(
         self,
@@ -235,3 +243,71 @@ class ThreadExecutor:
         with self._cond:
             self._cond.notify_all()
         return never_started, still_running
+
+
+class ThreadExecutor(BaseExecutor):
+    """Run executions on a ``WorkerPool`` in the scheduler's process."""
+
+    name = "thread"
+
+    def __init__(self, context: ExecutorContext) -> None:
+        super().__init__(context)
+        # Loaded executions (with schedule and kind) by id, until a worker takes them.
+        self._loaded: dict[int, tuple[Execution, float]] = {}
+        self._lock = threading.Lock()
+        self.pool = WorkerPool(
+            max_workers=context.max_workers,
+            run=self._run,
+            on_timeout=runner.time_out,
+            on_done=context.on_done,
+        )
+
+    def start(self) -> None:
+        self.pool.start()
+
+    def submit(
+        self,
+        execution: Execution,
+        *,
+        priority: int,
+        timeout: float,
+        not_before: float | None = None,
+        track: bool = False,
+    ) -> None:
+        schedule = execution.schedule
+        limit = getattr(schedule.tenant if schedule else None, "max_concurrent_executions", None)
+        with self._lock:
+            self._loaded[execution.pk] = (execution, timeout)
+        self.pool.submit(
+            execution.pk,
+            priority=priority,
+            not_before=not_before,
+            timeout=self.watchdog_timeout(timeout),
+            tenant_id=execution.tenant_id,
+            tenant_limit=conf.TENANT_CONCURRENCY if limit is None else limit,
+        )
+
+    def watchdog_timeout(self, timeout: float) -> float | None:
+        """The timeout the pool's watchdog records (a thread cannot be stopped, only left)."""
+        return timeout
+
+    def _run(self, execution_id: int) -> None:
+        with self._lock:
+            execution, timeout = self._loaded.pop(execution_id, (None, float(conf.DEFAULT_TIMEOUT)))
+        self.run(execution_id, execution, timeout)
+
+    def run(self, execution_id: int, execution: Execution | None, timeout: float) -> None:
+        """Run one execution in this worker thread."""
+        runner.execute(
+            execution_id,
+            worker=self.context.worker,
+            execution=execution,
+            writer=self.context.writer,
+        )
+
+    def backlog(self) -> int:
+        return self.pool.queued
+
+    def shutdown(self, *, grace: float) -> Leftovers:
+        never_started, still_running = self.pool.shutdown(grace=grace)
+        return Leftovers(never_started, still_running)

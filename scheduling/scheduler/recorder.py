@@ -59,8 +59,8 @@ class _Entry:
     final: dict[str, Any] | None = None  # fields of the outcome, not written yet
 
 
-class Recorder:
-    """Batch the start and outcome writes of executions run by the thread executor."""
+class Recorder(runner.OutcomeWriter):
+    """Batch the start and outcome writes of executions run in the scheduler's process."""
 
     def __init__(
         self,

@@ -1,11 +1,13 @@
 """The scheduler process behind ``runscheduler``.
 
-1. Take the leader lease (``SchedulerLease``); standbys wait. A leader that cannot renew stops
+1. Take the leader lease (``lease.Lease``); standbys wait. A leader that cannot renew stops
    firing at once: every pass of APScheduler's loop checks the lease first (fencing).
-2. Recover executions left active by a previous holder: they become ``interrupted``.
+2. Start the executors the settings select (``scheduling.executors``) and let each take over
+   what a previous holder left; the rest of it becomes ``interrupted``.
 3. Full sync, then an incremental sync every ``SCHEDULING_SYNC_INTERVAL`` and a full one every
    ``SCHEDULING_FULL_SYNC_INTERVAL``; queued manual runs and due retries are picked up too.
-4. On fire, ``dispatch.dispatch_many`` claims each occurrence and hands it to the executor.
+4. On fire, ``dispatch.dispatch_many`` claims each occurrence and the service hands it to the
+   executor of its kind (through the executor interface only).
 5. SIGTERM/SIGINT: stop firing, let running executions finish within the grace period, mark
    the rest ``interrupted``, release the lease, exit 0.
 6. Database errors never end the process: the connection is dropped, the step retried with
@@ -14,7 +16,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -23,22 +24,24 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from apscheduler.executors.base import BaseExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import STATE_PAUSED
-from django.db import DatabaseError, IntegrityError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
+from django_apscheduler.models import DjangoJob
 
 from .. import alerts, runner, signals
 from ..conf import conf
+from ..executors import get_executor_class
+from ..executors.base import BaseExecutor, ExecutorContext
+from ..executors.choice import executor_name, selected
 from ..models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
 from .dispatch import Due, dispatch_many
-from .jobs import schedule_pk
+from .jobs import JOB_PREFIX, schedule_pk
 from .jobstore import SignedDjangoJobStore
+from .lease import Lease
+from .loop import DispatchExecutor, FencedScheduler
 from .notify import ChangeListener, CommitWatch
 from .outage import outage
 from .recorder import Recorder
@@ -46,145 +49,8 @@ from .sync import JobSync
 
 logger = logging.getLogger("scheduling.service")
 
-# APScheduler's loop wakes at least this often, so its liveness is visible.
-MAX_WAIT = 5.0
 # How often the leader looks for schedules that did not run (alert rules).
 ALERT_CHECK_INTERVAL = 30.0
-# How often the leader looks after Celery: lost workers, unpublished and stale messages.
-CELERY_CHECK_INTERVAL = 1.0
-
-
-class Lease:
-    """The leader lease of one scheduler group, held in a ``SchedulerLease`` row."""
-
-    def __init__(self, *, name: str, holder: str, ttl: float) -> None:
-        self.name = name
-        self.holder = holder
-        self.ttl = ttl
-        # Monotonic deadline until which this process may act as leader. It is set from the
-        # local clock *before* the renewal query, so it never outlives the row's expiry.
-        self.valid_until = 0.0
-
-    def valid(self) -> bool:
-        return time.monotonic() < self.valid_until
-
-    def acquire(self) -> bool:
-        """Take the lease if it is free, expired or ours; return whether we hold it."""
-        started = time.monotonic()
-        now = timezone.now()
-        with contextlib.suppress(IntegrityError):  # another replica created it just now
-            SchedulerLease.objects.get_or_create(name=self.name)
-        taken = (
-            SchedulerLease.objects.filter(name=self.name)
-            .filter(
-                Q(holder=self.holder)
-                | Q(holder="")
-                | Q(expires_at__isnull=True)
-                | Q(expires_at__lt=now)
-            )
-            .update(
-                holder=self.holder,
-                acquired_at=now,
-                renewed_at=now,
-                expires_at=now + timedelta(seconds=self.ttl),
-            )
-        )
-        self.valid_until = started + self.ttl if taken else 0.0
-        return bool(taken)
-
-    def renew(self) -> bool:
-        started = time.monotonic()
-        now = timezone.now()
-        renewed = SchedulerLease.objects.filter(name=self.name, holder=self.holder).update(
-            renewed_at=now, expires_at=now + timedelta(seconds=self.ttl)
-        )
-        self.valid_until = started + self.ttl if renewed else 0.0
-        return bool(renewed)
-
-    def release(self) -> None:
-        self.valid_until = 0.0
-        SchedulerLease.objects.filter(name=self.name, holder=self.holder).update(
-            holder="", expires_at=timezone.now()
-        )
-
-
-class FencedScheduler(BackgroundScheduler):
-    """A BackgroundScheduler whose loop never dies and never fires without the lease.
-
-    Its pass looks ``claim_ahead`` seconds into the future: occurrences due by then are
-    claimed and handed to the executor now, which holds each until its time. The bookkeeping
-    of a burst (loading the jobs, the claims, the overlap checks) so happens before the burst
-    is due instead of delaying its starts.
-    """
-
-    def __init__(self, *, fence: Any, claim_ahead: float = 0.0, **kwargs: Any) -> None:
-        self.fence = fence
-        self.claim_ahead = timedelta(seconds=claim_ahead)
-        self.heartbeat = time.monotonic()
-        super().__init__(**kwargs)
-
-    def _process_jobs(self) -> float:
-        self.heartbeat = time.monotonic()
-        if not self.fence():
-            return 0.5
-        try:
-            wait = self._pass()
-        except Exception:
-            # Anything escaping here would end APScheduler's thread while it still reports
-            # running; log it and try again shortly instead.
-            logger.exception("Error in the scheduler loop; retrying.")
-            connection.close()
-            return 1.0
-        return MAX_WAIT if wait is None else min(wait, MAX_WAIT)
-
-    def _pass(self) -> float | None:
-        """Offer every job due by now + ``claim_ahead`` to its executor; return the wait."""
-        if self.state == STATE_PAUSED:
-            return None
-        horizon = datetime.now(UTC) + self.claim_ahead
-        upcoming = None
-        with self._jobstores_lock:
-            for alias, store in self._jobstores.items():
-                try:
-                    jobs = store.get_due_jobs(horizon)
-                except Exception as exc:
-                    logger.warning("Could not read the due jobs (%s); trying again.", exc)
-                    return self.jobstore_retry_interval
-                for job in jobs:
-                    run_times = job._get_run_times(horizon)
-                    if run_times and job.coalesce:
-                        run_times = run_times[-1:]
-                    if not run_times:
-                        continue
-                    self._lookup_executor(job.executor).submit_job(job, run_times)
-                    following = job.trigger.get_next_fire_time(run_times[-1], horizon)
-                    if following:
-                        job._modify(next_run_time=following)
-                        store.update_job(job)
-                    else:
-                        self.remove_job(job.id, alias)
-                # Writes the pass: its claims first, then the jobs' next run times.
-                next_run = store.get_next_run_time()
-                if next_run is not None and (upcoming is None or next_run < upcoming):
-                    upcoming = next_run
-        if upcoming is None:
-            return None
-        wake = upcoming - self.claim_ahead - datetime.now(UTC)
-        return max(0.0, wake.total_seconds())
-
-
-class DispatchExecutor(BaseExecutor):
-    """APScheduler executor that hands due occurrences to the service's dispatcher."""
-
-    def __init__(self, service: SchedulerService) -> None:
-        super().__init__()
-        self.service = service
-
-    def submit_job(self, job: Any, run_times: list) -> None:
-        self.service.on_due(job, run_times)
-
-    def _do_submit_job(self, job: Any, run_times: list) -> None:  # pragma: no cover
-        self.submit_job(job, run_times)
 
 
 class SchedulerService:
@@ -230,14 +96,14 @@ class SchedulerService:
         self.scheduler: FencedScheduler | None = None
         self.store: SignedDjangoJobStore | None = None
         self.sync: JobSync | None = None
-        self.executor: Any = None
-        self.celery: Any = None  # executors.celery.CeleryExecutor when a kind runs on Celery
-        self.recorder: Recorder | None = None  # group commit of the thread executor's writes
-        self._on_celery: set[int] = set()  # overlap=queue executions handed to Celery
+        # The executors the settings select, by name, while this process leads.
+        self.executors: dict[str, BaseExecutor] = {}
+        self._next_tend: dict[str, float] = {}
+        self.recorder: Recorder | None = None  # group commit of in-process executions' writes
         self._last_db_error = 0.0
+        # overlap=queue: executions waiting for the active one of their schedule, by schedule.
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
         self._by_execution: dict[int, int] = {}
-        self._modes: dict[int, tuple[str, float | None, Execution | None]] = {}
         self._due: list[Due] = []
         self._deferred_lock = threading.Lock()
         self._restarts = 0
@@ -259,7 +125,7 @@ class SchedulerService:
         self._install_signals()
         started = time.monotonic()
         logger.info("Scheduler %s starting.", self.identity)
-        next_renew = next_sync = next_full = next_alerts = next_celery = 0.0
+        next_renew = next_sync = next_full = next_alerts = 0.0
         backoff = 0.1
         if ChangeListener.available():
             self.listener = ChangeListener(self.changed, stopping=self.stopping)
@@ -291,9 +157,7 @@ class SchedulerService:
                     if now >= next_alerts:
                         alerts.check_did_not_run()
                         next_alerts = now + ALERT_CHECK_INTERVAL
-                    if self.celery is not None and now >= next_celery:
-                        self._tend_celery()
-                        next_celery = now + CELERY_CHECK_INTERVAL
+                    self._tend_executors(now)
                     if now >= next_full:
                         self._full_sync()
                         next_full = now + self.full_sync_interval
@@ -332,14 +196,10 @@ class SchedulerService:
     def _become_leader(self) -> None:
         logger.info("Scheduler %s is the leader (lease %r).", self.identity, self.lease.name)
         self.leader = True
-        self.celery = None
-        if any(
-            conf.EXECUTOR_OVERRIDES.get(kind, conf.EXECUTOR) == "celery" for kind in Kind.values
-        ):
-            from ..executors.celery import CeleryExecutor
-
-            self.celery = CeleryExecutor(claimed_by=self.identity)
-            self.celery.start()
+        if self.recorder is None:
+            self.recorder = Recorder(may_start=self.lease.valid, busy=self._executor_busy)
+            self.recorder.begin()
+        self._start_executors(self.recorder)
         self._recover()
         self._start_scheduler()
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=True)
@@ -349,100 +209,60 @@ class SchedulerService:
         self.leader = False
         self.lease.valid_until = 0.0
         self._stop_scheduler()
-        celery, self.celery = self.celery, None
-        if celery is not None:
-            celery.shutdown(grace=0)  # what it did not publish, the next leader does
-        executor, self.executor = self.executor, None
-        if executor is not None:
-            # Queued work is the new leader's to recover; running threads finish on their own
-            # and their conditional outcome writes lose to the new leader's interruption.
+        executors, self.executors = self.executors, {}
+        for executor in executors.values():
+            # Queued work is the new leader's to recover (a broker's queue keeps what it
+            # has); running threads finish on their own and their conditional outcome writes
+            # lose to the new leader's interruption.
             executor.shutdown(grace=0)
         self._stop_recorder(timeout=1.0)
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=False)
 
-    def _recover(self) -> None:
-        """Interrupt what a previous holder left active; it cannot finish it any more.
+    def _start_executors(self, writer: Recorder) -> None:
+        """Start every executor the settings select (``scheduling.executors.EXECUTORS``)."""
+        context = ExecutorContext(
+            identity=self.identity,
+            worker=self.worker,
+            writer=writer,
+            on_done=self._release_deferred,
+            lease_valid=self.lease.valid,
+            max_workers=self.max_workers,
+            last_database_error=lambda: self._last_db_error,
+        )
+        for name in selected():
+            executor = get_executor_class(name)(context)
+            executor.start()
+            self.executors[name] = executor
+            self._next_tend[name] = 0.0
 
-        Celery's share is not the previous holder's to lose: its queued executions are
-        published again (a worker runs each once), and its running ones are left to their
-        workers, whose heartbeats decide (``executors.celery.reap_lost_workers``).
-        """
+    def _executor_for(self, execution: Execution) -> BaseExecutor:
+        return self.executors[executor_name(execution.schedule_kind)]
+
+    def _recover(self) -> None:
+        """Let each executor take over what a previous holder left; interrupt the rest."""
         orphans = list(
             Execution.objects.select_related("schedule")
             .filter(status__in=ACTIVE_STATUSES)
             .exclude(claimed_by="")
             .exclude(claimed_by=self.identity)
         )
-        if orphans and self.celery is not None:
-            orphans = self._recover_celery(orphans)
+        for executor in self.executors.values():
+            if orphans:
+                orphans = executor.recover(orphans)
         if orphans:
             count = runner.interrupt(
                 orphans, "The scheduler that owned this execution stopped before it finished."
             )
             logger.warning("Recovered %d execution(s) left active by a previous scheduler.", count)
 
-    def _recover_celery(self, orphans: list[Execution]) -> list[Execution]:
-        """Take over the Celery executions among ``orphans``; return the others."""
-        from ..executors.celery import WORKER_LEASE_PREFIX, celery_kinds, worker_lease_name
-
-        kinds = set(celery_kinds())
-        beating = set(
-            SchedulerLease.objects.filter(name__startswith=WORKER_LEASE_PREFIX).values_list(
-                "name", flat=True
-            )
-        )
-        queued = [e for e in orphans if e.status == Status.QUEUED and e.schedule_kind in kinds]
-        taken = set(
-            Execution.objects.filter(
-                pk__in=[e.pk for e in queued], status=Status.QUEUED
-            ).values_list("pk", flat=True)
-        )
-        if taken:
-            republished = self.celery.adopt([e for e in queued if e.pk in taken])
-            logger.warning(
-                "Took over %d queued Celery execution(s); %d of them are published again.",
-                len(taken),
-                republished,
-            )
-        return [
-            e
-            for e in orphans
-            if e not in queued
-            and not (e.status == Status.RUNNING and worker_lease_name(e.worker) in beating)
-        ]
-
-    def _tend_celery(self) -> None:
-        """Interrupt lost workers' executions; publish what the broker missed; free queues."""
-        from ..executors import celery as celery_executor
-
-        self.celery.requeue_stale()
-        # Right after a database outage, workers' heartbeats are stale because they could
-        # not write either: give them one heartbeat period to catch up before judging them.
-        if time.monotonic() - self._last_db_error > conf.CELERY_HEARTBEAT_TTL:
-            celery_executor.reap_lost_workers()
-        if self._on_celery:
-            done = set(
-                Execution.objects.filter(pk__in=list(self._on_celery))
-                .exclude(status__in=ACTIVE_STATUSES)
-                .values_list("pk", flat=True)
-            )
-            for execution_id in done:
-                self._on_celery.discard(execution_id)
-                self._release_deferred(execution_id)
+    def _tend_executors(self, now: float) -> None:
+        for name, executor in self.executors.items():
+            interval = executor.tend_interval
+            if interval is not None and now >= self._next_tend.get(name, 0.0):
+                executor.tend()
+                self._next_tend[name] = now + interval
 
     def _start_scheduler(self) -> None:
-        from ..executors.thread import ThreadExecutor
-
-        self.executor = ThreadExecutor(
-            max_workers=self.max_workers,
-            run=self._execute,
-            on_timeout=runner.time_out,
-            on_done=self._release_deferred,
-        )
-        self.executor.start()
-        if self.recorder is None:
-            self.recorder = Recorder(may_start=self.lease.valid, busy=self._executor_busy)
-            self.recorder.begin()
         self.scheduler = FencedScheduler(
             fence=self.lease.valid, claim_ahead=conf.CLAIM_AHEAD, timezone="UTC"
         )
@@ -458,8 +278,7 @@ class SchedulerService:
         self.scheduler.start()
 
     def _executor_busy(self) -> bool:
-        executor = self.executor
-        return executor is not None and executor.queued > 0
+        return any(executor.backlog() > 0 for executor in list(self.executors.values()))
 
     def _stop_recorder(self, timeout: float) -> None:
         recorder, self.recorder = self.recorder, None
@@ -487,10 +306,8 @@ class SchedulerService:
             self.exit_code = 1
             self.stopping.set()
             return
+        # The executors live on: what they hold was claimed and still runs at its time.
         self.scheduler = None
-        executor, self.executor = self.executor, None
-        if executor is not None:
-            executor.shutdown(grace=0)
         self._start_scheduler()
 
     # -- sync -------------------------------------------------------------------------------
@@ -513,14 +330,12 @@ class SchedulerService:
             self._record_sync(started, full=False)
 
     def _record_sync(self, started: float, *, full: bool) -> None:
-        from django_apscheduler.models import DjangoJob
-
         values: dict[str, Any] = {
             "last_sync_at": timezone.now(),
             "sync_lag_ms": int((time.monotonic() - started) * 1000),
         }
         if full:
-            values["job_count"] = DjangoJob.objects.filter(id__startswith="schedule:").count()
+            values["job_count"] = DjangoJob.objects.filter(id__startswith=JOB_PREFIX).count()
         SchedulerLease.objects.filter(name=self.lease.name, holder=self.identity).update(**values)
 
     def _pick_up_queued(self) -> None:
@@ -573,29 +388,15 @@ class SchedulerService:
 
     def _hand_over(self, execution: Execution, priority: int) -> None:
         schedule = execution.schedule
-        mode = conf.EXECUTOR_OVERRIDES.get(execution.schedule_kind, conf.EXECUTOR)
-        timeout = schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT
-        tenant = schedule.tenant if schedule else None
-        limit = getattr(tenant, "max_concurrent_executions", None)
-        if mode == "celery" and self.celery is not None:
-            if runner.skipped_for_overlap(execution, self.recorder):
-                return  # decided a moment (CLAIM_AHEAD at most) before its time
-            with self._deferred_lock:
-                if execution.pk in self._by_execution:
-                    self._on_celery.add(execution.pk)  # overlap=queue: released when done
-            self.celery.submit(execution.pk, timeout=timeout)
-            return
         with self._deferred_lock:
-            self._modes[execution.pk] = (mode, timeout, execution)
-        self.executor.submit(
-            execution.pk,
+            track = execution.pk in self._by_execution  # overlap=queue: released when done
+        self._executor_for(execution).submit(
+            execution,
             priority=priority,
-            # Claimed ahead (CLAIM_AHEAD): held until its time.
+            timeout=schedule.effective_timeout if schedule else conf.DEFAULT_TIMEOUT,
+            # Claimed ahead (CLAIM_AHEAD): started at its time.
             not_before=execution.scheduled_for.timestamp(),
-            # The process mode enforces its own timeout by killing the child.
-            timeout=None if mode == "process" else timeout,
-            tenant_id=execution.tenant_id,
-            tenant_limit=conf.TENANT_CONCURRENCY if limit is None else limit,
+            track=track,
         )
 
     def _release_deferred(self, execution_id: int) -> None:
@@ -608,56 +409,54 @@ class SchedulerService:
         execution = Execution.objects.select_related("schedule__tenant").get(pk=next_id)
         self._hand_over(execution, execution.schedule.priority if execution.schedule else 0)
 
-    def _execute(self, execution_id: int) -> None:
-        with self._deferred_lock:
-            mode, timeout, loaded = self._modes.pop(execution_id, ("thread", None, None))
-        if mode == "process":
-            from ..executors.process import run_in_child
-
-            if loaded is None or not runner.skipped_for_overlap(loaded, self.recorder):
-                run_in_child(execution_id, timeout=timeout)
-        else:
-            runner.execute(
-                execution_id, worker=self.worker, execution=loaded, recorder=self.recorder
-            )
-
     # -- shutdown ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
         if self.listener is not None:
             self.listener.stop()
         self._stop_scheduler()
-        executor = self.executor
-        self.executor = None
-        celery, self.celery = self.celery, None
+        executors, self.executors = self.executors, {}
         try:
             close_old_connections()
-            unpublished = celery.shutdown(grace=min(5.0, self.shutdown_grace)) if celery else []
-            if executor is not None:
-                never_started, still_running = executor.shutdown(grace=self.shutdown_grace)
+            # Durable executors first: what they publish in the meantime is not lost.
+            ordered = sorted(executors.values(), key=lambda e: not e.durable)
+            unhanded: list[int] = []  # ids a durable executor could not hand over
+            leftover_ids: list[int] = []
+            for executor in ordered:
+                leftovers = executor.shutdown(grace=self.shutdown_grace)
+                if executor.durable:
+                    unhanded += leftovers.never_started
+                else:
+                    leftover_ids += leftovers.never_started + leftovers.still_running
+            if executors:
                 # What finished must be written before the leftovers are told apart.
                 self._stop_recorder(timeout=min(10.0, self.shutdown_grace + 1.0))
                 with self._deferred_lock:
                     for ids in self._deferred.values():
-                        never_started.extend(ids)
+                        leftover_ids.extend(ids)
                     self._deferred.clear()
                 leftover = list(
                     Execution.objects.select_related("schedule").filter(
-                        pk__in=never_started + still_running, status__in=ACTIVE_STATUSES
+                        pk__in=leftover_ids, status__in=ACTIVE_STATUSES
                     )
                 )
                 if leftover:
                     runner.interrupt(leftover, "The scheduler stopped before this finished.")
             self._stop_recorder(timeout=1.0)
             if self.leader:
-                # Anything we claimed but did not hand to a worker yet. What went to Celery
-                # stays queued there: a worker runs it whether or not a scheduler is up.
+                # Anything we claimed but did not hand over yet. What reached a durable
+                # executor (a broker) stays queued there: its workers run it whether or not a
+                # scheduler is up.
                 claimed = Execution.objects.filter(claimed_by=self.identity, status=Status.QUEUED)
-                if celery is not None:
-                    from ..executors.celery import celery_kinds
-
+                durable_kinds = [
+                    kind
+                    for kind in Kind.values
+                    if executors.get(executor_name(kind)) is not None
+                    and executors[executor_name(kind)].durable
+                ]
+                if durable_kinds:
                     claimed = claimed.exclude(
-                        Q(schedule_kind__in=celery_kinds()) & ~Q(pk__in=unpublished)
+                        Q(schedule_kind__in=durable_kinds) & ~Q(pk__in=unhanded)
                     )
                 leftover = list(claimed.select_related("schedule"))
                 if leftover:

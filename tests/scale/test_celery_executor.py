@@ -15,9 +15,10 @@ from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from scheduling import checks
+from scheduling import checks, runner
 from scheduling.conf import conf
 from scheduling.executors import celery as celery_executor
+from scheduling.executors.base import ExecutorContext
 from scheduling.models import Execution, SchedulerLease, Status
 from tests.factories import make_scan, make_tenant
 from tests.scale.harness import wait_for
@@ -211,7 +212,15 @@ def test_a_takeover_publishes_what_the_old_leader_had_not_and_the_rest_if_still_
     )
 
     with RedisServer() as redis, broker(redis.url):
-        executor = celery_executor.CeleryExecutor(claimed_by="me")
+        executor = celery_executor.CeleryExecutor(
+            ExecutorContext(
+                identity="me",
+                worker="test:1",
+                writer=runner.DIRECT,
+                on_done=lambda execution_id: None,
+                lease_valid=lambda: True,
+            )
+        )
         executor.start()
         try:
             assert executor.adopt(executions) == 1

@@ -7,10 +7,12 @@ import time
 from datetime import datetime
 from typing import Any
 
+from scheduling.executors import EXECUTORS
 from scheduling.models import Execution
 from scheduling.scheduler import dispatch
 from scheduling.scheduler.jobstore import SignedDjangoJobStore
-from scheduling.scheduler.service import DispatchExecutor, FencedScheduler, SchedulerService
+from scheduling.scheduler.loop import DispatchExecutor, FencedScheduler
+from scheduling.scheduler.service import SchedulerService
 from scheduling.scheduler.sync import JobSync
 
 
@@ -19,7 +21,7 @@ def hand_driven_loop(
 ) -> FencedScheduler:
     """Give ``service`` the lease, ``executor`` and a loop whose passes the test runs."""
     service.lease.valid_until = time.monotonic() + 3600
-    service.executor = executor
+    service.executors = dict.fromkeys(EXECUTORS, executor)
     scheduler = FencedScheduler(fence=service.lease.valid, claim_ahead=claim_ahead, timezone="UTC")
     store = SignedDjangoJobStore(retry_budget=0.2)
     scheduler.add_jobstore(store, "default")

@@ -11,11 +11,12 @@ import pytest
 import time_machine
 
 from scheduling import runner
-from scheduling.executors.thread import ThreadExecutor
+from scheduling.executors.thread import WorkerPool
 from scheduling.models import Execution, Status
 from scheduling.scheduler import dispatch
+from scheduling.scheduler.loop import FencedScheduler
 from scheduling.scheduler.recorder import Recorder
-from scheduling.scheduler.service import FencedScheduler, SchedulerService
+from scheduling.scheduler.service import SchedulerService
 from tests.factories import make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
 
@@ -29,7 +30,7 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-class TestThreadExecutorHoldsWork:
+class TestWorkerPoolHoldsWork:
     def test_an_item_is_held_until_its_time_while_due_ones_run(self):
         started: dict[int, float] = {}
         lock = threading.Lock()
@@ -38,7 +39,7 @@ class TestThreadExecutorHoldsWork:
             with lock:
                 started[execution_id] = time.time()
 
-        executor = ThreadExecutor(max_workers=2, run=run, on_timeout=lambda pk: None)
+        executor = WorkerPool(max_workers=2, run=run, on_timeout=lambda pk: None)
         executor.start()
         try:
             at = time.time() + 0.4
@@ -56,7 +57,7 @@ class TestThreadExecutorHoldsWork:
 
     def test_shutdown_starts_held_items_due_within_the_grace_and_hands_back_the_rest(self):
         ran: list[int] = []
-        executor = ThreadExecutor(max_workers=1, run=ran.append, on_timeout=lambda pk: None)
+        executor = WorkerPool(max_workers=1, run=ran.append, on_timeout=lambda pk: None)
         executor.start()
         executor.submit(7, not_before=time.time() + 60)
         executor.submit(8, not_before=time.time() + 0.2)
@@ -71,8 +72,8 @@ class TestSchedulerPass:
         held: list[tuple[int, float | None]] = []
 
         class Hold:
-            def submit(self, execution_id, **kwargs):
-                held.append((execution_id, kwargs.get("not_before")))
+            def submit(self, execution, **kwargs):
+                held.append((execution.pk, kwargs.get("not_before")))
 
         scheduler = hand_driven_loop(service, Hold(), claim_ahead=claim_ahead)
         return service, scheduler, held
@@ -118,7 +119,7 @@ def run(row: Execution, with_recorder: bool) -> None:
     if recorder:
         recorder.begin()
     try:
-        runner.execute(row.pk, worker="w", execution=row, recorder=recorder)
+        runner.execute(row.pk, worker="w", execution=row, writer=recorder)
     finally:
         if recorder:
             recorder.stop(timeout=5)

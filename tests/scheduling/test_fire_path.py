@@ -15,7 +15,7 @@ import pytest
 from django.db import connection, transaction
 
 from scheduling import runner
-from scheduling.executors.thread import ThreadExecutor
+from scheduling.executors.thread import WorkerPool
 from scheduling.models import Execution, Status
 from tests.factories import make_alert_rule, make_scan, make_tenant
 from tests.scheduling.loops import claimed
@@ -70,7 +70,7 @@ class TestQueriesPerExecution:
         )
 
 
-def run_items(executor: ThreadExecutor, seen: list, count: int) -> None:
+def run_items(executor: WorkerPool, seen: list, count: int) -> None:
     deadline = time.monotonic() + 10
     while len(seen) < count and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -88,7 +88,7 @@ def test_a_worker_keeps_its_connection_for_back_to_back_items_on_sqlite():
             # The objects themselves, not their ids: a freed id can be reused.
             seen.append(connection.connection)
 
-    executor = ThreadExecutor(max_workers=1, run=run, on_timeout=lambda pk: None)
+    executor = WorkerPool(max_workers=1, run=run, on_timeout=lambda pk: None)
     for execution_id in (1, 2, 3):
         executor.submit(execution_id)  # queued before the worker starts: back to back
     executor.start()
@@ -113,7 +113,7 @@ def test_an_item_that_leaves_autocommit_off_does_not_leak_it_into_the_next():
         if execution_id == 1:
             transaction.set_autocommit(False)  # a handler that forgets to restore it
 
-    executor = ThreadExecutor(max_workers=1, run=run, on_timeout=lambda pk: None)
+    executor = WorkerPool(max_workers=1, run=run, on_timeout=lambda pk: None)
     for execution_id in (1, 2):
         executor.submit(execution_id)
     executor.start()
@@ -132,7 +132,7 @@ def test_finished_executions_do_not_pile_up_in_the_timeout_watchdog():
         with lock:
             done.append(execution_id)
 
-    executor = ThreadExecutor(max_workers=2, run=run, on_timeout=lambda pk: None)
+    executor = WorkerPool(max_workers=2, run=run, on_timeout=lambda pk: None)
     executor.start()
     try:
         for execution_id in range(1, 2001):

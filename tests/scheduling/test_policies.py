@@ -15,10 +15,11 @@ from django.db import connection
 
 from scheduling import runner, triggers
 from scheduling.executors.process import run_in_child
-from scheduling.executors.thread import ThreadExecutor
+from scheduling.executors.thread import WorkerPool
 from scheduling.models import BlackoutWindow, Execution, Schedule, Status, TriggerKind
 from scheduling.scheduler import dispatch
-from scheduling.scheduler.service import FencedScheduler, SchedulerService
+from scheduling.scheduler.loop import FencedScheduler
+from scheduling.scheduler.service import SchedulerService
 from tests.factories import make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
 
@@ -36,8 +37,8 @@ def loop(service: SchedulerService) -> FencedScheduler:
     submitted: list[int] = []
 
     class Collect:
-        def submit(self, execution_id, **kwargs):
-            submitted.append(execution_id)
+        def submit(self, execution, **kwargs):
+            submitted.append(execution.pk)
 
     service.submitted = submitted
     return hand_driven_loop(service, Collect())
@@ -224,7 +225,7 @@ class TestPriorityAndFairness:
             if len(order) == len(items) + 1:
                 done.set()
 
-        pool = ThreadExecutor(max_workers=workers, run=run, on_timeout=lambda pk: None)
+        pool = WorkerPool(max_workers=workers, run=run, on_timeout=lambda pk: None)
         pool.start()
         try:
             pool.submit(0)  # occupies the worker while the queue fills
@@ -257,7 +258,7 @@ class TestPriorityAndFairness:
             if execution_id in (1, 2):
                 release.wait(5)
 
-        pool = ThreadExecutor(max_workers=3, run=run, on_timeout=lambda pk: None)
+        pool = WorkerPool(max_workers=3, run=run, on_timeout=lambda pk: None)
         pool.start()
         try:
             pool.submit(1, tenant_id="a", tenant_limit=1)

@@ -52,7 +52,7 @@ def test_a_batch_of_executions_is_started_run_and_recorded(recorder, caplog):
     scans = echo_scans(5)
     caplog.set_level(logging.INFO, logger="scheduling.runner")
     for execution in claimed(scans, NOW):
-        runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+        runner.execute(execution.pk, worker="w1", execution=execution, writer=rec)
     assert rec.flush(timeout=10)
     rows = list(Execution.objects.order_by("pk"))
     assert [r.status for r in rows] == [Status.SUCCEEDED] * 5
@@ -107,7 +107,7 @@ def test_a_late_outcome_loses_to_a_timeout_that_came_first(recorder, caplog):
 def test_nothing_starts_without_the_lease(recorder):
     rec = recorder(may_start=lambda: False)
     (execution,) = claimed(echo_scans(1), NOW)
-    runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+    runner.execute(execution.pk, worker="w1", execution=execution, writer=rec)
     assert rec.flush(timeout=10)
     row = Execution.objects.get(pk=execution.pk)
     assert (row.status, row.started_at, row.result) == (Status.QUEUED, None, None)
@@ -131,7 +131,7 @@ def test_a_database_error_keeps_the_batch_until_the_database_is_back(recorder):
         rec = recorder()
         executions = claimed(echo_scans(3), NOW)
         for execution in executions:
-            runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+            runner.execute(execution.pk, worker="w1", execution=execution, writer=rec)
         assert rec.flush(timeout=10)  # the retry comes after RETRY_AFTER (1 s)
     finally:
         connection_created.disconnect(install)
@@ -143,7 +143,7 @@ def test_a_database_error_keeps_the_batch_until_the_database_is_back(recorder):
 def test_stop_writes_what_is_pending_and_later_outcomes_are_written_inline(recorder):
     rec = recorder(busy=lambda: True, max_delay=60)  # holds batches back: only stop writes
     first, second = claimed(echo_scans(2), NOW)
-    runner.execute(first.pk, worker="w1", execution=first, recorder=rec)
+    runner.execute(first.pk, worker="w1", execution=first, writer=rec)
     rec.start(second, worker="w1")
     assert rec.stop(timeout=10) == 0
     assert Execution.objects.get(pk=first.pk).status == Status.SUCCEEDED
@@ -161,7 +161,7 @@ def test_follow_ups_queue_dependents_and_apply_alert_rules(recorder):
     make_alert_rule(tenant=tenant, consecutive_failures=1, email_admins=True)
     rec = recorder()
     for execution in claimed([upstream, failing], NOW):
-        runner.execute(execution.pk, worker="w1", execution=execution, recorder=rec)
+        runner.execute(execution.pk, worker="w1", execution=execution, writer=rec)
     assert rec.flush(timeout=10)
     assert rec.stop(timeout=10) == 0  # also waits for the follow-up thread
     queued = Execution.objects.get(schedule=dependent)

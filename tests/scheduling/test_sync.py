@@ -14,7 +14,7 @@ from django_apscheduler.models import DjangoJob
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
 from scheduling.scheduler.jobs import make_job
 from scheduling.scheduler.jobstore import SignedDjangoJobStore, verify_state
-from scheduling.scheduler.service import FencedScheduler
+from scheduling.scheduler.loop import FencedScheduler
 from scheduling.scheduler.sync import JobSync
 from tests.factories import make_scan, make_tenant
 
