@@ -218,7 +218,7 @@ class SchedulerService:
         self._stop_recorder(timeout=1.0)
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=False)
 
-    def _start_executors(self, writer: Recorder) -> None:
+    def _start_executors(self, writer: runner.OutcomeWriter) -> None:
         """Start every executor the settings select (``scheduling.executors.EXECUTORS``)."""
         context = ExecutorContext(
             identity=self.identity,
