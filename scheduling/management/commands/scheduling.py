@@ -1,8 +1,9 @@
 """``python manage.py scheduling <verb>``: operate schedules from a terminal.
 
-Argument parsing only; the verbs live in ``scheduling.cli.SchedulingCLI``, which also
-documents the JSON output of each verb. Exit codes: 0 success, 1 a run failed, 2 bad input;
-an error is one line on stderr, never a traceback (unless ``--traceback``).
+Argument parsing only; the verbs live in ``scheduling.cli.SchedulingCLI``, and the JSON of each
+verb in ``scheduling.cli.contract``, which each verb's ``--help`` shows. Exit codes: 0 success,
+1 a run failed, 2 bad input; an error is one line on stderr, never a traceback (unless
+``--traceback``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from django.core.management.base import (
 from django.db import connections
 from django.utils import timezone
 
-from scheduling.cli import CLIError, SchedulingCLI, one_line
+from scheduling.cli import CLIError, SchedulingCLI, describe_json, one_line
 from scheduling.exceptions import SchedulingError
 from scheduling.management.commands.runscheduler import positive_int
 from scheduling.models import Kind, Status
@@ -34,35 +35,12 @@ from scheduling.models import Kind, Status
 KINDS = [k.value for k in Kind]
 VERBOSITY_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}
 
-EPILOGS = {
-    "list": 'JSON: {"schedules": [{"id", "tenant", "kind", "name", "type", "trigger_type", '
-    '"trigger", "timezone", "enabled", "paused_until", "state", "next_run_at", "last_run_at", '
-    '"last_status", "run_count", "consecutive_failures"}]}',
-    "show": 'JSON: {"schedule": {...as in list, "description", "config": {the export entry}, '
-    '"dependents"}, "next_runs": [...], "recent_executions": [EXECUTION]}',
-    "run": 'JSON: {"execution": {"id", "tenant", "schedule_id", "schedule_name", "kind", '
-    '"scheduled_for", "attempt", "trigger", "status", "queued_at", "started_at", '
-    '"finished_at", "duration_ms", "worker", "error", "result"}}\n'
-    "Exit code 0 when the run succeeded, 1 when it failed or timed out.",
-    "pause": 'JSON: {"schedule": {...as in list}}',
-    "resume": 'JSON: {"schedule": {...as in list}}',
-    "history": 'JSON: {"executions": [EXECUTION as in run, ...]} (newest first)',
-    "status": 'JSON: {"lease_name", "leader", "leader_active", "healthy", '
-    '"heartbeat_age_seconds", "max_heartbeat_age_seconds", "renewed_at", "expires_at", '
-    '"last_sync_at", "sync_lag_ms", "job_count", "next_fires": [{"id", "tenant_id", "tenant", '
-    '"kind", "name", "next_run_at", "paused_until"}]}',
-    "export": "The file: {version: 1, schedules: [{tenant, kind, name, <fields>, "
-    "depends_on: [{kind, name}]}]}; fields at their default are left out.",
-    "import": 'JSON: {"file", "dry_run", "applied", "valid", "summary": {"create", "update", '
-    '"delete", "unchanged"}, "changes": [{"action", "tenant", "kind", "name", "id", "index", '
-    '"changes"}], "errors": [PROBLEM], "warnings": [PROBLEM]}\n'
-    "Nothing is changed when any entry is invalid (exit code 2).",
-    "validate": 'JSON: {"source", "valid", "errors": [PROBLEM], "warnings": [PROBLEM]}, '
-    'PROBLEM = {"level", "index", "line", "schedule_id", "tenant", "kind", "name", "field", '
-    '"message"}\nExit code 2 when there are errors; warnings (a schedule that will never fire '
+# What --help adds under each verb's JSON (from scheduling.cli.contract): how it exits.
+EXIT_NOTES = {
+    "run": "Exit code 0 when the run succeeded, 1 when it failed or timed out.",
+    "import": "Nothing is changed when any entry is invalid (exit code 2).",
+    "validate": "Exit code 2 when there are errors; warnings (a schedule that will never fire "
     "again) do not fail.",
-    "purge": 'JSON: {"dry_run", "deleted", "tenants": [{"tenant", "retain_days", "cutoff", '
-    '"deleted"}]}',
 }
 
 
@@ -147,7 +125,7 @@ class Command(BaseCommand):
                 name,
                 help=help_text,
                 description=help_text,
-                epilog=EPILOGS[name],
+                epilog="\n".join(filter(None, [describe_json(name), EXIT_NOTES.get(name)])),
                 parents=[*parents, django_options],
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )

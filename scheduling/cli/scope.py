@@ -1,0 +1,115 @@
+"""Who acts, and on what: the ``--user``, ``--tenant`` and ``--kind`` every verb is run with.
+
+Without ``--user`` the shell user sees every tenant, as with ``manage.py shell``. With it, only
+the tenants the tenant resolver lets that user see exist, and the verbs that change something
+need a role in the schedule's tenant (run, pause, resume: operator; import, purge: admin).
+An id or a tenant outside the scope is "not found", never "forbidden", so that an error never
+tells that another tenant's schedule exists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import Http404
+
+from ..kinds import relations
+from ..models import Schedule, ScheduleQuerySet
+from ..tenancy import (
+    find_tenant,
+    get_tenant_model,
+    tenant_key,
+    tenants_visible_to,
+    visible_tenant_ids,
+)
+from .exceptions import CLIError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+OPERATOR, ADMIN = "operator", "admin"
+
+_QuerySet = TypeVar("_QuerySet", bound=QuerySet)
+
+
+def find_user(username: str) -> AbstractBaseUser:
+    """Return the user ``--user`` names; an unknown one is bad input."""
+    model = get_user_model()
+    try:
+        return model._default_manager.get_by_natural_key(username)
+    except model.DoesNotExist:
+        raise CLIError(f"Unknown user {username!r}.") from None
+
+
+class Scope:
+    """The tenant, kind and user of one command; every query of a verb is narrowed by it."""
+
+    def __init__(
+        self, *, tenant: str | None = None, kind: str | None = None, user: str | None = None
+    ) -> None:
+        self.tenant_key = tenant
+        self._tenant: Any = None
+        self.kind = kind
+        self.user = find_user(user) if user else None
+
+    def tenants(self, role: str | None = None) -> QuerySet:
+        """Return the tenants in scope: all, or those ``--user`` holds ``role`` in."""
+        if self.user is None:
+            return get_tenant_model()._default_manager.all()
+        return tenants_visible_to(self.user, min_role=role)
+
+    def tenant(self) -> Any | None:
+        """Return the ``--tenant`` tenant, or None; an unknown or invisible one is bad input."""
+        if self.tenant_key is not None and self._tenant is None:
+            self._tenant = find_tenant(self.tenant_key, self.tenants())
+            if self._tenant is None:
+                raise CLIError(f"Unknown tenant {self.tenant_key!r}.")
+        return self._tenant
+
+    def tenant_ids(self) -> list[Any] | None:
+        """Return the ids of the tenants in scope, or None for every tenant."""
+        tenant = self.tenant()
+        if tenant is not None:
+            return [tenant.pk]
+        if self.user is not None:
+            return list(self.tenants().values_list("pk", flat=True))
+        return None
+
+    def require_role(self, tenant: Any, role: str, verb: str) -> None:
+        """Refuse ``verb`` in ``tenant`` unless ``--user`` holds at least ``role`` there."""
+        if self.user is None:
+            return
+        ids = visible_tenant_ids(self.user, min_role=role)
+        if ids is not None and tenant.pk not in ids:
+            raise CLIError(f"Your role in tenant {tenant_key(tenant)!r} does not allow {verb}.")
+
+    def schedules(self) -> ScheduleQuerySet[Schedule]:
+        """Return the schedules in scope, each with its tenant and its kind's row."""
+        return self.in_scope(
+            Schedule.objects.select_related("tenant", *relations()), kind_field="kind"
+        )
+
+    def in_scope(self, queryset: _QuerySet, *, kind_field: str) -> _QuerySet:
+        """Limit ``queryset`` (rows with a ``tenant``) to the tenant, user and kind in scope."""
+        tenant = self.tenant()
+        if tenant is not None:
+            queryset = queryset.filter(tenant=tenant)
+        elif self.user is not None:
+            queryset = queryset.filter(tenant__in=self.tenants())
+        if self.kind:
+            queryset = queryset.filter(**{kind_field: self.kind})
+        return queryset
+
+    def get_schedule(self, pk: int) -> Schedule:
+        """Return schedule ``pk`` in scope, as its kind; outside the scope it is not found."""
+        tenant = self.tenant()
+        try:
+            if tenant is not None:
+                schedule = self.schedules().get_for_tenant(tenant, pk)
+            else:
+                schedule = self.schedules().get(pk=pk)
+        except (Http404, Schedule.DoesNotExist):
+            raise CLIError(f"Schedule {pk} not found.") from None
+        return schedule.get_kind_object()
