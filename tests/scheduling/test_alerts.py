@@ -673,7 +673,7 @@ def test_alert_errors_are_logged_never_raised(tenant, monkeypatch, caplog):
     def database_gone(*args, **kwargs):
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(alerts, "_claim", database_gone)
+    monkeypatch.setattr("scheduling.alerts.rules._claim", database_gone)
     with time_machine.travel(T0, tick=False):
         assert fail(scan) == []
         assert alerts.check_did_not_run() == []
