@@ -7,9 +7,9 @@ marker the sync loop polls): bulk ``update()`` calls do not run ``auto_now``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
@@ -20,14 +20,23 @@ from django.utils.translation import gettext as _
 from .conf import conf
 from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, Status, TriggerKind
 
+if TYPE_CHECKING:
+    from _typeshed import SupportsRichComparison
 
-def max_schedules(tenant: Any) -> int | None:
+    from tenants.models import Tenant
+
+# A node of a dependency graph: a schedule's pk, or a (kind, name) pair in a schedules file.
+# Sortable, so that the walk and the cycles it reports do not depend on row order.
+_Node = TypeVar("_Node", bound="SupportsRichComparison")
+
+
+def max_schedules(tenant: Tenant) -> int | None:
     """Return how many schedules ``tenant`` may have (None: no limit)."""
     limit = getattr(tenant, "max_schedules", None)
     return limit if limit is not None else conf.MAX_SCHEDULES_PER_TENANT
 
 
-def count_towards_quota(tenant: Any) -> int:
+def count_towards_quota(tenant: Tenant) -> int:
     """Return how many of ``tenant``'s schedules count against its quota."""
     from .models import CleanupConfig
     from .retention import RETENTION_NAME, RETENTION_OPTION
@@ -40,12 +49,24 @@ def count_towards_quota(tenant: Any) -> int:
     return total - builtin
 
 
-def check_quota(tenant: Any) -> None:
-    """Raise ``ValidationError`` when ``tenant`` cannot have one more schedule."""
+def over_quota_limit(tenant: Tenant, *, adding: int = 1, count: int | None = None) -> int | None:
+    """Return ``tenant``'s limit if ``adding`` more schedules would pass it, else None.
+
+    ``count`` is how many schedules the tenant has now; a caller that has them in hand (the
+    importer) passes it. Without it they are counted, and only for a tenant with a limit.
+    """
     limit = max_schedules(tenant)
     if limit is None:
-        return
-    if count_towards_quota(tenant) >= limit:
+        return None
+    if count is None:
+        count = count_towards_quota(tenant)
+    return limit if count + adding > limit else None
+
+
+def check_quota(tenant: Tenant) -> None:
+    """Raise ``ValidationError`` when ``tenant`` cannot have one more schedule."""
+    limit = over_quota_limit(tenant)
+    if limit is not None:
         raise ValidationError(
             _(
                 "The tenant %(tenant)s has reached its limit of %(limit)d schedules; "
@@ -83,7 +104,8 @@ def validate_dependencies(schedule: Schedule, depends_on: Iterable[Schedule]) ->
             edges.setdefault(src, []).append(dst)
     edges[schedule.pk] = [dep.pk for dep in depends_on]
 
-    path = _find_cycle(schedule.pk, edges)
+    # Only a cycle through this schedule is its doing; one elsewhere is not this edit's error.
+    path = next((c for c in find_cycles(edges, roots=[schedule.pk]) if c[0] == schedule.pk), None)
     if path:
         names = dict(Schedule.objects.filter(pk__in=path).values_list("pk", "name").order_by())
         names[schedule.pk] = schedule.name
@@ -94,19 +116,41 @@ def validate_dependencies(schedule: Schedule, depends_on: Iterable[Schedule]) ->
         )
 
 
-def _find_cycle(start: int, edges: dict[int, list[int]]) -> list[int] | None:
-    """Return a path start -> ... -> start through ``edges``, or None."""
-    stack: list[tuple[int, list[int]]] = [(start, [start])]
-    seen: set[int] = set()
-    while stack:
-        node, path = stack.pop()
-        for nxt in edges.get(node, ()):
-            if nxt == start:
-                return [*path, start]
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append((nxt, [*path, nxt]))
-    return None
+def find_cycles(
+    graph: Mapping[_Node, Iterable[_Node]], *, roots: Iterable[_Node] | None = None
+) -> list[list[_Node]]:
+    """Return one path per dependency cycle met walking ``graph`` (A -> B -> A), each once.
+
+    ``graph`` maps a node to the nodes it depends on; a node that is not a key depends on
+    nothing. The depth-first walk starts from each of ``roots`` (default: every node) and takes
+    children in sorted order, so the answer does not depend on row order. A cycle through the
+    first root, if there is one, is among the paths, starting at that root.
+    """
+    state: dict[_Node, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[_Node]] = []
+    for root in sorted(graph) if roots is None else roots:
+        if root in state or root not in graph:
+            continue
+        stack: list[tuple[_Node, Iterator[_Node]]] = [(root, iter(sorted(graph[root])))]
+        path = [root]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                continue
+            if child not in graph:
+                continue
+            if state.get(child) == 1:
+                cycles.append([*path[path.index(child) :], child])
+            elif child not in state:
+                state[child] = 1
+                path.append(child)
+                stack.append((child, iter(sorted(graph[child]))))
+    return cycles
 
 
 def validate_schedule(
