@@ -342,7 +342,8 @@ def trigger_dependents(upstream: Schedule, cycle: datetime) -> list[Execution]:
         for row in Execution.objects.filter(schedule__in=upstreams, scheduled_for=cycle).order_by(
             "schedule_id", "attempt"
         ):
-            latest[row.schedule_id] = row
+            if row.schedule_id is not None:
+                latest[row.schedule_id] = row
         failed = [
             (u, latest[u.pk])
             for u in upstreams

@@ -28,7 +28,7 @@ def target_queryset(entry: TaskType, tenant: Any) -> QuerySet:
     if entry.queryset is not None:
         queryset = entry.queryset(tenant)
     else:
-        model = apps.get_model(entry.model)
+        model = apps.get_model(entry.model or "")
         queryset = model._default_manager.all()
     if entry.tenant_path:
         # Applied even on top of a custom queryset: tenant scoping must never hinge on one

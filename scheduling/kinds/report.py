@@ -143,6 +143,8 @@ def send_artifact(report: Report, artifact: ReportArtifact, entry: TaskType) -> 
 def produce_report(report: Report, context: ExecutionContext) -> dict:
     """Produce, store and send one run of ``report``; return a small summary for the result."""
     entry = report_types.get(report.report_type)
+    if entry.func is None:
+        raise TypeError(f"Report type {report.report_type!r} has no handler.")
     data = entry.func(report, context)
     content = render(entry, report, data, context)
     artifact = ReportArtifact(

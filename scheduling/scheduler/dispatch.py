@@ -91,14 +91,13 @@ def dispatch_many(
             continue
         grace = timedelta(seconds=schedule.effective_misfire_grace)
         truncated = len(run_times) > MAX_RUN_TIMES
-        folded = (
+        if (
             schedule.coalesce
             and run_times
             and first_due is not None
             and first_due < run_times[0]
             and (pk, first_due) not in taken
-        )
-        if folded:
+        ):
             planned.append(
                 _row(
                     schedule,
@@ -145,15 +144,24 @@ def dispatch_many(
             active[pk] += 1
 
     claimed = _insert_claims(planned)
+    handed: list[tuple[Execution, Schedule]] = []
     for row in claimed:
-        row.schedule = live[row.schedule_id]
-        row.tenant = row.schedule.tenant
-    for row in claimed:
+        schedule = live[pk_of(row)]
+        row.schedule, row.tenant = schedule, schedule.tenant
+        handed.append((row, schedule))
+    for row, schedule in handed:
         if row.status == Status.QUEUED:
-            submit(row, row.schedule.priority)
+            submit(row, schedule.priority)
         else:
             finish(row)
     return claimed
+
+
+def pk_of(row: Execution) -> int:
+    """Return the schedule id of a claim row (claims are always of a schedule)."""
+    if row.schedule_id is None:
+        raise ValueError(f"Execution {row.pk} belongs to no schedule.")
+    return row.schedule_id
 
 
 def _row(

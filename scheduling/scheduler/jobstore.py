@@ -19,7 +19,7 @@ import pickle
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from apscheduler.job import Job
 from apscheduler.jobstores.base import JobLookupError
@@ -387,8 +387,9 @@ def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
     # Identifiers come from the model, quoted; values are parameters.
     sql = "UPDATE {} SET {} = %s WHERE {} = %s".format(  # noqa: S608
         ops.quote_name(Schedule._meta.db_table),
-        ops.quote_name(Schedule._meta.get_field("next_run_at").column),
-        ops.quote_name(Schedule._meta.pk.column),
+        # Concrete fields always have a column (the type allows None for others).
+        ops.quote_name(cast("str", Schedule._meta.get_field("next_run_at").column)),
+        ops.quote_name(cast("str", Schedule._meta.pk.column)),
     )
     params = [(ops.adapt_datetimefield_value(when), pk) for pk, when in values]
     with connection.cursor() as cursor:

@@ -47,9 +47,11 @@ class ChangeListener:
     @staticmethod
     def available() -> bool:
         """PostgreSQL through psycopg 3 (3.2+: ``notifies(timeout=...)``)."""
-        if connection.vendor != "postgresql" or connection.Database.__name__ != "psycopg":
+        # ``Database`` is the DB-API module of the backend (not on the base class).
+        driver: Any = getattr(connection, "Database", None)
+        if connection.vendor != "postgresql" or getattr(driver, "__name__", "") != "psycopg":
             return False
-        major, minor = (int(part) for part in connection.Database.__version__.split(".")[:2])
+        major, minor = (int(part) for part in driver.__version__.split(".")[:2])
         return (major, minor) >= (3, 2)
 
     def start(self) -> None:

@@ -261,7 +261,7 @@ class Recorder(runner.OutcomeWriter):
                 if entry.final is None:
                     # 0 rows: a timeout or interruption came first; the outcome will lose too.
                     Execution.objects.filter(pk=execution.pk, status=Status.QUEUED).update(
-                        **entry.start
+                        **(entry.start or {})
                     )
                     continue
                 values = {**(entry.start or {}), **entry.final}
@@ -302,7 +302,7 @@ class Recorder(runner.OutcomeWriter):
     def _run_follow_up(self, execution: Execution, chained: bool) -> None:
         try:
             alerts.on_execution_finished(execution)  # never raises
-            if chained:
+            if chained and execution.schedule is not None:
                 runner.trigger_dependents(execution.schedule, execution.scheduled_for)
         except Exception:
             logger.exception("Follow-ups of execution %s failed.", execution.pk)

@@ -166,16 +166,17 @@ class JobSync:
 
     def incremental(self, now: datetime | None = None) -> SyncResult:
         """Apply the schedule changes and deletions since the last pass."""
-        if self.high_water is None:
+        high_water, deletions_high_water = self.high_water, self.deletions_high_water
+        if high_water is None or deletions_high_water is None:
             return self.full(now)
         now = now or timezone.now()
         with self._lock:
             started = timezone.now()
-            rows = ScheduleRow.load(Q(updated_at__gt=self.high_water - MARGIN))
+            rows = ScheduleRow.load(Q(updated_at__gt=high_water - MARGIN))
             changed = [s for s in rows if self.applied.get(s.pk) != s.updated_at]
             tombstones = list(
                 ScheduleDeletion.objects.filter(
-                    deleted_at__gt=self.deletions_high_water - MARGIN
+                    deleted_at__gt=deletions_high_water - MARGIN
                 ).values_list("schedule_id", "deleted_at")
             )
             deleted_ids = [f"{JOB_PREFIX}{pk}" for pk, _at in tombstones]
@@ -192,10 +193,10 @@ class JobSync:
                     self.applied.pop(pk, None)
             # Everything stamped before this pass started has been read (up to the margin):
             # moving on keeps a burst of old changes from being re-read every pass.
-            newest = max((s.updated_at for s in rows), default=self.high_water)
-            self.high_water = max(self.high_water, newest, started)
+            newest = max((s.updated_at for s in rows), default=high_water)
+            self.high_water = max(high_water, newest, started)
             self.deletions_high_water = max(
-                self.deletions_high_water, started, *(at for _pk, at in tombstones)
+                deletions_high_water, started, *(at for _pk, at in tombstones)
             )
         if result.changed:
             logger.info("Sync: %d written, %d removed.", result.written, result.removed)

@@ -30,14 +30,14 @@ WORKER_LEASE_PREFIX = "worker:"
 def worker_lease_name(worker: str) -> str:
     """Return the name of the heartbeat row of ``worker`` (``host:pid``)."""
     name = f"{WORKER_LEASE_PREFIX}{worker}"
-    max_length = SchedulerLease._meta.get_field("name").max_length
+    max_length = SchedulerLease._meta.get_field("name").max_length or len(name)
     if len(name) > max_length:
         digest = hashlib.sha256(worker.encode()).hexdigest()
         name = f"{WORKER_LEASE_PREFIX}{digest}"[:max_length]
     return name
 
 
-def live_workers(now: datetime | None = None) -> dict[str, datetime]:
+def live_workers(now: datetime | None = None) -> dict[str, datetime | None]:
     """Return ``{heartbeat row name: expiry}`` of the workers whose heartbeat is current."""
     now = now or timezone.now()
     return dict(
