@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
@@ -22,8 +22,12 @@ from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, 
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
     from tenants.models import Tenant
+
+    # Who acts: a request's user (maybe anonymous), the CLI's --user, or nobody (the system).
+    Actor: TypeAlias = AbstractBaseUser | AnonymousUser | None
 
 # A node of a dependency graph: a schedule's pk, or a (kind, name) pair in a schedules file.
 # Sortable, so that the walk and the cycles it reports do not depend on row order.
@@ -167,7 +171,7 @@ def validate_schedule(
     """
     if not schedule.kind:
         schedule.kind = getattr(type(schedule), "KIND", "") or schedule.kind
-    errors: dict[str, list[Any]] = {}
+    errors: dict[str, list[str]] = {}
     if creating and schedule.tenant_id:
         try:
             check_quota(schedule.tenant)
@@ -189,8 +193,8 @@ def validate_schedule(
         raise ValidationError(errors)
 
 
-def _name_clash_on_name(schedule: Schedule, exc: ValidationError) -> dict[str, list[Any]]:
-    result: dict[str, list[Any]] = {}
+def _name_clash_on_name(schedule: Schedule, exc: ValidationError) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
     for field, error_list in exc.error_dict.items():
         for error in error_list:
             if field == NON_FIELD_ERRORS and error.code in ("unique_together", "unique"):
@@ -203,7 +207,7 @@ def _name_clash_on_name(schedule: Schedule, exc: ValidationError) -> dict[str, l
     return result
 
 
-def _check_computable(schedule: Schedule) -> dict[str, list[Any]]:
+def _check_computable(schedule: Schedule) -> dict[str, list[str]]:
     """A trigger that validates but cannot compute its next run is still an error."""
     from .triggers import next_runs
 
@@ -217,8 +221,8 @@ def _check_computable(schedule: Schedule) -> dict[str, list[Any]]:
 def create_schedule(
     *,
     model: type[Schedule],
-    tenant: Any,
-    user: Any = None,
+    tenant: Tenant,
+    user: Actor = None,
     source: str | None = None,
     **fields: Any,
 ) -> Schedule:
@@ -247,7 +251,7 @@ def create_schedule(
 
 
 def update_schedule(
-    *, schedule: Schedule, data: dict[str, Any], user: Any = None, source: str = "api"
+    *, schedule: Schedule, data: dict[str, Any], user: Actor = None, source: str = "api"
 ) -> Schedule:
     """Apply ``data`` to ``schedule``, validate, save and record the changed fields."""
     data = dict(data)
@@ -274,7 +278,7 @@ def update_schedule(
     return schedule
 
 
-def delete_schedule(*, schedule: Schedule, user: Any = None, source: str = "api") -> None:
+def delete_schedule(*, schedule: Schedule, user: Actor = None, source: str = "api") -> None:
     """Delete ``schedule``, keeping its last configuration in the audit trail."""
     with transaction.atomic():
         before = snapshot(schedule)
@@ -288,12 +292,12 @@ def delete_schedule(*, schedule: Schedule, user: Any = None, source: str = "api"
         schedule.delete()
 
 
-def _lock_tenant(tenant: Any) -> None:
+def _lock_tenant(tenant: Tenant) -> None:
     # A row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already serializes writers.
     type(tenant)._default_manager.select_for_update().filter(pk=tenant.pk).exists()
 
 
-def run_now(*, schedule: Schedule, user: Any = None, source: str | None = None) -> Execution:
+def run_now(*, schedule: Schedule, user: Actor = None, source: str | None = None) -> Execution:
     """Queue a manual run; the scheduler picks it up within its sync interval.
 
     With a ``source`` the run is recorded in the audit trail.
@@ -310,7 +314,8 @@ def run_now(*, schedule: Schedule, user: Any = None, source: str | None = None) 
             trigger=TriggerKind.MANUAL,
             status=Status.QUEUED,
             queued_at=now,
-            triggered_by=user if getattr(user, "is_authenticated", False) else None,
+            # The FK's model is AUTH_USER_MODEL, which the stubs pin to the test settings' User.
+            triggered_by=_signed_in(user),  # type: ignore[misc]
         )
         if source is not None:
             record_audit(
@@ -323,12 +328,17 @@ def run_now(*, schedule: Schedule, user: Any = None, source: str | None = None) 
     return execution
 
 
+def _signed_in(user: Actor) -> AbstractBaseUser | None:
+    """Return ``user`` if signed in: an anonymous user or the system is recorded as nobody."""
+    return user if user is not None and user.is_authenticated else None
+
+
 def _change_one(
     schedule: Schedule,
-    change: Callable[[QuerySet], int],
+    change: Callable[[QuerySet[Schedule]], int],
     *,
     action: str,
-    user: Any,
+    user: Actor,
     source: str | None,
 ) -> Schedule:
     """Apply the bulk ``change`` to ``schedule`` alone; with a ``source``, audit it."""
@@ -351,7 +361,7 @@ def pause_schedule(
     *,
     schedule: Schedule,
     until: datetime | None = None,
-    user: Any = None,
+    user: Actor = None,
     source: str | None = None,
 ) -> Schedule:
     """Pause ``schedule`` until ``until`` (or indefinitely: disabled); audited with a source."""
@@ -364,7 +374,9 @@ def pause_schedule(
     )
 
 
-def resume_schedule(*, schedule: Schedule, user: Any = None, source: str | None = None) -> Schedule:
+def resume_schedule(
+    *, schedule: Schedule, user: Actor = None, source: str | None = None
+) -> Schedule:
     """Resume a paused or disabled schedule; audited with a source."""
     return _change_one(
         schedule,
@@ -375,7 +387,7 @@ def resume_schedule(*, schedule: Schedule, user: Any = None, source: str | None 
     )
 
 
-def pause_schedules(*, queryset: QuerySet, until: datetime | None = None) -> int:
+def pause_schedules(*, queryset: QuerySet[Schedule], until: datetime | None = None) -> int:
     """Pause the schedules of ``queryset``; without ``until`` they stay paused until resumed."""
     now = timezone.now()
     if until is None:
@@ -383,18 +395,18 @@ def pause_schedules(*, queryset: QuerySet, until: datetime | None = None) -> int
     return queryset.update(paused_until=until, updated_at=now)
 
 
-def resume_schedules(*, queryset: QuerySet) -> int:
+def resume_schedules(*, queryset: QuerySet[Schedule]) -> int:
     """Clear the pause of the schedules of ``queryset`` and enable them."""
     return queryset.update(enabled=True, paused_until=None, updated_at=timezone.now())
 
 
-def set_enabled(*, queryset: QuerySet, enabled: bool) -> int:
+def set_enabled(*, queryset: QuerySet[Schedule], enabled: bool) -> int:
     """Enable or disable the schedules of ``queryset``."""
     return queryset.update(enabled=enabled, updated_at=timezone.now())
 
 
 def set_schedule_enabled(
-    *, schedule: Schedule, enabled: bool, user: Any = None, source: str | None = None
+    *, schedule: Schedule, enabled: bool, user: Actor = None, source: str | None = None
 ) -> Schedule:
     """Enable or disable ``schedule``; audited with a source."""
     return _change_one(
@@ -410,12 +422,13 @@ def set_schedule_enabled(
 NOT_COPIED = STATE_FIELDS | {"id", "schedule_ptr", "kind", "created_at", "updated_at", "tenant"}
 
 
-def copy_name(*, tenant: Any, kind: str, name: str) -> str:
+def copy_name(*, tenant: Tenant, kind: str, name: str) -> str:
     """Return "<name> (copy)", or "(copy 2)", "(copy 3)"... if taken, within the length limit."""
     max_length = Schedule._meta.get_field("name").max_length
     suffixes = [_(" (copy)")] + [_(" (copy %(n)d)") % {"n": n} for n in range(2, 1000)]
     longest = max(len(s) for s in suffixes)
-    base = name[: max_length - longest]
+    # A CharField may have no max_length (PostgreSQL's unlimited varchar): nothing to cut then.
+    base = name if max_length is None else name[: max_length - longest]
     taken = set(
         Schedule.objects.filter(tenant=tenant, kind=kind, name__startswith=base).values_list(
             "name", flat=True
@@ -428,7 +441,7 @@ def copy_name(*, tenant: Any, kind: str, name: str) -> str:
 
 
 def duplicate_schedule(
-    *, schedule: Schedule, user: Any = None, source: str | None = None
+    *, schedule: Schedule, user: Actor = None, source: str | None = None
 ) -> Schedule:
     """Create a disabled copy of ``schedule`` named "... (copy)"; raise ``ValidationError``.
 
@@ -453,11 +466,11 @@ def duplicate_schedule(
 AUDIT_IGNORED = STATE_FIELDS | {"updated_at", "created_at", "schedule_ptr", "id", "kind"}
 
 
-def snapshot(schedule: Schedule) -> dict[str, Any]:
+def snapshot(schedule: Schedule) -> dict[str, object]:
     """Return the audited field values of ``schedule`` as JSON-able data."""
     from django.core.serializers.json import DjangoJSONEncoder
 
-    data: dict[str, Any] = {}
+    data: dict[str, object] = {}
     for field in schedule._meta.concrete_fields:
         if field.name in AUDIT_IGNORED:
             continue
@@ -468,7 +481,7 @@ def snapshot(schedule: Schedule) -> dict[str, Any]:
     return data
 
 
-def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, list[Any]]:
+def diff(before: dict[str, object], after: dict[str, object]) -> dict[str, list[object]]:
     """Return ``{field: [old, new]}`` for the fields that differ."""
     return {
         name: [before.get(name), value]
@@ -481,9 +494,9 @@ def record_audit(
     *,
     schedule: Schedule,
     action: str,
-    user: Any = None,
+    user: Actor = None,
     source: str = "api",
-    changes: dict[str, list[Any]] | None = None,
+    changes: dict[str, list[object]] | None = None,
 ) -> AuditEntry:
     """Record that ``user`` did ``action`` to ``schedule`` through ``source``."""
     return AuditEntry.objects.create(
@@ -492,7 +505,8 @@ def record_audit(
         schedule_name=schedule.name,
         schedule_kind=schedule.kind,
         action=action,
-        user=user if getattr(user, "is_authenticated", False) else None,
+        # The FK's model is AUTH_USER_MODEL, which the stubs pin to the test settings' User.
+        user=_signed_in(user),  # type: ignore[misc]
         source=source,
         changes=changes or {},
     )

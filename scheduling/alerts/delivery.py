@@ -18,7 +18,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 from django.apps import apps
@@ -34,6 +34,9 @@ from ..conf import conf
 from ..exceptions import TargetNotAllowed
 from ..models import AlertDelivery, AlertRule
 from ..targets import ResolutionError, open_connection
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 # One logger for the whole package, so that logging configuration written for the single
 # module keeps working.
@@ -64,7 +67,7 @@ class Alert:
     last_success_at: datetime | None = None
 
     @property
-    def tenant(self) -> Model:
+    def tenant(self) -> Tenant:
         return self.rule.tenant
 
 
@@ -103,7 +106,7 @@ def _error_text(exc: BaseException) -> str:
 # -- e-mail ------------------------------------------------------------------------------------
 
 
-def admin_emails(tenant: Model) -> list[str]:
+def admin_emails(tenant: Tenant) -> list[str]:
     """Return the e-mail addresses of ``tenant``'s owners and admins.
 
     A tenant resolver (``SCHEDULING_TENANT_RESOLVER``) with an ``alert_recipients(tenant)``
@@ -245,10 +248,10 @@ def _send_email(alert: Alert) -> AlertDelivery:
 # -- webhook -----------------------------------------------------------------------------------
 
 
-def webhook_payload(alert: Alert) -> dict[str, Any]:
+def webhook_payload(alert: Alert) -> dict[str, object]:
     """Return the JSON document a webhook receives for ``alert``."""
     tenant = alert.tenant
-    payload: dict[str, Any] = {
+    payload: dict[str, object] = {
         "event": alert.event,
         "tenant": {
             "id": tenant.pk,
@@ -299,13 +302,22 @@ def redact_url(url: str) -> str:
         return "(invalid URL)"
 
 
+def _bounded(timeout: float | None) -> float:
+    # http.client takes None for "wait forever"; a webhook must never wait without a bound.
+    if timeout is None:
+        raise ValueError("A checked connection needs a timeout.")
+    return timeout
+
+
 class CheckedHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection to a policy-checked address of its host (the Host header keeps it)."""
 
     address = ""
 
     def connect(self) -> None:
-        self.sock, self.address = open_connection(self.host, self.port, timeout=self.timeout)
+        self.sock, self.address = open_connection(
+            self.host, self.port, timeout=_bounded(self.timeout)
+        )
 
 
 class CheckedHTTPSConnection(http.client.HTTPSConnection):
@@ -318,7 +330,7 @@ class CheckedHTTPSConnection(http.client.HTTPSConnection):
         self._tls = context
 
     def connect(self) -> None:
-        sock, self.address = open_connection(self.host, self.port, timeout=self.timeout)
+        sock, self.address = open_connection(self.host, self.port, timeout=_bounded(self.timeout))
         try:
             self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
         except BaseException:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias, TypedDict
 
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
@@ -47,6 +47,9 @@ from ..models import (
 from ..triggers import next_runs
 from .delivery import Alert, deliver
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
 # The same logger as delivery's: one for the whole package.
 logger = logging.getLogger("scheduling.alerts")
 
@@ -62,12 +65,13 @@ MAX_PERIODS_WALKED = 50
 def on_execution_finished(execution: Execution) -> list[AlertDelivery]:
     """Apply the tenant's alert rules to a final outcome; return the deliveries attempted."""
     try:
-        if execution.schedule_id is None:
+        schedule_id = execution.schedule_id
+        if schedule_id is None:
             return []
         if execution.status == Status.SUCCEEDED:
-            return _recover(execution)
+            return _recover(execution, schedule_id)
         if execution.status in FAILURE_STATUSES:
-            return _check_failing(execution)
+            return _check_failing(execution, schedule_id)
     except Exception:
         logger.exception("Alert rules failed for execution %s", execution.pk)
     return []
@@ -79,7 +83,12 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
     Two queries for any number of executions: ``on_execution_finished`` on the others would
     find nothing to do (a success with no firing alert, a failure with no failure rule).
     """
-    succeeded = {e.schedule_id for e in executions if e.status == Status.SUCCEEDED}
+    # A run without a schedule is left out here as below; ``__in`` would drop its None anyway.
+    succeeded = {
+        e.schedule_id
+        for e in executions
+        if e.schedule_id is not None and e.status == Status.SUCCEEDED
+    }
     failed_tenants = {e.tenant_id for e in executions if e.status in FAILURE_STATUSES}
     firing = set(
         AlertState.objects.filter(schedule_id__in=succeeded, firing=True).values_list(
@@ -118,7 +127,7 @@ def check_did_not_run(now: datetime | None = None) -> list[AlertDelivery]:
 # -- failing and recovered ---------------------------------------------------------------------
 
 
-def rules_for_schedule(tenant_id: Any, schedule_id: int | None) -> QuerySet[AlertRule]:
+def rules_for_schedule(tenant_id: int, schedule_id: int) -> QuerySet[AlertRule]:
     """Return the enabled rules of ``tenant_id`` that watch ``schedule_id``."""
     # Filtering on the tenant as well as the schedule keeps a rule that names another
     # tenant's schedule (a bad row) from ever firing for it.
@@ -127,9 +136,9 @@ def rules_for_schedule(tenant_id: Any, schedule_id: int | None) -> QuerySet[Aler
     )
 
 
-def _check_failing(execution: Execution) -> list[AlertDelivery]:
+def _check_failing(execution: Execution, schedule_id: int) -> list[AlertDelivery]:
     rules = list(
-        rules_for_schedule(execution.tenant_id, execution.schedule_id)
+        rules_for_schedule(execution.tenant_id, schedule_id)
         .filter(consecutive_failures__isnull=False)
         .select_related("tenant")
     )
@@ -138,21 +147,26 @@ def _check_failing(execution: Execution) -> list[AlertDelivery]:
     # Re-read: the runner increments the counter with an F() expression, and a failure with a
     # retry still to come leaves it unchanged.
     row = (
-        Schedule.objects.filter(pk=execution.schedule_id)
+        Schedule.objects.filter(pk=schedule_id)
         .values_list("consecutive_failures", "last_status")
         .first()
     )
     if row is None:
         return []
     failures, last_status = row
-    due = [rule for rule in rules if failures >= rule.consecutive_failures]
+    # The query left out rules without a threshold; the check says so to the type checker.
+    due = [
+        rule
+        for rule in rules
+        if rule.consecutive_failures is not None and failures >= rule.consecutive_failures
+    ]
     now = timezone.now()
     deliveries: list[AlertDelivery] = []
-    for rule in _claim(due, execution.schedule_id, reason=Event.FAILING, now=now):
+    for rule in _claim(due, schedule_id, reason=Event.FAILING, now=now):
         alert = Alert(
             event=Event.FAILING,
             rule=rule,
-            schedule_id=execution.schedule_id,
+            schedule_id=schedule_id,
             schedule_name=execution.schedule_name,
             schedule_kind=execution.schedule_kind,
             consecutive_failures=failures,
@@ -165,19 +179,19 @@ def _check_failing(execution: Execution) -> list[AlertDelivery]:
     return deliveries
 
 
-def _recover(execution: Execution) -> list[AlertDelivery]:
+def _recover(execution: Execution, schedule_id: int) -> list[AlertDelivery]:
     # Nothing is firing for the schedule on almost every success: a one-table indexed probe
     # answers that for a tenth of the cost of building the joined query below.
-    if not AlertState.objects.filter(schedule_id=execution.schedule_id, firing=True).exists():
+    if not AlertState.objects.filter(schedule_id=schedule_id, firing=True).exists():
         return []
     states = list(
         AlertState.objects.filter(
-            schedule_id=execution.schedule_id,
+            schedule_id=schedule_id,
             firing=True,
             rule__enabled=True,
             rule__tenant_id=execution.tenant_id,
         )
-        .filter(Q(rule__schedule__isnull=True) | Q(rule__schedule_id=execution.schedule_id))
+        .filter(Q(rule__schedule__isnull=True) | Q(rule__schedule_id=schedule_id))
         .select_related("rule__tenant")
     )
     now = timezone.now()
@@ -191,7 +205,7 @@ def _recover(execution: Execution) -> list[AlertDelivery]:
         alert = Alert(
             event=Event.RECOVERED,
             rule=state.rule,
-            schedule_id=execution.schedule_id,
+            schedule_id=schedule_id,
             schedule_name=execution.schedule_name,
             schedule_kind=execution.schedule_kind,
             consecutive_failures=0,
@@ -238,10 +252,22 @@ def _claim(
 # -- did not run -------------------------------------------------------------------------------
 
 
+class _LastSuccess(TypedDict):
+    last_success_at: datetime | None
+
+
+# A schedule annotated with the end of its latest successful run.
+_Watched: TypeAlias = "WithAnnotations[Schedule, _LastSuccess]"
+
+# What a deadline depends on: the latest success (else creation), updated_at, paused_until and
+# the rule's multiple.
+_DeadlineKey: TypeAlias = tuple[datetime, datetime, datetime | None, float]
+_Deadlines: TypeAlias = dict[tuple[int, float], tuple[_DeadlineKey, datetime | None]]
+
 # (pk, multiple) -> (what the deadline depends on, deadline). A deadline only changes with a new
 # success or a new configuration, so the loop walks cron fire times once per success, not on
 # every pass. Rebuilt on every pass, so deleted schedules drop out.
-_deadlines: dict[tuple[int, float], tuple[tuple, datetime | None]] = {}
+_deadlines: _Deadlines = {}
 
 
 def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
@@ -267,7 +293,7 @@ def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
         .order_by("-scheduled_for", "-attempt")
         .values("finished_at")[:1]
     )
-    schedules = (
+    schedules: QuerySet[_Watched] = (
         Schedule.objects.filter(Q(tenant_id__in=tenant_wide) | Q(pk__in=named))
         .filter(enabled=True)
         .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
@@ -276,22 +302,26 @@ def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
         .annotate(last_success_at=Subquery(latest_success))
         .order_by()
     )
-    by_tenant: dict[Any, list[Schedule]] = {}
-    by_pk: dict[int, Schedule] = {}
+    by_tenant: dict[int, list[_Watched]] = {}
+    by_pk: dict[int, _Watched] = {}
     for schedule in schedules:
         by_tenant.setdefault(schedule.tenant_id, []).append(schedule)
         by_pk[schedule.pk] = schedule
 
-    deadlines: dict[tuple[int, float], tuple[tuple, datetime | None]] = {}
-    overdue: list[tuple[AlertRule, Schedule]] = []
+    deadlines: _Deadlines = {}
+    overdue: list[tuple[AlertRule, _Watched]] = []
     for rule in rules:
+        # The query left out rules without a multiple; the check says so to the type checker.
+        multiple = rule.not_succeeded_multiple
+        if multiple is None:
+            continue
         if rule.schedule_id is None:
             watched = by_tenant.get(rule.tenant_id, [])
         else:
             one = by_pk.get(rule.schedule_id)
             watched = [one] if one is not None and one.tenant_id == rule.tenant_id else []
         for schedule in watched:
-            deadline = _cached_deadline(schedule, rule.not_succeeded_multiple, deadlines)
+            deadline = _cached_deadline(schedule, multiple, deadlines)
             if deadline is not None and deadline <= now:
                 overdue.append((rule, schedule))
     _deadlines = deadlines
@@ -322,9 +352,9 @@ def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
     return deliveries
 
 
-def _cached_deadline(schedule: Schedule, multiple: float, cache: dict) -> datetime | None:
+def _cached_deadline(schedule: _Watched, multiple: float, cache: _Deadlines) -> datetime | None:
     since = schedule.last_success_at or schedule.created_at
-    key = (since, schedule.updated_at, schedule.paused_until, multiple)
+    key: _DeadlineKey = (since, schedule.updated_at, schedule.paused_until, multiple)
     slot = (schedule.pk, multiple)
     cached = _deadlines.get(slot)
     if cached is not None and cached[0] == key:

@@ -120,13 +120,19 @@ class Command(BaseCommand):
             dest="verb", required=True, metavar="VERB", parser_class=VerbParser
         )
 
-        def add(name: str, help_text: str, *, parents: tuple = (scope, output)) -> Any:
+        def add(
+            name: str,
+            help_text: str,
+            *,
+            parents: tuple[argparse.ArgumentParser, ...] = (scope, output),
+        ) -> VerbParser:
             return verbs.add_parser(
                 name,
                 help=help_text,
                 description=help_text,
                 epilog="\n".join(filter(None, [describe_json(name), EXIT_NOTES.get(name)])),
-                parents=[*parents, django_options],
+                # typeshed wants parents of the subparser class; argparse takes any parser.
+                parents=[*parents, django_options],  # type: ignore[list-item]
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
 
@@ -206,7 +212,8 @@ class Command(BaseCommand):
         logger.setLevel(VERBOSITY_LEVELS.get(options.get("verbosity", 1), logging.DEBUG))
         try:
             cli = SchedulingCLI(
-                stdout=self.stdout._out,
+                # django-stubs leaves out OutputWrapper._out, the TextIO that it wraps.
+                stdout=self.stdout._out,  # type: ignore[arg-type]
                 output_format=options.get("output_format") or "table",
                 tenant=options.get("tenant"),
                 kind=options.get("kind"),
