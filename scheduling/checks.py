@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from numbers import Real
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning
+from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.utils.module_loading import import_string
 
@@ -42,9 +42,9 @@ NUMBERS: dict[str, tuple[float, str]] = {
 MAX_CLAIM_AHEAD = 5.0
 
 
-def check_settings(**kwargs: Any) -> list:
+def check_settings(**kwargs: object) -> list[CheckMessage]:
     """Check the ``SCHEDULING_*`` settings."""
-    errors: list = []
+    errors: list[CheckMessage] = []
     model = conf.TENANT_MODEL
     if not isinstance(model, str) or model.count(".") != 1:
         errors.append(
@@ -154,7 +154,7 @@ def check_settings(**kwargs: Any) -> list:
     return errors
 
 
-def _check_networks(name: str) -> list:
+def _check_networks(name: str) -> list[CheckMessage]:
     value = getattr(conf, name)
     bad = []
     for item in value if isinstance(value, list | tuple) else [value]:
@@ -173,7 +173,7 @@ def _check_networks(name: str) -> list:
     ]
 
 
-def _check_import(name: str, check_id: str) -> list:
+def _check_import(name: str, check_id: str) -> list[CheckMessage]:
     path = getattr(conf, name)
     try:
         import_string(path)
@@ -188,12 +188,12 @@ def _check_import(name: str, check_id: str) -> list:
     return []
 
 
-def check_database(**kwargs: Any) -> list:
+def check_database(**kwargs: object) -> list[CheckMessage]:
     """Warn when SQLite is not set up to share the database with a scheduler process."""
     return sqlite_warnings(settings.DATABASES.get("default", {}))
 
 
-def sqlite_warnings(db: dict[str, Any]) -> list:
+def sqlite_warnings(db: Mapping[str, Any]) -> list[CheckMessage]:
     """Return the W001 warning for a SQLite database settings dict that lacks WAL & co."""
     if "sqlite3" not in db.get("ENGINE", ""):
         return []
@@ -217,12 +217,12 @@ def sqlite_warnings(db: dict[str, Any]) -> list:
     ]
 
 
-def check_celery(**kwargs: Any) -> list:
+def check_celery(**kwargs: object) -> list[CheckMessage]:
     """Check that the ``celery`` executor, where selected, has Celery and a broker."""
     overrides = conf.EXECUTOR_OVERRIDES if isinstance(conf.EXECUTOR_OVERRIDES, dict) else {}
     if "celery" not in (conf.EXECUTOR, *overrides.values()):
         return []
-    errors: list = []
+    errors: list[CheckMessage] = []
     queue = conf.CELERY_QUEUE
     if not isinstance(queue, str) or not queue:
         errors.append(
@@ -255,7 +255,7 @@ def check_celery(**kwargs: Any) -> list:
     return errors
 
 
-def check_admin_index(**kwargs: Any) -> list:
+def check_admin_index(**kwargs: object) -> list[CheckMessage]:
     """Warn when the admin index is Django's own, without the link to the dashboard."""
     if "django.contrib.admin" not in settings.INSTALLED_APPS:
         return []
@@ -279,7 +279,7 @@ def check_admin_index(**kwargs: Any) -> list:
     ]
 
 
-CHECKS: list[Callable[..., list]] = [
+CHECKS: list[Callable[..., list[CheckMessage]]] = [
     check_settings,
     check_database,
     check_celery,

@@ -8,16 +8,22 @@ be warned by every ``manage.py`` command. Run ``check --deploy`` after a deploym
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from django.core.checks import Warning
+from django.core.checks import CheckMessage, Warning
 from django.core.checks import register as register_check
 from django.db import DatabaseError
 
 from .conf import conf
 
+if TYPE_CHECKING:
+    from django.apps import AppConfig
 
-def check_scheduler(app_configs: Any = None, **kwargs: Any) -> list:
+
+def check_scheduler(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: object
+) -> list[CheckMessage]:
     """Warn (scheduling.W002) when no scheduler holds the lease with a fresh heartbeat."""
     from .status import get_lease, lease_health
 

@@ -6,7 +6,7 @@ Read settings through ``conf`` (``from scheduling.conf import conf``), never thr
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -24,11 +24,28 @@ DEFAULT_DENY_NETWORKS = (
 
 EXECUTOR_CHOICES = ("thread", "process", "celery")
 
+_T = TypeVar("_T")
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+class TenantResolver(Protocol):
+    """What ``SCHEDULING_TENANT_RESOLVER`` names (``scheduling.tenancy.MembershipResolver``)."""
+
+    def tenant_ids(
+        self, user: AbstractBaseUser | AnonymousUser, *, min_role: str | None = None
+    ) -> set[int] | None:
+        """Return the ids of the tenants ``user`` holds at least ``min_role`` in (None: all)."""
+        ...
+
 
 class Settings:
     """Typed, lazy access to the ``SCHEDULING_*`` settings with their defaults."""
 
-    def _get(self, name: str, default: Any) -> Any:
+    def _get(self, name: str, default: _T) -> _T:
+        # The property's annotation is the setting's type; the system checks (checks.py)
+        # report a value of another type.
         return getattr(settings, f"SCHEDULING_{name}", default)
 
     @property
@@ -39,7 +56,7 @@ class Settings:
     def TENANT_RESOLVER(self) -> str:
         return self._get("TENANT_RESOLVER", "scheduling.tenancy.MembershipResolver")
 
-    def get_tenant_resolver(self) -> Any:
+    def get_tenant_resolver(self) -> TenantResolver:
         """Import and instantiate the configured tenant resolver."""
         return import_string(self.TENANT_RESOLVER)()
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import calendar
 import hashlib
 import zoneinfo
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, ClassVar, Self, TypedDict, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -28,7 +29,13 @@ from .tenancy import visible_tenant_ids
 from .validators import check_limits, null_character_errors, validate_timezone_name
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.db.models.base import ModelBase
+    from django_stubs_ext import StrOrPromise
+
+    from tenants.models import Tenant
+
+    from .registry import Registry
 
 TENANT_MODEL = getattr(settings, "SCHEDULING_TENANT_MODEL", "tenants.Tenant")
 
@@ -93,25 +100,29 @@ class ReportFormat(models.TextChoices):
     HTML = "html", "HTML"
 
 
-class ScheduleQuerySet(models.QuerySet):
-    def enabled(self) -> ScheduleQuerySet:
+# The model of a schedule queryset: ``PeriodicScan.objects`` yields PeriodicScans.
+_S = TypeVar("_S", bound="Schedule")
+
+
+class ScheduleQuerySet(models.QuerySet[_S]):
+    def enabled(self) -> Self:
         return self.filter(enabled=True)
 
-    def due(self, now: datetime | None = None) -> ScheduleQuerySet:
+    def due(self, now: datetime | None = None) -> Self:
         now = now or timezone.now()
         return self.enabled().filter(next_run_at__lte=now)
 
-    def for_tenant(self, tenant: Any) -> ScheduleQuerySet:
+    def for_tenant(self, tenant: Tenant) -> Self:
         return self.filter(tenant=tenant)
 
-    def visible_to(self, user: AbstractBaseUser) -> ScheduleQuerySet:
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> Self:
         ids = visible_tenant_ids(user)
         return self if ids is None else self.filter(tenant_id__in=ids)
 
-    def changed_since(self, marker: datetime) -> ScheduleQuerySet:
+    def changed_since(self, marker: datetime) -> Self:
         return self.filter(updated_at__gt=marker)
 
-    def get_for_tenant(self, tenant: Any, pk: Any) -> Schedule:
+    def get_for_tenant(self, tenant: Tenant, pk: int | str) -> _S:
         """Return schedule ``pk`` of ``tenant``; another tenant's id is simply not found."""
         try:
             return self.get(tenant=tenant, pk=pk)
@@ -264,18 +275,30 @@ class Schedule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
+    def save(
+        self,
+        *,
+        force_insert: bool | tuple[ModelBase, ...] = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Iterable[str] | None = None,
+    ) -> None:
         if not self.timezone:
             self.timezone = self.default_timezone()
         if not self.kind:
             self.kind = getattr(type(self), "KIND", "") or self.kind
-        if not self._state.adding and kwargs.get("update_fields") is None:
-            kwargs["update_fields"] = [
+        if not self._state.adding and update_fields is None:
+            update_fields = [
                 f.name
                 for f in self._meta.concrete_fields
                 if not f.primary_key and f.name not in STATE_FIELDS and f.name != "created_at"
             ]
-        super().save(*args, **kwargs)
+        super().save(
+            force_insert=force_insert,
+            force_update=force_update,
+            using=using,
+            update_fields=update_fields,
+        )
 
     # -- derived values -------------------------------------------------------------------
 
@@ -309,7 +332,8 @@ class Schedule(models.Model):
         if type(self) is not Schedule:
             return self
         for model in Schedule.__subclasses__():
-            if self.kind == model.KIND:
+            # The parent link's accessor is the child model's name (``self.periodicscan``).
+            if self.kind == model.KIND and model._meta.model_name:
                 return getattr(self, model._meta.model_name)
         return self
 
@@ -382,7 +406,13 @@ class Schedule(models.Model):
         """Validate the registered type key and its options (kinds override this)."""
 
 
-def _clean_registered(schedule: Schedule, registry: Any, key_field: str) -> None:
+# A kind with a registered type key and options, and the registry of its keys.
+_Registered = TypeVar("_Registered", "PeriodicScan", "Report", "CleanupConfig")
+
+
+def _clean_registered(
+    schedule: _Registered, registry: Registry[_Registered], key_field: str
+) -> None:
     from .exceptions import UnknownTaskType
 
     key = getattr(schedule, key_field)
@@ -493,32 +523,51 @@ class ScheduleDeletion(models.Model):
         return f"schedule:{self.schedule_id} deleted at {self.deleted_at:%Y-%m-%d %H:%M:%S}"
 
 
-class ExecutionQuerySet(models.QuerySet):
-    def for_tenant(self, tenant: Any) -> ExecutionQuerySet:
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    def for_tenant(self, tenant: Tenant) -> Self:
         return self.filter(tenant=tenant)
 
-    def visible_to(self, user: AbstractBaseUser) -> ExecutionQuerySet:
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> Self:
         ids = visible_tenant_ids(user)
         return self if ids is None else self.filter(tenant_id__in=ids)
 
-    def active(self) -> ExecutionQuerySet:
+    def active(self) -> Self:
         return self.filter(status__in=ACTIVE_STATUSES)
 
-    def running(self) -> ExecutionQuerySet:
+    def running(self) -> Self:
         return self.filter(status=Status.RUNNING)
 
-    def queued(self) -> ExecutionQuerySet:
+    def queued(self) -> Self:
         return self.filter(status=Status.QUEUED)
 
-    def finished(self) -> ExecutionQuerySet:
+    def finished(self) -> Self:
         return self.filter(status__in=FINISHED_STATUSES)
 
-    def unclaimed(self, now: datetime | None = None) -> ExecutionQuerySet:
+    def unclaimed(self, now: datetime | None = None) -> Self:
         """Queued executions no scheduler has picked up yet (manual runs, retries) due now."""
         now = now or timezone.now()
         return self.filter(status=Status.QUEUED, claimed_by="").filter(
             Q(run_after__isnull=True) | Q(run_after__lte=now)
         )
+
+
+class StartValues(TypedDict):
+    """The fields an execution's start sets (``Execution.start_values``)."""
+
+    status: str
+    started_at: datetime
+    worker: str
+
+
+class OutcomeValues(TypedDict):
+    """The fields an execution's outcome sets (``Execution.outcome_values``)."""
+
+    status: str
+    finished_at: datetime
+    duration_ms: int
+    result: object  # stored in a JSONField
+    error: str
+    traceback: str
 
 
 class Execution(models.Model):
@@ -607,13 +656,13 @@ class Execution(models.Model):
     # State changes save only what changed; outcome writes are conditional on the execution
     # still being active, so a late thread result never overwrites a timeout or interruption.
 
-    def start_values(self, *, worker: str) -> dict[str, Any]:
+    def start_values(self, *, worker: str) -> StartValues:
         """Return the field values of starting now on ``worker`` (nothing is written)."""
         return {"status": Status.RUNNING, "started_at": timezone.now(), "worker": worker}
 
     def outcome_values(
-        self, status: str, *, result: Any = None, error: str = "", traceback: str = ""
-    ) -> dict[str, Any]:
+        self, status: str, *, result: object = None, error: str = "", traceback: str = ""
+    ) -> OutcomeValues:
         """Return the field values of finishing now with ``status`` (nothing is written)."""
         now = timezone.now()
         started = self.started_at or now
@@ -638,7 +687,7 @@ class Execution(models.Model):
         self,
         status: str,
         *,
-        result: Any = None,
+        result: object = None,
         error: str = "",
         traceback: str = "",
     ) -> bool:
@@ -649,7 +698,7 @@ class Execution(models.Model):
                 setattr(self, key, value)
         return bool(updated)
 
-    def mark_succeeded(self, result: Any = None) -> bool:
+    def mark_succeeded(self, result: object = None) -> bool:
         return self.mark_finished(Status.SUCCEEDED, result=result)
 
     def mark_failed(self, error: str, traceback: str = "") -> bool:
@@ -699,11 +748,23 @@ class ReportArtifact(models.Model):
     def __str__(self) -> str:
         return self.filename
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
+    def save(
+        self,
+        *,
+        force_insert: bool | tuple[ModelBase, ...] = False,
+        force_update: bool = False,
+        using: str | None = None,
+        update_fields: Iterable[str] | None = None,
+    ) -> None:
         data = self.content.encode()
         self.size = len(data)
         self.checksum = hashlib.sha256(data).hexdigest()
-        super().save(*args, **kwargs)
+        super().save(
+            force_insert=force_insert,
+            force_update=force_update,
+            using=using,
+            update_fields=update_fields,
+        )
 
 
 class SchedulerLease(models.Model):
@@ -839,8 +900,9 @@ class BlackoutWindow(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors: dict[str, str] = {}
-        if self.schedule_id and self.tenant_id and self.schedule.tenant_id != self.tenant_id:
+        errors: dict[str, StrOrPromise] = {}
+        schedule = self.schedule if self.schedule_id and self.tenant_id else None
+        if schedule is not None and schedule.tenant_id != self.tenant_id:
             errors["schedule"] = _("The schedule belongs to another tenant.")
         if self.kind == BlackoutKind.WEEKLY:
             for name in ("start_weekday", "start_time", "end_weekday", "end_time"):
@@ -860,6 +922,14 @@ class BlackoutWindow(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _weekly_bounds(self) -> tuple[int, time, int, time] | None:
+        """Return (start weekday, start time, end weekday, end time), or None if incomplete."""
+        start_day, start_time = self.start_weekday, self.start_time
+        end_day, end_time = self.end_weekday, self.end_time
+        if start_day is None or start_time is None or end_day is None or end_time is None:
+            return None
+        return start_day, start_time, end_day, end_time
+
     def describe(self) -> str:
         """Return the window in words: "Sat 22:00 to Sun 06:00" or a date range."""
         if self.kind == BlackoutKind.DATES:
@@ -868,28 +938,29 @@ class BlackoutWindow(models.Model):
             zone = zoneinfo.ZoneInfo(self.timezone)
             start, end = self.starts_at.astimezone(zone), self.ends_at.astimezone(zone)
             return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
-        if None in (self.start_weekday, self.start_time, self.end_weekday, self.end_time):
+        bounds = self._weekly_bounds()
+        if bounds is None:
             return "-"
+        start_day, start_time, end_day, end_time = bounds
         days = calendar.day_abbr
-        return (
-            f"{days[self.start_weekday]} {self.start_time:%H:%M} to "
-            f"{days[self.end_weekday]} {self.end_time:%H:%M}"
-        )
+        return f"{days[start_day]} {start_time:%H:%M} to {days[end_day]} {end_time:%H:%M}"
 
     def contains(self, at: datetime) -> bool:
         """Return whether the instant ``at`` falls inside this window."""
         if self.kind == BlackoutKind.DATES:
             return bool(self.starts_at and self.ends_at and self.starts_at <= at < self.ends_at)
-        if None in (self.start_weekday, self.start_time, self.end_weekday, self.end_time):
+        bounds = self._weekly_bounds()
+        if bounds is None:
             return False
+        start_day, start_time, end_day, end_time = bounds
         local = at.astimezone(zoneinfo.ZoneInfo(self.timezone))
 
         def minute_of_week(weekday: int, hour: int, minute: int, second: int = 0) -> float:
             return weekday * 1440 + hour * 60 + minute + second / 60
 
         now = minute_of_week(local.weekday(), local.hour, local.minute, local.second)
-        start = minute_of_week(self.start_weekday, self.start_time.hour, self.start_time.minute)
-        end = minute_of_week(self.end_weekday, self.end_time.hour, self.end_time.minute)
+        start = minute_of_week(start_day, start_time.hour, start_time.minute)
+        end = minute_of_week(end_day, end_time.hour, end_time.minute)
         if start <= end:
             return start <= now < end
         return now >= start or now < end  # the window wraps around the end of the week
@@ -939,8 +1010,9 @@ class AlertRule(models.Model):
         return self.name
 
     def clean(self) -> None:
-        errors: dict[str, Any] = {}
-        if self.schedule_id and self.tenant_id and self.schedule.tenant_id != self.tenant_id:
+        errors: dict[str, StrOrPromise] = {}
+        schedule = self.schedule if self.schedule_id and self.tenant_id else None
+        if schedule is not None and schedule.tenant_id != self.tenant_id:
             errors["schedule"] = _("The schedule belongs to another tenant.")
         if self.consecutive_failures is None and self.not_succeeded_multiple is None:
             errors["consecutive_failures"] = _(

@@ -41,9 +41,9 @@ yet) are left out. Each scrape runs a handful of aggregate queries over the exec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from django.db import DatabaseError
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
@@ -64,6 +64,9 @@ DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900
 LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 KINDS = [k.value for k in Kind]
 RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+# A ``values()`` row of one kind: its count, its total and one count per bucket, the latter
+# named at run time (``le_0_5``), which no static row type can list.
+Row: TypeAlias = Mapping[str, Any]
 
 
 def _bucket_key(bound: float) -> str:
@@ -73,9 +76,9 @@ def _bucket_key(bound: float) -> str:
 def _histogram(
     name: str,
     documentation: str,
-    rows: dict[str, dict[str, Any]],
+    rows: Mapping[str, Row],
     bounds: tuple[float, ...],
-    total_seconds: Any,
+    total_seconds: Callable[[Row], float],
 ) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=["kind"])
     for kind in KINDS:
@@ -125,7 +128,7 @@ class SchedulingCollector(Collector):
         yield running
 
     def _durations(self) -> Iterator[Metric]:
-        aggregates: dict[str, Any] = {
+        aggregates = {
             _bucket_key(b): Count("pk", filter=Q(duration_ms__lte=b * 1000))
             for b in DURATION_BUCKETS
         }
@@ -146,8 +149,9 @@ class SchedulingCollector(Collector):
 
     def _lateness(self) -> Iterator[Metric]:
         lateness = ExpressionWrapper(F("started_at") - F("scheduled_for"), DurationField())
-        aggregates: dict[str, Any] = {
-            _bucket_key(b): Count("pk", filter=Q(lateness__lte=timedelta(seconds=b)))
+        # Aliased as start_delay: "lateness" would shadow the Execution.lateness property.
+        aggregates = {
+            _bucket_key(b): Count("pk", filter=Q(start_delay__lte=timedelta(seconds=b)))
             for b in LATENESS_BUCKETS
         }
         rows = {
@@ -156,9 +160,9 @@ class SchedulingCollector(Collector):
                 trigger=TriggerKind.SCHEDULE, attempt=1, started_at__isnull=False
             )
             .order_by()
-            .alias(lateness=lateness)
+            .alias(start_delay=lateness)
             .values("schedule_kind")
-            .annotate(count=Count("pk"), total=Sum("lateness"), **aggregates)
+            .annotate(count=Count("pk"), total=Sum("start_delay"), **aggregates)
         }
         yield _histogram(
             "scheduling_execution_lateness_seconds",

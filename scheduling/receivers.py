@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .models import Schedule, ScheduleDeletion
 
+if TYPE_CHECKING:
+    from django.apps import AppConfig
+    from django.db.models import Model
 
-def record_schedule_deletion(sender: Any, instance: Any, **kwargs: Any) -> None:
+    from tenants.models import Tenant
+
+
+def record_schedule_deletion(sender: type[Model], instance: Model, **kwargs: object) -> None:
     """Leave a tombstone so the scheduler drops the job without waiting for a full sync."""
     if isinstance(instance, Schedule) and type(instance) is Schedule and instance.pk:
         ScheduleDeletion.objects.create(schedule_id=instance.pk)
 
 
-def create_retention_schedules(sender: Any, using: str = "default", **kwargs: Any) -> None:
+def create_retention_schedules(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
     """After ``migrate``: give every tenant its built-in history retention cleanup."""
     from django.db import connections, router
 
@@ -35,7 +41,7 @@ def create_retention_schedules(sender: Any, using: str = "default", **kwargs: An
 
 
 def tenant_saved(
-    sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any
+    sender: type[Tenant], instance: Tenant, created: bool, raw: bool = False, **kwargs: object
 ) -> None:
     """A new tenant gets its history retention cleanup; a changed one, its retain_days."""
     if raw:  # loaddata: the fixture brings its own rows

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -25,6 +25,9 @@ from django.utils import timezone
 
 from .conf import conf
 from .models import CleanupConfig, Kind, Schedule
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 logger = logging.getLogger("scheduling.housekeeping")
 
@@ -35,13 +38,13 @@ RETENTION_CRON = "0 3 * * *"
 RETENTION_JITTER = 1800
 
 
-def retention_days(tenant: Any) -> int:
+def retention_days(tenant: Tenant) -> int:
     """Return how many days of execution history ``tenant`` keeps."""
     override = getattr(tenant, "execution_retention_days", None)
     return int(override) if override else int(conf.EXECUTION_RETENTION_DAYS)
 
 
-def retention_cutoff(tenant: Any, now: datetime | None = None) -> datetime:
+def retention_cutoff(tenant: Tenant, now: datetime | None = None) -> datetime:
     """Return the instant before which ``tenant``'s finished executions are purged."""
     return (now or timezone.now()) - timedelta(days=retention_days(tenant))
 
@@ -55,7 +58,7 @@ def is_builtin_retention(schedule: Schedule) -> bool:
     )
 
 
-def ensure_retention_schedule(tenant: Any) -> tuple[CleanupConfig, bool]:
+def ensure_retention_schedule(tenant: Tenant) -> tuple[CleanupConfig, bool]:
     """Create ``tenant``'s history retention cleanup if it has none; return it and whether new.
 
     Idempotent: a tenant that already has a cleanup of that name keeps it as it is (an
@@ -100,7 +103,7 @@ def ensure_retention_schedules() -> int:
     return created
 
 
-def ensure_retention_schedule_or_warn(tenant: Any) -> bool:
+def ensure_retention_schedule_or_warn(tenant: Tenant) -> bool:
     """Like ``ensure_retention_schedule``, but log instead of raising when it is invalid.
 
     Creating a tenant or running ``migrate`` must not fail because of this convenience (a
@@ -115,7 +118,7 @@ def ensure_retention_schedule_or_warn(tenant: Any) -> bool:
         return False
 
 
-def sync_retention_days(tenant: Any) -> int:
+def sync_retention_days(tenant: Tenant) -> int:
     """Mirror ``tenant``'s current retention into its built-in cleanup's ``retain_days``.
 
     Display only: a run reads the tenant's value anyway. A plain ``update()`` leaves

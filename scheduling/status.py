@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from django.utils import timezone
 
@@ -21,7 +21,14 @@ from .tenancy import tenant_key
 NEXT_FIRES = 10
 
 
-def lease_health(lease: SchedulerLease | None, now: datetime | None = None) -> dict[str, Any]:
+class LeaseHealth(TypedDict):
+    leader_active: bool  # the lease is held and has not expired
+    heartbeat_age_seconds: float | None
+    max_heartbeat_age_seconds: float  # SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE
+    healthy: bool  # leader_active and a fresh heartbeat
+
+
+def lease_health(lease: SchedulerLease | None, now: datetime | None = None) -> LeaseHealth:
     """Return whether ``lease`` shows a live leader, and the heartbeat age behind that."""
     now = now or timezone.now()
     max_age = float(conf.HEALTH_MAX_HEARTBEAT_AGE)
@@ -43,7 +50,7 @@ def get_lease() -> SchedulerLease | None:
 
 def scheduler_status(
     *,
-    tenant_ids: Collection[Any] | None = None,
+    tenant_ids: Collection[int] | None = None,
     next_count: int = NEXT_FIRES,
     now: datetime | None = None,
 ) -> dict[str, Any]:

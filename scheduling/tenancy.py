@@ -6,26 +6,34 @@ organisation and membership rules can answer these questions itself.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from django.apps import apps
 
 from .conf import conf
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
-    from django.db import models
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.db.models import QuerySet
+
+    # The tenant model is swappable (SCHEDULING_TENANT_MODEL). Type checking resolves it the
+    # way django-stubs resolves the foreign keys to it, from the settings mypy runs with; the
+    # code reads attributes beyond ``pk`` with ``getattr`` so that any tenant model works.
+    from tenants.models import Tenant
 
 
-def get_tenant_model() -> Any:
+def get_tenant_model() -> type[Tenant]:
     """Return the tenant model named by ``SCHEDULING_TENANT_MODEL``."""
-    return apps.get_model(conf.TENANT_MODEL, require_ready=False)
+    # The model is only known at run time; the cast names it as the type checker sees it.
+    return cast("type[Tenant]", apps.get_model(conf.TENANT_MODEL, require_ready=False))
 
 
 class MembershipResolver:
     """Default rules: superusers see every tenant; others the tenants they are members of."""
 
-    def tenant_ids(self, user: AbstractBaseUser, *, min_role: str | None = None) -> set | None:
+    def tenant_ids(
+        self, user: AbstractBaseUser | AnonymousUser, *, min_role: str | None = None
+    ) -> set[int] | None:
         """Return the ids of the tenants ``user`` holds at least ``min_role`` in (None: all)."""
         if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
             return set()
@@ -33,30 +41,39 @@ class MembershipResolver:
             return None
         from tenants.models import ROLE_RANK, Membership, Role
 
-        memberships = Membership.objects.filter(user=user).values_list("tenant_id", "role")
+        # By id: the user model is swappable, so the type checker cannot match the instance
+        # with Membership.user. An authenticated user always has one (AnonymousUser's is None).
+        user_id = user.pk
+        if user_id is None:
+            return set()
+        memberships = Membership.objects.filter(user_id=user_id).values_list("tenant_id", "role")
         floor = ROLE_RANK[Role(min_role)] if min_role else 0
         return {tid for tid, role in memberships if ROLE_RANK.get(Role(role), -1) >= floor}
 
 
-def visible_tenant_ids(user: AbstractBaseUser, *, min_role: str | None = None) -> set | None:
+def visible_tenant_ids(
+    user: AbstractBaseUser | AnonymousUser, *, min_role: str | None = None
+) -> set[int] | None:
     """Return the tenant ids ``user`` may see (None means every tenant)."""
     return conf.get_tenant_resolver().tenant_ids(user, min_role=min_role)
 
 
-def tenants_visible_to(user: AbstractBaseUser, *, min_role: str | None = None) -> Any:
+def tenants_visible_to(
+    user: AbstractBaseUser | AnonymousUser, *, min_role: str | None = None
+) -> QuerySet[Tenant]:
     """Return a queryset of the tenants ``user`` may see."""
     qs = get_tenant_model()._default_manager.all()
     ids = visible_tenant_ids(user, min_role=min_role)
     return qs if ids is None else qs.filter(pk__in=ids)
 
 
-def tenant_key(tenant: Any) -> str:
+def tenant_key(tenant: Tenant) -> str:
     """Return how the CLI and exported files name ``tenant``: its slug, else its id."""
     slug = getattr(tenant, "slug", None)
     return str(slug) if slug else str(tenant.pk)
 
 
-def find_tenant(key: Any, queryset: models.QuerySet) -> Any | None:
+def find_tenant(key: str | int, queryset: QuerySet[Tenant]) -> Tenant | None:
     """Return the tenant of ``queryset`` named ``key`` (slug, or id), or None."""
     key = str(key)
     model = queryset.model

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import zoneinfo
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -147,15 +147,15 @@ class ZonedCronTrigger(BaseTrigger):
         # Wall-clock times are iterated as if they were UTC, then mapped onto the zone.
         self._wall = CronTrigger(timezone=UTC, **self.fields)
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state.pop("_wall", None)
         state["tz"] = self.tz.key
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         state = dict(state)
-        state["tz"] = zoneinfo.ZoneInfo(state["tz"])
+        state["tz"] = zoneinfo.ZoneInfo(str(state["tz"]))
         self.__dict__.update(state)
         self._wall = CronTrigger(timezone=UTC, **self.fields)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
     from django.db.models import Model
+    from django_stubs_ext import StrOrPromise
 
 
 def validate_timezone_name(value: str) -> None:
@@ -26,13 +27,13 @@ def validate_timezone_name(value: str) -> None:
         ) from exc
 
 
-def has_null_character(value: Any) -> bool:
+def has_null_character(value: object) -> bool:
     """Return whether a string anywhere in ``value`` (dict keys included) contains U+0000.
 
     PostgreSQL can neither store nor compare text with a NUL in it (text and jsonb alike), so
     such input is refused as invalid on every database, before any query sees it.
     """
-    pending = [value]
+    pending: list[object] = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, str):
@@ -46,7 +47,7 @@ def has_null_character(value: Any) -> bool:
     return False
 
 
-def null_character_errors(instance: Any) -> dict[str, str]:
+def null_character_errors(instance: Model) -> dict[str, StrOrPromise]:
     """Return a "no null characters" error for each field of ``instance`` that holds one."""
     return {
         field.name: _("Null characters are not allowed.")
@@ -78,9 +79,9 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def check_limits(schedule: Model) -> dict[str, list[str]]:
+def check_limits(schedule: Model) -> dict[str, list[StrOrPromise]]:
     """Return errors for values so large (or dates so far) that trigger arithmetic overflows."""
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, list[StrOrPromise]] = {}
     for name, maximum in NUMBER_LIMITS.items():
         value = getattr(schedule, name, None)
         minimum = NUMBER_MINIMUMS.get(name)
@@ -90,7 +91,10 @@ def check_limits(schedule: Model) -> dict[str, list[str]]:
             errors[name] = [_("Ensure this value is at least %(min)d.") % {"min": minimum}]
     for name in DATETIME_FIELDS:
         value = getattr(schedule, name, None)
-        aware = isinstance(value, datetime) and timezone.is_aware(value)
-        if aware and not EARLIEST <= value < LATEST:
+        if (
+            isinstance(value, datetime)
+            and timezone.is_aware(value)
+            and not EARLIEST <= value < LATEST
+        ):
             errors[name] = [_("Use a date between 1970 and 9000.")]
     return errors

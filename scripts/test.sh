@@ -2,7 +2,7 @@
 # The test command (CI runs exactly this through .ci/run):
 #
 #   1. .venv (Python 3.11, else the default python3 if it is 3.11+): pip install -e .[test]
-#   2. ruff check, ruff format --check, the packaging check, makemigrations --check,
+#   2. ruff check, ruff format --check, mypy, the packaging check, makemigrations --check,
 #      Debian's Chromium for the browser tests (scripts/install_browser.sh)
 #   3. scripts/install_services.sh: Debian's PostgreSQL and Redis when absent
 #   4. pytest on Django 5.2 (SQLite), then again on a throwaway PostgreSQL server
@@ -48,6 +48,7 @@ pip_install .venv/bin/python -e ".[test]"
 
 step "ruff check" .venv/bin/ruff check .
 step "ruff format --check" .venv/bin/ruff format --check .
+step "mypy" .venv/bin/mypy scheduling tenants
 step "packaging: every package directory is listed in pyproject.toml" \
     .venv/bin/python scripts/check_packages.py
 step "makemigrations --check" env DJANGO_SETTINGS_MODULE=tests.settings \

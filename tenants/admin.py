@@ -5,12 +5,20 @@ memberships of the tenants where they are an admin or owner, read-only: creating
 changing quotas and granting roles is left to users who see every tenant.
 """
 
-from typing import Any
+from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from scheduling.admin import MANAGE_ROLE, VIEW_ROLE, NotFoundMixin, has_role, tenant_ids_for
+from scheduling.admin import (
+    MANAGE_ROLE,
+    VIEW_ROLE,
+    NotFoundMixin,
+    has_role,
+    tenant_admin_registered,
+    tenant_ids_for,
+)
 from tenants.models import Membership, Tenant
 
 
@@ -30,23 +38,24 @@ class MembershipInline(admin.TabularInline):
     extra = 0
     autocomplete_fields = ["user"]
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         qs = super().get_queryset(request).select_related("user")
         ids = tenant_ids_for(request, MANAGE_ROLE)
         return qs if ids is None else qs.filter(tenant_id__in=ids)
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    # An inline's ``obj`` is the parent: the tenant whose page shows it.
+    def has_view_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         if sees_every_tenant(request):
             return super().has_view_permission(request, obj)
         return has_role(request, MANAGE_ROLE, getattr(obj, "pk", None))
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         return sees_every_tenant(request) and super().has_add_permission(request, obj)
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         return sees_every_tenant(request) and super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
         return sees_every_tenant(request) and super().has_delete_permission(request, obj)
 
 
@@ -61,7 +70,7 @@ class ScopedReadOnlyAdmin(NotFoundMixin, admin.ModelAdmin):
             return super().has_module_permission(request)
         return has_role(request, self.role)
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         if sees_every_tenant(request):
             return super().has_view_permission(request, obj)
         return has_role(request, self.role, getattr(obj, self.tenant_attr, None))
@@ -69,10 +78,10 @@ class ScopedReadOnlyAdmin(NotFoundMixin, admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return sees_every_tenant(request) and super().has_add_permission(request)
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return sees_every_tenant(request) and super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return sees_every_tenant(request) and super().has_delete_permission(request, obj)
 
 
@@ -84,12 +93,14 @@ class TenantAdmin(ScopedReadOnlyAdmin):
     inlines = [MembershipInline]
     tenant_attr = "pk"
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
         qs = super().get_queryset(request)
         ids = tenant_ids_for(request, VIEW_ROLE)
         return qs if ids is None else qs.filter(pk__in=ids)
 
-    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Model], search_term: str
+    ) -> tuple[QuerySet[Model], bool]:
         queryset, distinct = super().get_search_results(request, queryset, search_term)
         if is_autocomplete_for_schedules(request):
             # A schedule may only be put in a tenant the user manages.
@@ -113,13 +124,11 @@ class MembershipAdmin(ScopedReadOnlyAdmin):
     autocomplete_fields = ["user"]
     role = MANAGE_ROLE
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
         qs = super().get_queryset(request)
         ids = tenant_ids_for(request, MANAGE_ROLE)
         return qs if ids is None else qs.filter(tenant_id__in=ids)
 
-    def get_autocomplete_fields(self, request: HttpRequest) -> Any:
-        from scheduling.admin import tenant_admin_registered
-
+    def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
         fields = list(super().get_autocomplete_fields(request))
         return [*fields, "tenant"] if tenant_admin_registered(self.admin_site) else fields

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Self
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -9,8 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from scheduling.validators import validate_timezone_name as validate_timezone
 
 
-class TenantQuerySet(models.QuerySet):
-    def active(self) -> TenantQuerySet:
+class TenantQuerySet(models.QuerySet["Tenant"]):
+    def active(self) -> Self:
         return self.filter(is_active=True)
 
 

@@ -17,6 +17,7 @@ from .base import (
     TenantFilter,
     TenantScopedAdmin,
     has_role,
+    tenant_admin_registered,
     tenant_ids_for,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "has_role",
     "policies",
     "schedules",
+    "tenant_admin_registered",
     "tenant_ids_for",
 ]

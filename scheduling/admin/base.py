@@ -9,16 +9,24 @@ tenant's object is not found, on every page and in every choice list.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import BadRequest
-from django.http import Http404, HttpRequest
+from django.db.models import ForeignKey, Model, QuerySet
+from django.forms import ModelChoiceField
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from ..tenancy import get_tenant_model, tenants_visible_to, visible_tenant_ids
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+    from ..registry import Registry
 
 STATUS_COLOURS = {
     "succeeded": "#1a7f37",
@@ -57,15 +65,15 @@ def tenant_admin_registered(site: admin.AdminSite) -> bool:
     return bool(model_admin and model_admin.search_fields)
 
 
-def tenant_ids_for(request: HttpRequest, role: str) -> set | None:
+def tenant_ids_for(request: HttpRequest, role: str) -> set[int] | None:
     """Return the ids of the tenants where the user holds ``role`` (None: all), once per request."""
-    cache = request.__dict__.setdefault("_scheduling_tenant_ids", {})
+    cache: dict[str, set[int] | None] = request.__dict__.setdefault("_scheduling_tenant_ids", {})
     if role not in cache:
         cache[role] = visible_tenant_ids(request.user, min_role=role)
     return cache[role]
 
 
-def has_role(request: HttpRequest, role: str, tenant_id: Any = None) -> bool:
+def has_role(request: HttpRequest, role: str, tenant_id: int | None = None) -> bool:
     """Return whether the user holds ``role`` in ``tenant_id`` (None: in any tenant)."""
     ids = tenant_ids_for(request, role)
     if ids is None:
@@ -73,7 +81,7 @@ def has_role(request: HttpRequest, role: str, tenant_id: Any = None) -> bool:
     return bool(ids) if tenant_id is None else tenant_id in ids
 
 
-def reject_null_characters(params: Any) -> None:
+def reject_null_characters(params: Iterable[tuple[str, list[str]]]) -> None:
     """Answer 400 for query parameters that contain U+0000 (``(name, [values])`` pairs).
 
     PostgreSQL cannot compare text with a NUL in it and would fail the query with a 500.
@@ -83,7 +91,7 @@ def reject_null_characters(params: Any) -> None:
             raise BadRequest(_("Null characters are not allowed in %(name)s.") % {"name": name})
 
 
-class NotFoundMixin:
+class NotFoundMixin(admin.ModelAdmin):
     """Answer 404 for an object the user cannot see, like for one that does not exist, and 400
     for list and search parameters with null characters.
 
@@ -99,32 +107,48 @@ class NotFoundMixin:
                 % {"name": opts.verbose_name, "key": object_id}
             )
 
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, object] | None = None
+    ) -> HttpResponse:
         reject_null_characters(request.GET.lists())
-        return super().changelist_view(request, extra_context)  # type: ignore[misc]
+        return super().changelist_view(request, extra_context)
 
-    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Model], search_term: str
+    ) -> tuple[QuerySet[Model], bool]:
         # Also reached by the autocomplete view, for the tenant and schedule widgets.
         reject_null_characters([("q", [search_term])])
-        return super().get_search_results(request, queryset, search_term)  # type: ignore[misc]
+        return super().get_search_results(request, queryset, search_term)
 
-    def get_object(self, request: HttpRequest, object_id: str, from_field: Any = None) -> Any:
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Model | None:
         try:
             return super().get_object(request, object_id, from_field)
         except OverflowError:  # SQLite: "Python int too large to convert to SQLite INTEGER"
             return None
 
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, object] | None = None,
+    ) -> HttpResponse:
         self.require_object(request, object_id)
-        return super().change_view(request, object_id, *args, **kwargs)
+        return super().change_view(request, object_id, form_url, extra_context)
 
-    def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, object] | None = None
+    ) -> HttpResponse:
         self.require_object(request, object_id)
-        return super().history_view(request, object_id, *args, **kwargs)
+        return super().history_view(request, object_id, extra_context)
 
-    def delete_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, object] | None = None
+    ) -> HttpResponse:
         self.require_object(request, object_id)
-        return super().delete_view(request, object_id, *args, **kwargs)
+        return super().delete_view(request, object_id, extra_context)
 
 
 class TenantFilter(admin.SimpleListFilter):
@@ -133,10 +157,10 @@ class TenantFilter(admin.SimpleListFilter):
     title = _("tenant")
     parameter_name = "tenant"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [(str(pk), name) for pk, name in tenant_choices(request)]
 
-    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Model]) -> QuerySet[Model]:
         value = self.value()
         if not value:
             return queryset
@@ -145,8 +169,8 @@ class TenantFilter(admin.SimpleListFilter):
         return queryset.filter(tenant_id=int(value))
 
 
-def tenant_choices(request: HttpRequest) -> list[tuple[Any, str]]:
-    cache = request.__dict__.setdefault("_scheduling_tenant_choices", [])
+def tenant_choices(request: HttpRequest) -> list[tuple[int, str]]:
+    cache: list[tuple[int, str]] = request.__dict__.setdefault("_scheduling_tenant_choices", [])
     if not cache:
         cache.extend(
             (t.pk, str(t)) for t in tenants_visible_to(request.user).order_by("name", "pk")
@@ -154,16 +178,20 @@ def tenant_choices(request: HttpRequest) -> list[tuple[Any, str]]:
     return cache
 
 
-def registered_type_filter(field: str, registry: Any, title: Any) -> type[admin.SimpleListFilter]:
+def registered_type_filter(
+    field: str, registry: Registry[Any], title: StrOrPromise
+) -> type[admin.SimpleListFilter]:
     """Return a filter on a registered type key; its choices come from the registry, not the DB."""
 
     class RegisteredTypeFilter(admin.SimpleListFilter):
         parameter_name = field
 
-        def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
+        def lookups(
+            self, request: HttpRequest, model_admin: admin.ModelAdmin
+        ) -> list[tuple[str, StrOrPromise]]:
             return registry.choices()
 
-        def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        def queryset(self, request: HttpRequest, queryset: QuerySet[Model]) -> QuerySet[Model]:
             value = self.value()
             return queryset.filter(**{field: value}) if value else queryset
 
@@ -183,12 +211,17 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
             fields.append("tenant")
         return fields
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
         qs = super().get_queryset(request)
         ids = tenant_ids_for(request, VIEW_ROLE)
         return qs if ids is None else qs.filter(tenant_id__in=ids)
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+    def formfield_for_foreignkey(
+        self,
+        db_field: ForeignKey[Model | None, Model | None],
+        request: HttpRequest,
+        **kwargs: object,
+    ) -> ModelChoiceField[Model] | None:
         if db_field.name == "tenant":
             kwargs["queryset"] = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -196,19 +229,19 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return has_role(request, VIEW_ROLE)
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
 
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return has_role(request, MANAGE_ROLE)
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return has_role(request, MANAGE_ROLE, getattr(obj, "tenant_id", None))
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return has_role(request, MANAGE_ROLE, getattr(obj, "tenant_id", None))
 
-    def has_operate_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_operate_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Whether the user may run, pause and resume (operator and above)."""
         return has_role(request, OPERATE_ROLE, getattr(obj, "tenant_id", None))
 
@@ -236,11 +269,11 @@ def truncate(text: str, limit: int = TRUNCATE_AT) -> str:
 class ReadOnlyAdmin(TenantScopedAdmin):
     """History is a record: viewable by the tenant's members, deleted only by superusers."""
 
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return request.user.is_superuser

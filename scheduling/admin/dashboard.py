@@ -9,7 +9,6 @@ script and no asset from a CDN: the charts are SVG, their tooltips ``<title>`` e
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -50,7 +49,7 @@ def _local(value: datetime) -> datetime:
     return timezone.localtime(value)
 
 
-def timeline(data: Dashboard, site: admin.AdminSite) -> dict[str, Any]:
+def timeline(data: Dashboard, site: admin.AdminSite) -> dict[str, object]:
     """Rows of dots (one per upcoming run) on a 24-hour axis starting now."""
     plot = WIDTH - TIMELINE_LABEL - 10
     span = (data.horizon - data.now).total_seconds()
@@ -58,7 +57,7 @@ def timeline(data: Dashboard, site: admin.AdminSite) -> dict[str, Any]:
     def x(at: datetime) -> float:
         return round(TIMELINE_LABEL + (at - data.now).total_seconds() / span * plot, 1)
 
-    rows = []
+    rows: list[dict[str, object]] = []
     for i, row in enumerate(data.upcoming):
         y = TIMELINE_AXIS + i * TIMELINE_ROW + TIMELINE_ROW / 2
         schedule = row.schedule
@@ -109,7 +108,7 @@ def _nice_ceiling(value: int) -> int:
         step *= 10
 
 
-def hourly_chart(data: Dashboard) -> dict[str, Any]:
+def hourly_chart(data: Dashboard) -> dict[str, object]:
     """Stacked bars of succeeded / failed / other executions, one bar per hour."""
     top = _nice_ceiling(max((h.total for h in data.hours), default=0))
     plot = WIDTH - CHART_LEFT - 10
@@ -119,11 +118,11 @@ def hourly_chart(data: Dashboard) -> dict[str, Any]:
     def height(n: int) -> float:
         return round(n / top * (CHART_HEIGHT - 10), 1)
 
-    bars = []
+    bars: list[dict[str, object]] = []
     for i, hour in enumerate(data.hours):
         x = round(CHART_LEFT + i * slot + 2, 1)
-        y = base
-        segments = []
+        y: float = base
+        segments: list[dict[str, object]] = []
         for css, n in (("ok", hour.succeeded), ("failed", hour.failed), ("other", hour.other)):
             h = height(n)
             if n:
@@ -151,10 +150,10 @@ def hourly_chart(data: Dashboard) -> dict[str, Any]:
                 "hour": hour,
             }
         )
-    gridlines = []
+    gridlines: list[dict[str, object]] = []
     for value in sorted({0, top // 2, top}):
-        y = round(base - height(value), 1)
-        gridlines.append({"y": y, "text_y": round(y + 4, 1), "value": value})
+        line_y = round(base - height(value), 1)
+        gridlines.append({"y": line_y, "text_y": round(line_y + 4, 1), "value": value})
     return {
         "width": WIDTH,
         "height": CHART_HEIGHT + CHART_AXIS,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -36,14 +36,14 @@ class ArtifactInline(admin.TabularInline):
     extra = 0
     max_num = 0
     can_delete = False
-    fields = ["filename", "format", "size", "download"]
-    readonly_fields = fields
+    fields = readonly_fields = ("filename", "format", "size", "download")
 
     @admin.display(description=_("download"))
     def download(self, obj: ReportArtifact) -> str:
         return download_link(obj)
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    # An inline's ``obj`` is the parent: the execution whose page shows it.
+    def has_view_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
         return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
 
 
@@ -76,7 +76,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
     date_hierarchy = "scheduled_for"
     show_full_result_count = False
     inlines = [ArtifactInline]
-    fields = readonly_fields = [
+    fields = readonly_fields = (
         "schedule_link",
         "schedule_kind",
         "tenant",
@@ -95,12 +95,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "claimed_by",
         "triggered_by",
         "run_after",
-    ]
+    )
 
     class Media:
         css = ADMIN_CSS
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern]:
         from django.urls import path
 
         from .dashboard import dashboard_view
@@ -173,7 +173,7 @@ class ReportArtifactAdmin(ReadOnlyAdmin):
     def download(self, obj: ReportArtifact) -> str:
         return download_link(obj)
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "<path:object_id>/download/",
@@ -195,5 +195,5 @@ class SchedulerLeaseAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False

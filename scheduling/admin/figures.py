@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -24,7 +24,9 @@ from ..tenancy import get_tenant_model, visible_tenant_ids
 from ..triggers import next_runs
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+    from tenants.models import Tenant
 
 HOURS = 24
 UPCOMING_SCHEDULES = 50  # rows of the timeline: the schedules that fire soonest
@@ -66,15 +68,15 @@ class Dashboard:
     now: datetime
     horizon: datetime  # end of the upcoming window
     window_start: datetime  # start of the first hour of the history chart
-    tenant: Any = None  # the tenant filtered on, if any
+    tenant: Tenant | None = None  # the tenant filtered on, if any
     tenant_error: str = ""
-    tenant_choices: list[Any] = field(default_factory=list)
+    tenant_choices: list[Tenant] = field(default_factory=list)
     more_tenants: bool = False
     upcoming: list[UpcomingRow] = field(default_factory=list)
     hours: list[HourBucket] = field(default_factory=list)
     failing: list[Schedule] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
-    health: dict[str, Any] = field(default_factory=dict)
+    health: dict[str, object] = field(default_factory=dict)  # ``scheduler_status``
 
     @property
     def totals(self) -> HourBucket:
@@ -86,7 +88,7 @@ class Dashboard:
         )
 
 
-def _select_tenant(raw: str | None, ids: set | None) -> tuple[Any, str]:
+def _select_tenant(raw: str | None, ids: set[int] | None) -> tuple[Tenant | None, str]:
     """Return the tenant named by ``?tenant=`` if the user may see it, else an error text.
 
     Another tenant's id and an id that does not exist get the same answer, so the filter
@@ -105,7 +107,7 @@ def _select_tenant(raw: str | None, ids: set | None) -> tuple[Any, str]:
     return (tenant, "") if tenant is not None else (None, refused)
 
 
-def _tenant_choices(ids: set | None, selected: Any) -> tuple[list[Any], bool]:
+def _tenant_choices(ids: set[int] | None, selected: Tenant | None) -> tuple[list[Tenant], bool]:
     qs = get_tenant_model()._default_manager.order_by("name", "pk")
     if ids is not None:
         qs = qs.filter(pk__in=ids)
@@ -118,7 +120,7 @@ def _tenant_choices(ids: set | None, selected: Any) -> tuple[list[Any], bool]:
 
 
 def hourly_outcomes(
-    executions: Any, *, now: datetime, hours: int = HOURS
+    executions: QuerySet[Execution], *, now: datetime, hours: int = HOURS
 ) -> tuple[datetime, list[HourBucket]]:
     """Count finished executions per hour (of the current time zone) over the last ``hours``.
 
@@ -143,19 +145,21 @@ def hourly_outcomes(
     buckets = []
     for i in range(hours):
         hour = start + timedelta(hours=i)
-        row = found.get(hour, {})
+        row = found.get(hour)
+        if row is None:  # nothing finished in that hour
+            buckets.append(HourBucket(start=hour))
+            continue
         buckets.append(
             HourBucket(
-                start=hour,
-                succeeded=row.get("succeeded", 0),
-                failed=row.get("failed", 0),
-                other=row.get("other", 0),
+                start=hour, succeeded=row["succeeded"], failed=row["failed"], other=row["other"]
             )
         )
     return start, buckets
 
 
-def upcoming_runs(schedules: Any, *, now: datetime, horizon: datetime) -> list[UpcomingRow]:
+def upcoming_runs(
+    schedules: QuerySet[Schedule], *, now: datetime, horizon: datetime
+) -> list[UpcomingRow]:
     """Return the soonest schedules with their fire times before ``horizon``.
 
     The fire times come from the trigger (``triggers.next_runs``), capped per schedule, so
@@ -182,7 +186,10 @@ def upcoming_runs(schedules: Any, *, now: datetime, horizon: datetime) -> list[U
 
 
 def build_dashboard(
-    user: AbstractBaseUser, *, tenant: str | None = None, now: datetime | None = None
+    user: AbstractBaseUser | AnonymousUser,
+    *,
+    tenant: str | None = None,
+    now: datetime | None = None,
 ) -> Dashboard:
     """Collect everything the dashboard shows for the tenants ``user`` may see.
 
@@ -192,9 +199,10 @@ def build_dashboard(
     now = now or timezone.now()
     ids = visible_tenant_ids(user)
     selected, tenant_error = _select_tenant(tenant, ids)
-    scope: list[Any] | None = [selected.pk] if selected is not None else ids
-    if scope is not None:
-        scope = sorted(scope)
+    if selected is not None:
+        scope: list[int] | None = [selected.pk]
+    else:
+        scope = sorted(ids) if ids is not None else None
 
     schedules = Schedule.objects.all()
     executions = Execution.objects.all()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib.admin import widgets
@@ -12,6 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import triggers, validators
+
+if TYPE_CHECKING:
+    from ..models import Schedule
 
 # The fields that shape when a schedule fires: what the preview reads from the form.
 TRIGGER_FIELDS = [
@@ -40,8 +44,8 @@ class PauseForm(forms.Form):
         help_text=_("Leave empty to pause until the schedule is resumed by hand."),
     )
 
-    def clean_until(self) -> Any:
-        until = self.cleaned_data["until"]
+    def clean_until(self) -> datetime | None:
+        until: datetime | None = self.cleaned_data["until"]
         if until is None:
             return None
         if until <= timezone.now():
@@ -58,11 +62,14 @@ class TriggerPreviewForm(forms.ModelForm):
     preview does not send; the trigger rules are the ones ``validate_trigger`` applies.
     """
 
+    instance: Schedule  # of the kind the admin builds the form for
+
     def _post_clean(self) -> None:
         try:
             self.instance = construct_instance(self, self.instance, fields=list(self.fields))
         except ValidationError as exc:
-            self._update_errors(exc)
+            # BaseModelForm's own handling of model errors; the stubs leave private API out.
+            self._update_errors(exc)  # type: ignore[attr-defined]
             return
         if self.errors:
             return

@@ -6,15 +6,19 @@ members see their tenants' rows, admins and owners change them, the audit trail 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.db import models
+from django.forms import ModelChoiceField
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from ..models import AlertRule, AuditEntry, BlackoutWindow, Schedule
 from .base import MANAGE_ROLE, ReadOnlyAdmin, TenantFilter, TenantScopedAdmin, tenant_ids_for
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class ScheduleRuleAdmin(TenantScopedAdmin):
@@ -24,7 +28,12 @@ class ScheduleRuleAdmin(TenantScopedAdmin):
     list_select_related = ["tenant", "schedule"]
     show_full_result_count = False
 
-    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+    def formfield_for_foreignkey(
+        self,
+        db_field: models.ForeignKey[models.Model | None, models.Model | None],
+        request: HttpRequest,
+        **kwargs: object,
+    ) -> ModelChoiceField[models.Model] | None:
         if db_field.name == "schedule":
             # Only schedules of tenants the user manages, also for a POST that bypasses the widget.
             ids = tenant_ids_for(request, MANAGE_ROLE)
@@ -33,8 +42,9 @@ class ScheduleRuleAdmin(TenantScopedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description=_("applies to"), ordering="schedule__name")
-    def applies_to(self, obj: Any) -> str:
-        return obj.schedule.name if obj.schedule_id else _("every schedule of the tenant")
+    def applies_to(self, obj: AlertRule | BlackoutWindow) -> StrOrPromise:
+        schedule = obj.schedule if obj.schedule_id else None
+        return schedule.name if schedule is not None else _("every schedule of the tenant")
 
 
 @admin.register(AlertRule)
@@ -116,5 +126,5 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         "changes",
     ]
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False

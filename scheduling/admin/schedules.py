@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
+from django.db.models import ManyToManyField, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import path, reverse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
@@ -43,6 +46,11 @@ from .base import (
 )
 from .forms import PauseForm
 
+if TYPE_CHECKING:
+    # django-stubs' names for a fieldset's fields, a fieldset's options and a list of fieldsets.
+    from django.contrib.admin.options import _FieldGroups, _FieldOpts, _FieldsetSpec
+    from django_stubs_ext import StrOrPromise
+
 
 class ExecutionInline(admin.TabularInline):
     model = Execution
@@ -51,8 +59,14 @@ class ExecutionInline(admin.TabularInline):
     max_num = 0
     can_delete = False
     show_change_link = True
-    fields = ["scheduled_for", "attempt", "trigger", "status_badge", "duration", "short_error"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "scheduled_for",
+        "attempt",
+        "trigger",
+        "status_badge",
+        "duration",
+        "short_error",
+    )
     ordering = ["-scheduled_for", "-attempt"]
     verbose_name_plural = _("latest executions")
     LIMIT = 10
@@ -69,7 +83,7 @@ class ExecutionInline(admin.TabularInline):
     def short_error(self, obj: Execution) -> str:
         return truncate(obj.error)
 
-    def get_queryset(self, request: HttpRequest) -> Any:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Execution]:
         # The latest few only: the full history is on the executions page.
         qs = super().get_queryset(request)
         parent_id = (
@@ -87,24 +101,29 @@ class ExecutionInline(admin.TabularInline):
             return qs.none()
         return qs.filter(pk__in=latest)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    # An inline's ``obj`` is the parent: the schedule whose page shows it.
+    def has_add_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return False
 
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_view_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
 
 
 class ScheduleAdminForm(forms.ModelForm):
     """Adds the rules that span rows: the tenant's quota and the dependency graph."""
 
+    instance: Schedule
+    # Set by ScheduleAdmin.save_model on a change: the schedule as it was, for the audit trail.
+    audit_before: dict[str, Any] | None
+
     def _post_clean(self) -> None:
-        super()._post_clean()
+        super()._post_clean()  # type: ignore[misc]  # BaseModelForm's; the stubs omit it
         schedule = self.instance
         if not schedule.tenant_id:
             return
@@ -121,7 +140,9 @@ class ScheduleAdminForm(forms.ModelForm):
                 self.add_error("depends_on", exc.message_dict["depends_on"])
 
 
-def trigger_fieldset(name: Any, trigger_type: str, fields: list, chosen: str) -> tuple:
+def trigger_fieldset(
+    name: StrOrPromise, trigger_type: str, fields: _FieldGroups, chosen: str
+) -> tuple[StrOrPromise, _FieldOpts]:
     # The chosen type's fields are open; the others are collapsed (usable without JavaScript)
     # and the admin's script hides them altogether until their type is chosen.
     classes = ["scheduling-trigger", f"scheduling-trigger-{trigger_type}"]
@@ -130,14 +151,14 @@ def trigger_fieldset(name: Any, trigger_type: str, fields: list, chosen: str) ->
     return (name, {"classes": classes, "fields": fields})
 
 
-TRIGGER_TYPE_FIELDS = {
+TRIGGER_TYPE_FIELDS: dict[str, tuple[StrOrPromise, _FieldGroups]] = {
     TriggerType.INTERVAL: (_("Interval"), ["interval_seconds"]),
     TriggerType.CRON: (_("Cron"), ["cron_expression", ("dst_gap_policy", "dst_fold_policy")]),
     TriggerType.ONCE: (_("Once"), ["run_at"]),
 }
 
 
-TRIGGER_FIELDSET = (
+TRIGGER_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
     _("Trigger"),
     {
         "fields": [
@@ -150,10 +171,10 @@ TRIGGER_FIELDSET = (
 )
 
 
-PREVIEW_FIELDSET = (_("Next runs"), {"fields": ["upcoming"]})
+PREVIEW_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (_("Next runs"), {"fields": ["upcoming"]})
 
 
-POLICY_FIELDSET = (
+POLICY_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
     _("Policy"),
     {
         "classes": ["collapse"],
@@ -170,7 +191,7 @@ POLICY_FIELDSET = (
 )
 
 
-STATE_FIELDSET = (
+STATE_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
     _("State"),
     {
         "fields": [
@@ -195,7 +216,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         "last_run_at",
         "run_count",
     ]
-    list_filter: list[Any] = [TenantFilter, "enabled", "last_status", "trigger_type"]
+    list_filter = [TenantFilter, "enabled", "last_status", "trigger_type"]
     list_select_related = ["tenant"]
     search_fields = ["name", "description"]
     readonly_fields = [
@@ -212,7 +233,7 @@ class ScheduleAdmin(TenantScopedAdmin):
     autocomplete_fields = ["depends_on"]
     inlines = [ExecutionInline]
     actions = ["run_now", "pause", "resume", "enable", "disable", "duplicate"]
-    kind_fields: list[str] = []
+    kind_fields: ClassVar[_FieldGroups] = []
 
     class Media:
         js = ["scheduling/admin/schedule_form.js"]
@@ -220,7 +241,7 @@ class ScheduleAdmin(TenantScopedAdmin):
 
     # -- pages ------------------------------------------------------------------------------
 
-    def get_urls(self) -> list:
+    def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta
         return [
             path(
@@ -234,13 +255,13 @@ class ScheduleAdmin(TenantScopedAdmin):
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         return views.trigger_preview(self, request)
 
-    def chosen_trigger_type(self, request: HttpRequest, obj: Any) -> str:
+    def chosen_trigger_type(self, request: HttpRequest, obj: Schedule | None) -> str:
         chosen = request.POST.get("trigger_type") if request.method == "POST" else None
         if chosen is None:
             chosen = obj.trigger_type if obj is not None else request.GET.get("trigger_type")
         return chosen if chosen in TriggerType.values else TriggerType.INTERVAL
 
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+    def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> _FieldsetSpec:
         chosen = self.chosen_trigger_type(request, obj)
         editable = self.has_change_permission(request, obj) if obj else True
         trigger_sets = [
@@ -258,18 +279,28 @@ class ScheduleAdmin(TenantScopedAdmin):
             STATE_FIELDSET,
         ]
 
-    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+    def formfield_for_manytomany(
+        self, db_field: ManyToManyField[Model, Model], request: HttpRequest, **kwargs: object
+    ) -> forms.ModelMultipleChoiceField[Model] | None:
         if db_field.name == "depends_on":
             ids = tenant_ids_for(request, MANAGE_ROLE)
             qs = Schedule.objects.all()
             kwargs["queryset"] = qs if ids is None else qs.filter(tenant_id__in=ids)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+    def save_model(
+        self, request: HttpRequest, obj: Schedule, form: ScheduleAdminForm, change: bool
+    ) -> None:
         form.audit_before = services.snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
         super().save_model(request, obj, form, change)
 
-    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+    def save_related(
+        self,
+        request: HttpRequest,
+        form: ScheduleAdminForm,
+        formsets: Sequence[forms.BaseFormSet[Any]],
+        change: bool,
+    ) -> None:
         super().save_related(request, form, formsets, change)
         after = services.snapshot(form.instance)
         before = getattr(form, "audit_before", None)
@@ -289,7 +320,7 @@ class ScheduleAdmin(TenantScopedAdmin):
     # -- columns and read-only fields ---------------------------------------------------------
 
     @admin.display(description=_("trigger"))
-    def trigger_text(self, obj: Any) -> str:
+    def trigger_text(self, obj: Schedule) -> str:
         try:
             # A form shown again with errors carries the invalid values: describe only what runs.
             triggers.validate_trigger(obj)
@@ -298,10 +329,10 @@ class ScheduleAdmin(TenantScopedAdmin):
         return triggers.describe(obj)
 
     @admin.display(description=_("state"), ordering="enabled")
-    def state(self, obj: Any) -> str:
+    def state(self, obj: Schedule) -> str:
         if not obj.enabled:
             return format_html('<span class="scheduling-state-off">{}</span>', _("Disabled"))
-        if obj.is_paused():
+        if obj.paused_until is not None and obj.is_paused():
             until = views.format_run(obj.paused_until, obj.effective_timezone)
             return format_html(
                 '<span class="scheduling-state-paused" title="{}">{}</span>',
@@ -311,7 +342,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         return format_html('<span class="scheduling-state-on">{}</span>', _("Enabled"))
 
     @admin.display(description=_("next run"), ordering="next_run_at")
-    def next_run(self, obj: Any) -> str:
+    def next_run(self, obj: Schedule) -> str:
         if obj.next_run_at is None:
             return "-"
         when = views.format_run(obj.next_run_at, obj.effective_timezone)
@@ -320,11 +351,14 @@ class ScheduleAdmin(TenantScopedAdmin):
         )
 
     @admin.display(description=_("next runs"))
-    def upcoming(self, obj: Any) -> str:
+    def upcoming(self, obj: Schedule | None) -> str:
         opts = self.model._meta
         url = reverse(f"admin:{opts.app_label}_{opts.model_name}_preview")
         if obj is None or obj.pk is None:
-            preview = {"ok": False, "errors": [_("Fill in the trigger to see its next runs.")]}
+            preview: views.Preview = {
+                "ok": False,
+                "errors": [_("Fill in the trigger to see its next runs.")],
+            }
         else:
             preview = views.upcoming_runs(obj)
         rows = format_html_join(
@@ -346,12 +380,14 @@ class ScheduleAdmin(TenantScopedAdmin):
         )
 
     @admin.display(description=_("last status"), ordering="last_status")
-    def last_status_badge(self, obj: Any) -> str:
+    def last_status_badge(self, obj: Schedule) -> str:
         return status_badge(obj.last_status, obj.get_last_status_display())
 
     # -- actions ------------------------------------------------------------------------------
 
-    def permitted(self, request: HttpRequest, queryset: Any, role: str) -> list[Schedule]:
+    def permitted(
+        self, request: HttpRequest, queryset: QuerySet[Schedule], role: str
+    ) -> list[Schedule]:
         """Return the selected schedules the user holds ``role`` for; warn about the rest."""
         ids = tenant_ids_for(request, role)
         selected = list(queryset.select_related("tenant"))
@@ -373,7 +409,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         return allowed
 
     def report(
-        self, request: HttpRequest, done: int, singular: str, plural: str, **extra: Any
+        self, request: HttpRequest, done: int, singular: str, plural: str, **extra: object
     ) -> None:
         self.message_user(
             request,
@@ -381,12 +417,12 @@ class ScheduleAdmin(TenantScopedAdmin):
             messages.SUCCESS if done else messages.WARNING,
         )
 
-    def skipped(self, request: HttpRequest, names: list[str], reason: Any) -> None:
+    def skipped(self, request: HttpRequest, names: list[str], reason: StrOrPromise) -> None:
         if names:
             self.message_user(request, reason % {"names": ", ".join(names)}, messages.WARNING)
 
     @admin.action(description=_("Run selected schedules now"), permissions=["operate"])
-    def run_now(self, request: HttpRequest, queryset: Any) -> None:
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         # Queues only: the scheduler process claims the execution within its sync interval.
         schedules = self.permitted(request, queryset, OPERATE_ROLE)
         for schedule in schedules:
@@ -399,7 +435,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         )
 
     @admin.action(description=_("Pause selected schedules…"), permissions=["operate"])
-    def pause(self, request: HttpRequest, queryset: Any) -> Any:
+    def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> TemplateResponse | None:
         if "apply" not in request.POST:
             return views.pause_confirmation(self, request, queryset, PauseForm())
         form = PauseForm(request.POST)
@@ -433,7 +469,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         return None
 
     @admin.action(description=_("Resume selected schedules"), permissions=["operate"])
-    def resume(self, request: HttpRequest, queryset: Any) -> None:
+    def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         schedules = self.permitted(request, queryset, OPERATE_ROLE)
         now = timezone.now()
         running = [s.name for s in schedules if s.enabled and not s.is_paused(now)]
@@ -448,7 +484,9 @@ class ScheduleAdmin(TenantScopedAdmin):
             "%(count)d schedules resumed.",
         )
 
-    def set_enabled(self, request: HttpRequest, queryset: Any, enabled: bool) -> None:
+    def set_enabled(
+        self, request: HttpRequest, queryset: QuerySet[Schedule], enabled: bool
+    ) -> None:
         schedules = self.permitted(request, queryset, MANAGE_ROLE)
         unchanged = [s.name for s in schedules if s.enabled == enabled]
         for schedule in schedules:
@@ -469,17 +507,17 @@ class ScheduleAdmin(TenantScopedAdmin):
             )
 
     @admin.action(description=_("Enable selected schedules"), permissions=["change"])
-    def enable(self, request: HttpRequest, queryset: Any) -> None:
+    def enable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self.set_enabled(request, queryset, True)
 
     @admin.action(description=_("Disable selected schedules"), permissions=["change"])
-    def disable(self, request: HttpRequest, queryset: Any) -> None:
+    def disable(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         self.set_enabled(request, queryset, False)
 
     @admin.action(
         description=_("Duplicate selected schedules (disabled copies)"), permissions=["add"]
     )
-    def duplicate(self, request: HttpRequest, queryset: Any) -> None:
+    def duplicate(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         copies = []
         for schedule in self.permitted(request, queryset, MANAGE_ROLE):
             try:
@@ -551,24 +589,36 @@ class ScheduleLookupAdmin(TenantScopedAdmin):
     def get_model_perms(self, request: HttpRequest) -> dict[str, bool]:
         return {}
 
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+    def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Model], search_term: str
+    ) -> tuple[QuerySet[Model], bool]:
         queryset, distinct = super().get_search_results(request, queryset, search_term)
         # A dependency must be one the user may manage: offer only those tenants' schedules.
         ids = tenant_ids_for(request, MANAGE_ROLE)
         return (queryset if ids is None else queryset.filter(tenant_id__in=ids)), distinct
 
-    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, object] | None = None
+    ) -> HttpResponse:
         return HttpResponseRedirect(reverse("admin:app_list", args=["scheduling"]))
 
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, object] | None = None,
+    ) -> HttpResponse:
         self.require_object(request, object_id)
         schedule = self.get_object(request, unquote(object_id))
+        if not isinstance(schedule, Schedule):  # None: require_object has answered 404
+            raise Http404
         model_name = relation_of(schedule.kind)
         if model_name is None:
             raise Http404

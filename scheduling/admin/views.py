@@ -5,7 +5,7 @@ from __future__ import annotations
 import zoneinfo
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Required, TypedDict, cast
 
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -29,10 +29,23 @@ from .forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
     from django.db.models import QuerySet
+    from django_stubs_ext import StrOrPromise
+
+    from tenants.models import Tenant
 
     from ..models import Schedule
 
 PREVIEW_COUNT = 5
+
+
+class Preview(TypedDict, total=False):
+    """The next runs of a trigger, as the preview answers them (also as JSON)."""
+
+    ok: Required[bool]
+    errors: list[StrOrPromise]  # when not ok
+    timezone: str
+    description: str
+    runs: list[dict[str, str]]  # ``format_run`` of each
 
 
 def format_run(run: datetime, tz_name: str) -> dict[str, str]:
@@ -45,7 +58,7 @@ def format_run(run: datetime, tz_name: str) -> dict[str, str]:
     }
 
 
-def upcoming_runs(schedule: Schedule, n: int = PREVIEW_COUNT) -> dict[str, Any]:
+def upcoming_runs(schedule: Schedule, n: int = PREVIEW_COUNT) -> Preview:
     """Return the next ``n`` runs of ``schedule`` formatted, or the reason there are none."""
     try:
         runs = triggers.next_runs(schedule, n)
@@ -91,14 +104,15 @@ def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
         fields=TRIGGER_FIELDS,
         formfield_callback=partial(model_admin.formfield_for_dbfield, request=request),
     )
-    form = form_class(data, instance=instance)
+    # modelform_factory subclasses ``form``; the stubs return a plain ModelForm.
+    form = cast(TriggerPreviewForm, form_class(data, instance=instance))
     if not form.is_valid():
         return JsonResponse({"ok": False, "errors": form.error_messages_list()}, status=400)
     preview = upcoming_runs(form.instance)
     return JsonResponse(preview, status=200 if preview["ok"] else 400)
 
 
-def _visible_tenant(request: HttpRequest, tenant_id: str | None) -> Any:
+def _visible_tenant(request: HttpRequest, tenant_id: str | None) -> Tenant | None:
     if not tenant_id:
         return None
     try:
@@ -108,7 +122,7 @@ def _visible_tenant(request: HttpRequest, tenant_id: str | None) -> Any:
 
 
 def pause_confirmation(
-    model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet, form: PauseForm
+    model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet[Schedule], form: PauseForm
 ) -> TemplateResponse:
     """Render the intermediate page of the pause action: until when, and which schedules."""
     opts = model_admin.model._meta

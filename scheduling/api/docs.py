@@ -7,15 +7,13 @@ outside can be fetched.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_GET
 
-from .schema import build_schema
+from .schema import OpenAPIObject, build_schema
 
 STYLE = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#1f2328}
@@ -36,7 +34,7 @@ def _anchor(name: str) -> str:
     return "c-" + name
 
 
-def _type(schema: Any) -> SafeString:
+def _type(schema: object) -> SafeString:
     """Render a schema's type as short HTML: links for components, enums listed."""
     if not isinstance(schema, dict):
         return format_html("{}", "any")
@@ -63,12 +61,12 @@ def _type(schema: Any) -> SafeString:
     return text
 
 
-def _constraints(schema: dict) -> str:
+def _constraints(schema: OpenAPIObject) -> str:
     names = ("minimum", "maximum", "minLength", "maxLength", "pattern", "default")
     return ", ".join(f"{n}={schema[n]!r}" for n in names if n in schema)
 
 
-def _properties_table(schema: dict) -> SafeString:
+def _properties_table(schema: OpenAPIObject) -> SafeString:
     props = schema.get("properties", {})
     if not props:
         return format_html("<p class=muted>{}</p>", _type(schema))
@@ -100,7 +98,7 @@ def _properties_table(schema: dict) -> SafeString:
     )
 
 
-def _operation(method: str, path: str, op: dict) -> SafeString:
+def _operation(method: str, path: str, op: OpenAPIObject) -> SafeString:
     params = op.get("parameters", [])
     params_html = (
         format_html(
@@ -169,10 +167,10 @@ def _operation(method: str, path: str, op: dict) -> SafeString:
     )
 
 
-def render_docs(schema: dict, *, schema_url: str) -> str:
+def render_docs(schema: OpenAPIObject, *, schema_url: str) -> str:
     """Return the HTML page documenting ``schema``."""
     info = schema.get("info", {})
-    by_tag: dict[str, list[tuple[str, str, dict]]] = {}
+    by_tag: dict[str, list[tuple[str, str, OpenAPIObject]]] = {}
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             if method in ("get", "post", "put", "patch", "delete"):

@@ -6,7 +6,7 @@ for the existence of other tenants' rows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import FieldError
 from django.utils.translation import gettext_lazy as _
@@ -15,6 +15,13 @@ from rest_framework import serializers
 from ..models import Schedule
 from ..tenancy import get_tenant_model
 from .permissions import tenant_ids
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
+    from tenants.models import Tenant
+
+    from ..registry import Registry
 
 
 class TenantField(serializers.Field):
@@ -25,7 +32,7 @@ class TenantField(serializers.Field):
         "incorrect_type": _("Give the tenant's id (integer) or slug (string), not {data_type}."),
     }
 
-    def to_internal_value(self, data: Any) -> Any:
+    def to_internal_value(self, data: object) -> Tenant:
         if isinstance(data, bool) or not isinstance(data, int | str):
             self.fail("incorrect_type", data_type=type(data).__name__)
         text = str(data).strip()
@@ -39,7 +46,7 @@ class TenantField(serializers.Field):
         except (qs.model.DoesNotExist, FieldError, ValueError, TypeError, OverflowError):
             self.fail("does_not_exist", value=text[:100])
 
-    def to_representation(self, value: Any) -> int:
+    def to_representation(self, value: Tenant) -> int:
         return value.pk
 
 
@@ -50,12 +57,12 @@ class VisibleSchedulesField(serializers.PrimaryKeyRelatedField):
         "does_not_exist": _("No schedule {pk_value!r} among your schedules."),
     }
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Schedule]:
         qs = Schedule.objects.select_related("tenant").order_by()
         ids = tenant_ids(self.context["request"])
         return qs if ids is None else qs.filter(tenant_id__in=ids)
 
-    def to_internal_value(self, data: Any) -> Any:
+    def to_internal_value(self, data: object) -> Schedule:
         if isinstance(data, float):  # 1.5 would silently become 1
             self.fail("incorrect_type", data_type=type(data).__name__)
         try:
@@ -70,7 +77,8 @@ class RegisteredKeyField(serializers.CharField):
     The schema lists the keys registered when it is generated.
     """
 
-    def __init__(self, *, registry: Any, **kwargs: Any) -> None:
+    # Any kind's registry: Registry is invariant in the kind, and only its keys are read.
+    def __init__(self, *, registry: Registry[Any], **kwargs: Any) -> None:
         self.registry = registry
         kwargs.setdefault("max_length", 64)
         super().__init__(**kwargs)

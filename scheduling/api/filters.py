@@ -3,11 +3,12 @@ naming another tenant's id or slug matches nothing: an empty list, never that te
 
 from __future__ import annotations
 
-from datetime import UTC
-from typing import Any
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import django_filters
 from django import forms
+from django.db.models import Model, QuerySet
 from django.utils.translation import gettext_lazy as _
 from django_filters import fields as filter_fields
 
@@ -27,6 +28,8 @@ from ..models import (
 
 MAX_ID = 2**63 - 1
 
+_QS = TypeVar("_QS", bound=QuerySet[Model])
+
 
 class SafeIsoDateTimeField(filter_fields.IsoDateTimeField):
     """An ISO 8601 datetime that the database can compare, in UTC.
@@ -34,8 +37,8 @@ class SafeIsoDateTimeField(filter_fields.IsoDateTimeField):
     UTC also because PostgreSQL rejects offsets beyond 15:59 that Python accepts (-21:00).
     """
 
-    def to_python(self, value: Any) -> Any:
-        result = super().to_python(value)
+    def to_python(self, value: str | datetime | None) -> datetime | None:
+        result: datetime | None = super().to_python(value)
         if result is not None:
             try:
                 result = result.astimezone(UTC)
@@ -47,7 +50,7 @@ class SafeIsoDateTimeField(filter_fields.IsoDateTimeField):
 class SafeIsoDateTimeRangeField(filter_fields.RangeField):
     widget = filter_fields.DateRangeWidget
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__((SafeIsoDateTimeField(), SafeIsoDateTimeField()), *args, **kwargs)
 
 
@@ -60,13 +63,13 @@ class DateTimeRangeFilter(django_filters.RangeFilter):
 class IdFilter(django_filters.Filter):
     field_class = forms.IntegerField
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", MAX_ID)
         super().__init__(*args, **kwargs)
 
 
-def filter_tenant(queryset: Any, name: str, value: str) -> Any:
+def filter_tenant(queryset: _QS, name: str, value: str) -> _QS:
     """Filter by the tenant's id or slug."""
     value = value.strip()
     if value.isdecimal():
@@ -98,7 +101,7 @@ class ScheduleFilter(django_filters.FilterSet):
         model = Schedule
         fields = ["tenant", "enabled", "trigger_type", "last_status", "name"]
 
-    def filter_paused(self, queryset: Any, name: str, value: bool | None) -> Any:
+    def filter_paused(self, queryset: _QS, name: str, value: bool | None) -> _QS:
         from django.utils import timezone
 
         if value is None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 from django.utils.translation import gettext as _
 from rest_framework.exceptions import ParseError, ValidationError
@@ -14,7 +15,7 @@ from ..validators import has_null_character
 MAX_DEPTH = 32
 
 
-def _depth(value: Any, limit: int) -> int:
+def _depth(value: object, limit: int) -> int:
     """Return the nesting depth of ``value``, stopping once past ``limit``."""
     depth, level = 0, [value]
     while level and depth <= limit:
@@ -31,7 +32,12 @@ def _depth(value: Any, limit: int) -> int:
 class StrictJSONParser(JSONParser):
     """JSON, nested at most ``MAX_DEPTH`` levels (deeper input exhausts the recursion)."""
 
-    def parse(self, stream: Any, media_type: Any = None, parser_context: Any = None) -> Any:
+    def parse(
+        self,
+        stream: IO[bytes],
+        media_type: str | None = None,
+        parser_context: Mapping[str, object] | None = None,
+    ) -> Any:  # any JSON value (the stubs say dict); the serializer rejects the wrong ones
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:

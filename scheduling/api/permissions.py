@@ -2,36 +2,48 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from ..tenancy import visible_tenant_ids
 
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
 VIEWER, OPERATOR, ADMIN, OWNER = "viewer", "operator", "admin", "owner"
 # Lowest to highest; a role may do everything the roles before it may.
 ROLES = (VIEWER, OPERATOR, ADMIN, OWNER)
 
 
-def tenant_ids(request: Any, min_role: str | None = None) -> set | None:
+class TenantOwned(Protocol):
+    """A row of one tenant (a schedule, an execution, a report artifact)."""
+
+    tenant_id: int
+
+
+def tenant_ids(request: Request, min_role: str | None = None) -> set[int] | None:
     """Return the ids of the tenants the requester holds ``min_role`` in (None: all).
 
     Cached on the request: a list, its permission checks and its serializer ask repeatedly.
     """
-    cache = request.__dict__.setdefault("_scheduling_tenant_ids", {})
+    cache: dict[str | None, set[int] | None] = request.__dict__.setdefault(
+        "_scheduling_tenant_ids", {}
+    )
     if min_role not in cache:
         cache[min_role] = visible_tenant_ids(request.user, min_role=min_role)
     return cache[min_role]
 
 
-def has_role(request: Any, tenant_id: Any, min_role: str | None) -> bool:
+def has_role(request: Request, tenant_id: int, min_role: str | None) -> bool:
     """Return whether the requester holds at least ``min_role`` in tenant ``tenant_id``."""
     ids = tenant_ids(request, min_role)
     return ids is None or tenant_id in ids
 
 
-def effective_role(request: Any, tenant_id: Any) -> str | None:
+def effective_role(request: Request, tenant_id: int) -> str | None:
     """Return the highest role the requester holds in ``tenant_id`` (superusers: owner)."""
     for role in reversed(ROLES):
         if has_role(request, tenant_id, role):
@@ -49,14 +61,14 @@ class TenantRolePermission(BasePermission):
 
     message = _("Your role in this tenant does not allow this action.")
 
-    def required_role(self, request: Any, view: Any) -> str | None:
-        roles = getattr(view, "required_roles", {})
+    def required_role(self, request: Request, view: APIView) -> str | None:
+        roles: dict[str, str] = getattr(view, "required_roles", {})
         action = getattr(view, "action", None)
         if action in roles:
             return roles[action]
         return None if request.method in SAFE_METHODS else ADMIN
 
-    def has_permission(self, request: Any, view: Any) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
         role = self.required_role(request, view)
@@ -66,6 +78,6 @@ class TenantRolePermission(BasePermission):
             return ids is None or bool(ids)
         return True
 
-    def has_object_permission(self, request: Any, view: Any, obj: Any) -> bool:
+    def has_object_permission(self, request: Request, view: APIView, obj: TenantOwned) -> bool:
         role = self.required_role(request, view)
         return role is None or has_role(request, obj.tenant_id, role)

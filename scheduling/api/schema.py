@@ -9,10 +9,19 @@ which is what the serializers enforce.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
+
+if TYPE_CHECKING:
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.plumbing import ComponentRegistry
+    from drf_spectacular.utils import Direction
+    from rest_framework.request import Request
+
+# An OpenAPI object, a JSON object as drf-spectacular types it.
+OpenAPIObject: TypeAlias = dict[str, Any]
 
 DETAIL_SCHEMA = {
     "type": "object",
@@ -38,8 +47,15 @@ ERRORS = {
 class APISchema(AutoSchema):
     """AutoSchema that documents the error responses of each operation."""
 
-    def get_operation(self, *args: Any, **kwargs: Any) -> Any:
-        operation = super().get_operation(*args, **kwargs)
+    def get_operation(
+        self,
+        path: str,
+        path_regex: str,
+        path_prefix: str,
+        method: str,
+        registry: ComponentRegistry,
+    ) -> OpenAPIObject | None:
+        operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:
             return None
         responses = operation.setdefault("responses", {})
@@ -62,7 +78,7 @@ class APISchema(AutoSchema):
 class TenantFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "scheduling.api.fields.TenantField"
 
-    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> OpenAPIObject:
         if direction == "request":
             return {
                 "oneOf": [
@@ -77,9 +93,9 @@ class TenantFieldExtension(OpenApiSerializerFieldExtension):
 class RegisteredKeyFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "scheduling.api.fields.RegisteredKeyField"
 
-    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> OpenAPIObject:
         keys = self.target.registry.keys()
-        schema: dict[str, Any] = {"type": "string", "maxLength": 64}
+        schema: OpenAPIObject = {"type": "string", "maxLength": 64}
         if direction == "request" and keys:
             # Responses may still hold a key whose code has since been removed.
             schema["enum"] = keys
@@ -87,7 +103,9 @@ class RegisteredKeyFieldExtension(OpenApiSerializerFieldExtension):
         return schema
 
 
-def forbid_additional_properties(result: dict, generator: Any, **kwargs: Any) -> dict:
+def forbid_additional_properties(
+    result: OpenAPIObject, generator: SchemaGenerator, **kwargs: object
+) -> OpenAPIObject:
     """Mark request bodies as closed: the serializers reject unknown keys with a 400."""
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
@@ -95,7 +113,7 @@ def forbid_additional_properties(result: dict, generator: Any, **kwargs: Any) ->
     return result
 
 
-SCHEMA_SETTINGS: dict[str, Any] = {
+SCHEMA_SETTINGS: dict[str, object] = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -109,7 +127,7 @@ SCHEMA_SETTINGS: dict[str, Any] = {
 }
 
 
-def build_schema(request: Any = None, *, public: bool = True) -> dict[str, Any]:
+def build_schema(request: Request | None = None, *, public: bool = True) -> OpenAPIObject:
     """Return the OpenAPI document of the project's API as the schema view serves it."""
     from drf_spectacular.generators import SchemaGenerator
     from drf_spectacular.settings import patched_settings

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import ErrorDetail, PermissionDenied
 from rest_framework.settings import api_settings
 
 from .. import services, triggers, validators
@@ -38,8 +39,11 @@ from ..tenancy import get_tenant_model
 from .fields import RegisteredKeyField, TenantField, VisibleSchedulesField
 from .permissions import ADMIN, effective_role, has_role
 
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
-def api_errors(exc: DjangoValidationError) -> dict[str, Any]:
+
+def api_errors(exc: DjangoValidationError) -> dict[str, list[ErrorDetail]]:
     """Turn a model-layer ``ValidationError`` into DRF's ``{field: [messages]}`` form."""
     detail = serializers.as_serializer_error(exc)
     if NON_FIELD_ERRORS in detail:
@@ -47,12 +51,12 @@ def api_errors(exc: DjangoValidationError) -> dict[str, Any]:
     return detail
 
 
-class StrictMixin:
+class StrictMixin(serializers.Serializer):
     """Reject keys the serializer does not accept instead of silently ignoring them."""
 
-    def to_internal_value(self, data: Any) -> Any:
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         if isinstance(data, Mapping):
-            fields = self.fields  # type: ignore[attr-defined]
+            fields = self.fields
             errors = {}
             for key in data:
                 if key not in fields:
@@ -61,7 +65,7 @@ class StrictMixin:
                     errors[key] = [_("This field is read-only.")]
             if errors:
                 raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)  # type: ignore[misc]
+        return super().to_internal_value(data)
 
 
 # -- tenants ---------------------------------------------------------------------------------
@@ -93,7 +97,9 @@ class TenantSerializer(serializers.ModelSerializer):
         fields = [*_tenant_fields(), "role", "schedule_count"]
         read_only_fields = fields
 
-    def get_role(self, obj: Any) -> str | None:
+    # drf-spectacular reads this method's annotations at run time: the tenant model, which is
+    # swappable, cannot be named here.
+    def get_role(self, obj: Model) -> str | None:
         return effective_role(self.context["request"], obj.pk)
 
 
@@ -185,7 +191,7 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
     def get_trigger_description(self, obj: Schedule) -> str:
         return triggers.describe(obj)
 
-    def validate_tenant(self, tenant: Any) -> Any:
+    def validate_tenant(self, tenant: Tenant) -> Tenant:
         if self.instance is not None and getattr(self.instance, "tenant_id", None) != tenant.pk:
             raise serializers.ValidationError(_("The tenant of a schedule cannot be changed."))
         if not has_role(self.context["request"], tenant.pk, ADMIN):

@@ -8,16 +8,17 @@ never runs a job: ``run/`` queues an execution for the scheduler process.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, TypeVar
 
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Model, Prefetch, QuerySet
 from django.http import Http404, HttpResponse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
@@ -48,7 +49,15 @@ from .parsers import StrictJSONParser
 from .permissions import ADMIN, OPERATOR, TenantRolePermission, tenant_ids
 from .schema import APISchema
 
+if TYPE_CHECKING:
+    from rest_framework.serializers import BaseSerializer
+
+    from tenants.models import Tenant
+
 NEXT_FIRES = 10
+
+_M = TypeVar("_M", bound=Model)
+_QS = TypeVar("_QS", bound=QuerySet[Model])
 
 
 def max_next_runs() -> int:
@@ -56,12 +65,12 @@ def max_next_runs() -> int:
     return conf.API_MAX_NEXT_RUNS
 
 
-def _scoped(queryset: Any, request: Request, tenant_field: str = "tenant_id") -> Any:
+def _scoped(queryset: _QS, request: Request, tenant_field: str = "tenant_id") -> _QS:
     ids = tenant_ids(request)
     return queryset if ids is None else queryset.filter(**{f"{tenant_field}__in": ids})
 
 
-class APIMixin:
+class APIMixin(APIView):
     """What every view of this API shares, independent of the project's DRF defaults."""
 
     permission_classes = [IsAuthenticated, TenantRolePermission]
@@ -69,10 +78,8 @@ class APIMixin:
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
     schema = APISchema()
 
-    lookup_value_regex = "[^/]+"  # any id reaches the view and gets a JSON 404, not HTML
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        super().initial(request, *args, **kwargs)
         for name, values in request.query_params.lists():
             if has_null_character([name, *values]):
                 raise ValidationError({name: [_("Null characters are not allowed.")]})
@@ -81,23 +88,29 @@ class APIMixin:
         """Whether drf-spectacular is introspecting the view (no real request)."""
         return getattr(self, "swagger_fake_view", False)
 
-    def get_object(self) -> Any:
+
+class ObjectAPIMixin(APIMixin, generics.GenericAPIView[_M]):
+    """What the API's viewsets share: a JSON 404 for any id that cannot exist."""
+
+    lookup_value_regex = "[^/]+"  # any id reaches the view and gets a JSON 404, not HTML
+
+    def get_object(self) -> _M:
         # Ids the database cannot hold are simply not found (SQLite raises OverflowError on
         # them, and exact lookups through a parent link are not range-checked by Django).
         value = self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, "")
         if not (value.isascii() and value.isdigit() and 0 < int(value) <= MAX_ID):
             model = self.get_queryset().model
             raise Http404(f"No {model._meta.object_name} matches the given query.")
-        return super().get_object()  # type: ignore[misc]
+        return super().get_object()
 
 
-class TenantViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
+class TenantViewSet(ObjectAPIMixin["Tenant"], viewsets.ReadOnlyModelViewSet["Tenant"]):
     """The tenants you are a member of, with your role in each."""
 
     serializer_class = serializers.TenantSerializer
     pagination_class = PagePagination
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Tenant]:
         model = get_tenant_model()
         if self.fake_view():
             return model._default_manager.none()
@@ -105,7 +118,7 @@ class TenantViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
         return _scoped(qs, self.request, "pk").order_by("name", "pk")
 
 
-class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
+class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule]):
     """Schedules of one kind: CRUD plus run, pause, resume, next-runs and history."""
 
     model: type[Schedule] = Schedule
@@ -131,7 +144,7 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
         "resume": OPERATOR,
     }
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Schedule]:
         if self.fake_view():
             return self.model.objects.none()
         qs = self.model.objects.select_related("tenant").prefetch_related(
@@ -139,11 +152,11 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
         )
         return _scoped(qs, self.request)
 
-    def perform_create(self, serializer: Any) -> None:
+    def perform_create(self, serializer: BaseSerializer[Schedule]) -> None:
         # Validation, quota, dependencies and the audit entry: services.create_schedule.
         serializer.save()
 
-    def perform_update(self, serializer: Any) -> None:
+    def perform_update(self, serializer: BaseSerializer[Schedule]) -> None:
         serializer.save()
 
     def perform_destroy(self, instance: Schedule) -> None:
@@ -160,7 +173,7 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
         description="The scheduler process picks the execution up within its sync interval.",
     )
     @action(detail=True, methods=["post"])
-    def run(self, request: Request, pk: Any = None) -> Response:
+    def run(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
         self._check_empty_body(request)
         execution = services.run_now(schedule=schedule, user=request.user, source="api")
@@ -173,7 +186,7 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
         description="With `until`, until that instant; without, until resumed (disabled).",
     )
     @action(detail=True, methods=["post"])
-    def pause(self, request: Request, pk: Any = None) -> Response:
+    def pause(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
         body = serializers.PauseSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -187,7 +200,7 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=None, summary="Resume (and enable)")
     @action(detail=True, methods=["post"])
-    def resume(self, request: Request, pk: Any = None) -> Response:
+    def resume(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
         self._check_empty_body(request)
         services.resume_schedule(schedule=schedule, user=request.user, source="api")
@@ -199,7 +212,7 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
         summary="Preview the next fire times",
     )
     @action(detail=True, methods=["get"], url_path="next-runs")
-    def next_runs(self, request: Request, pk: Any = None) -> Response:
+    def next_runs(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
         query = serializers.NextRunsQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
@@ -224,10 +237,12 @@ class ScheduleViewSet(APIMixin, viewsets.ModelViewSet):
         summary="Audit trail: who changed what, and when",
     )
     @action(detail=True, methods=["get"], pagination_class=PagePagination, filter_backends=[])
-    def history(self, request: Request, pk: Any = None) -> Response:
+    def history(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
         entries = AuditEntry.objects.filter(schedule=schedule).select_related("user")
-        page = self.paginate_queryset(entries.order_by("-created_at", "-pk"))
+        ordered = entries.order_by("-created_at", "-pk")
+        # Any queryset pages; the stubs tie paginate_queryset to the view's own model.
+        page = self.paginate_queryset(ordered)  # type: ignore[arg-type]
         data = serializers.AuditEntrySerializer(page, many=True).data
         return self.get_paginated_response(data)
 
@@ -259,7 +274,7 @@ class CleanupConfigViewSet(ScheduleViewSet):
     ordering_fields = [*ScheduleViewSet.ordering_fields, "cleanup_target"]
 
 
-class ExecutionViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
+class ExecutionViewSet(ObjectAPIMixin[Execution], viewsets.ReadOnlyModelViewSet[Execution]):
     """The execution log (newest first, cursor-paginated)."""
 
     serializer_class = serializers.ExecutionSerializer
@@ -267,7 +282,7 @@ class ExecutionViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
     filter_backends = [DjangoFilterBackend]
     filterset_class = filters.ExecutionFilter
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[Execution]:
         if self.fake_view():
             return Execution.objects.none()
         return _scoped(Execution.objects.select_related("triggered_by"), self.request)
@@ -279,10 +294,15 @@ class DownloadRenderer(BaseRenderer):
     media_type = "*/*"
     format = "download"
 
-    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
+    def render(
+        self,
+        data: object,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, object] | None = None,
+    ) -> bytes:
         # Only errors get here (a download returns its own response): they are JSON.
         response = (renderer_context or {}).get("response")
-        if response is not None:
+        if isinstance(response, HttpResponse):
             response["Content-Type"] = "application/json"
         return JSONRenderer().render(data, "application/json", renderer_context)
 
@@ -290,7 +310,9 @@ class DownloadRenderer(BaseRenderer):
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class ReportArtifactViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
+class ReportArtifactViewSet(
+    ObjectAPIMixin[ReportArtifact], viewsets.ReadOnlyModelViewSet[ReportArtifact]
+):
     """Rendered reports; ``download/`` returns the file in its format."""
 
     serializer_class = serializers.ReportArtifactSerializer
@@ -298,7 +320,7 @@ class ReportArtifactViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
     filter_backends = [DjangoFilterBackend]
     filterset_class = filters.ReportArtifactFilter
 
-    def get_queryset(self) -> Any:
+    def get_queryset(self) -> QuerySet[ReportArtifact]:
         if self.fake_view():
             return ReportArtifact.objects.none()
         qs = ReportArtifact.objects.defer("content").order_by("-created_at", "-id")
@@ -320,7 +342,7 @@ class ReportArtifactViewSet(APIMixin, viewsets.ReadOnlyModelViewSet):
         renderer_classes=[JSONRenderer, DownloadRenderer],
         filter_backends=[],
     )
-    def download(self, request: Request, pk: Any = None) -> HttpResponse:
+    def download(self, request: Request, pk: str | None = None) -> HttpResponse:
         artifact = self.get_object()
         content_type = artifact.content_type
         if not content_type or _UNSAFE_HEADER.search(content_type):

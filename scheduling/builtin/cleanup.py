@@ -8,14 +8,19 @@ Other apps register their own the same way, in their ``scheduling_tasks.py``::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django import forms
-from django.db.models import CharField, QuerySet, Value
+from django.db.models import CharField, Model, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext_lazy as _
 
 from ..registry import cleanup_target
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
+
+    from ..models import Execution
 
 
 class ExecutionRetentionOptions(forms.Form):
@@ -28,14 +33,14 @@ class ExecutionRetentionOptions(forms.Form):
     )
 
 
-def finished_executions(tenant: Any) -> QuerySet:
+def finished_executions(tenant: Tenant) -> QuerySet[Execution]:
     """The tenant's executions that have finished; queued and running ones are never purged."""
     from ..models import Execution
 
     return Execution.objects.for_tenant(tenant).finished()
 
 
-def apscheduler_job_executions(tenant: Any) -> QuerySet:
+def apscheduler_job_executions(tenant: Tenant) -> QuerySet[Model]:
     """django-apscheduler's execution log rows of the tenant's jobs (``schedule:<pk>``).
 
     That table has no tenant column; a row belongs to the tenant whose schedule the job id

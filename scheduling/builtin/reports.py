@@ -8,16 +8,19 @@ period costs a handful of queries, not one row per execution in Python.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django import forms
-from django.db.models import Avg, Count, Max, Min, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Avg, Count, Max, Min, Model, OuterRef, Q, QuerySet, Subquery
 from django.db.models import JSONField as JSONModelField
 from django.utils.translation import gettext_lazy as _
 
 from ..context import ExecutionContext
 from ..models import FAILURE_STATUSES, RAN_STATUSES, Execution, PeriodicScan, Report, Status
-from ..registry import report_type
+from ..registry import JSONObject, report_type
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 # Failure rates and durations are over runs (RAN_STATUSES): skipped and missed occurrences
 # never ran, and an interrupted one did not run to an outcome.
@@ -26,7 +29,7 @@ PERCENTILES = (50, 95, 99)
 TOP_N = 5
 
 
-def _options(report: Report) -> dict:
+def _options(report: Report) -> JSONObject:
     from ..kinds.report import report_options
 
     return report_options(report)
@@ -40,14 +43,16 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(float(value), 1)
 
 
-def percentiles(queryset: QuerySet, field: str, count: int, ps: tuple[int, ...]) -> dict:
+def percentiles(
+    queryset: QuerySet[Model], field: str, count: int, ps: tuple[int, ...]
+) -> dict[str, object]:
     """Return nearest-rank percentiles of ``field`` over ``queryset`` (``count`` rows).
 
     Each one is a single ``ORDER BY ... LIMIT 1 OFFSET k`` query: the database sorts, and no
     rows travel to Python.
     """
     ordered = queryset.order_by(field).values_list(field, flat=True)
-    values: dict[str, Any] = {}
+    values: dict[str, object] = {}
     for p in ps:
         # Nearest rank: the smallest value with at least p% of the values at or below it.
         rank = max(1, -(-p * count // 100))
@@ -73,7 +78,7 @@ class ExecutionSummaryOptions(forms.Form):
         return 24 if value is None else value
 
 
-def _schedule_row(row: dict) -> dict:
+def _schedule_row(row: JSONObject) -> JSONObject:
     return {
         "schedule_id": row["schedule_id"],
         "name": row["schedule_name"],
@@ -81,7 +86,7 @@ def _schedule_row(row: dict) -> dict:
     }
 
 
-def execution_summary_data(tenant: Any, start: datetime, end: datetime) -> dict:
+def execution_summary_data(tenant: Tenant, start: datetime, end: datetime) -> JSONObject:
     """Aggregate the tenant's executions scheduled in ``[start, end)``."""
     executions = Execution.objects.filter(
         tenant=tenant, scheduled_for__gte=start, scheduled_for__lt=end
@@ -156,9 +161,9 @@ def execution_summary_data(tenant: Any, start: datetime, end: datetime) -> dict:
     }
 
 
-def execution_summary_csv(data: dict) -> list[list[Any]]:
+def execution_summary_csv(data: JSONObject) -> list[list[object]]:
     """One fact per row: section, schedule (when per schedule), metric, value."""
-    rows: list[list[Any]] = [["section", "schedule", "metric", "value"]]
+    rows: list[list[object]] = [["section", "schedule", "metric", "value"]]
     rows += [["period", "", key, data["period"][key]] for key in ("start", "end", "hours")]
     rows += [["executions", "", status, count] for status, count in data["by_status"].items()]
     rows += [
@@ -182,7 +187,7 @@ def execution_summary_csv(data: dict) -> list[list[Any]]:
     template="scheduling/reports/execution_summary.html",
     csv_rows=execution_summary_csv,
 )
-def execution_summary(report: Report, context: ExecutionContext) -> dict:
+def execution_summary(report: Report, context: ExecutionContext) -> JSONObject:
     """Counts, failure rate, duration percentiles, slowest and most-failing schedules."""
     hours = _options(report)["period_hours"]
     end = context.scheduled_for
@@ -203,7 +208,9 @@ class ScanStatusOptions(forms.Form):
 ERROR_PREVIEW = 500
 
 
-def scan_status_data(tenant: Any, as_of: datetime, *, include_disabled: bool = False) -> dict:
+def scan_status_data(
+    tenant: Tenant, as_of: datetime, *, include_disabled: bool = False
+) -> JSONObject:
     """The latest state of each scan of ``tenant`` as of ``as_of``, in one query."""
     latest = Execution.objects.filter(
         schedule=OuterRef("pk"),
@@ -214,7 +221,7 @@ def scan_status_data(tenant: Any, as_of: datetime, *, include_disabled: bool = F
     scans = PeriodicScan.objects.filter(tenant=tenant).order_by("name", "pk")
     if not include_disabled:
         scans = scans.filter(enabled=True)
-    scans = scans.annotate(
+    checked = scans.annotate(
         check_status=Subquery(latest.values("status")[:1]),
         checked_at=Subquery(latest.values("finished_at")[:1]),
         check_duration_ms=Subquery(latest.values("duration_ms")[:1]),
@@ -223,7 +230,7 @@ def scan_status_data(tenant: Any, as_of: datetime, *, include_disabled: bool = F
     )
     rows = []
     counts = {"up": 0, "down": 0, "unknown": 0}
-    for scan in scans:
+    for scan in checked:
         state = {
             Status.SUCCEEDED: "up",
             Status.FAILED: "down",
@@ -275,7 +282,7 @@ SCAN_STATUS_COLUMNS = (
 )
 
 
-def scan_status_csv(data: dict) -> list[list[Any]]:
+def scan_status_csv(data: JSONObject) -> list[list[object]]:
     """One row per scan."""
     return [list(SCAN_STATUS_COLUMNS)] + [
         [row[column] for column in SCAN_STATUS_COLUMNS] for row in data["scans"]
@@ -289,7 +296,7 @@ def scan_status_csv(data: dict) -> list[list[Any]]:
     template="scheduling/reports/scan_status.html",
     csv_rows=scan_status_csv,
 )
-def scan_status(report: Report, context: ExecutionContext) -> dict:
+def scan_status(report: Report, context: ExecutionContext) -> JSONObject:
     """The latest check of each scan: up, down or unknown, with its error."""
     options = _options(report)
     return scan_status_data(

@@ -16,8 +16,9 @@ import re
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django import forms
@@ -27,8 +28,11 @@ from django.utils.translation import gettext_lazy as _
 from ..conf import conf
 from ..context import ExecutionContext
 from ..exceptions import SchedulingError
-from ..registry import scan_type
+from ..registry import JSONObject, scan_type
 from ..targets import ResolutionError, connect, open_connection, resolve_and_check
+
+if TYPE_CHECKING:
+    from ..models import PeriodicScan
 
 # The most body an HTTP check reads (for its keyword); the rest is never downloaded.
 MAX_BODY_BYTES = 1024 * 1024
@@ -98,7 +102,7 @@ def parse_host_port(target: str, *, default_port: int | None = None) -> tuple[st
     return host, int(port_text)
 
 
-def validate_http_target(target: str, options: dict | None = None) -> None:
+def validate_http_target(target: str, options: JSONObject | None = None) -> None:
     """Accept only absolute http:// and https:// URLs without credentials."""
     if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target):
         raise ValidationError(_("A URL cannot contain spaces or control characters."))
@@ -123,22 +127,22 @@ def validate_http_target(target: str, options: dict | None = None) -> None:
     validate_host(parts.hostname)
 
 
-def validate_tcp_target(target: str, options: dict | None = None) -> None:
+def validate_tcp_target(target: str, options: JSONObject | None = None) -> None:
     """Accept ``host:port`` and ``[ipv6]:port``."""
     parse_host_port(target)
 
 
-def validate_tls_target(target: str, options: dict | None = None) -> None:
+def validate_tls_target(target: str, options: JSONObject | None = None) -> None:
     """Accept ``host`` or ``host:port`` (443 when the port is left out)."""
     parse_host_port(target, default_port=443)
 
 
-def validate_dns_target(target: str, options: dict | None = None) -> None:
+def validate_dns_target(target: str, options: JSONObject | None = None) -> None:
     """Accept a DNS name (or an IP address, which resolves to itself)."""
     validate_host(target.strip())
 
 
-def _checked_target(validate: Any, target: str) -> None:
+def _checked_target(validate: Callable[[str, JSONObject | None], None], target: str) -> None:
     # A row saved around the validation (a bulk update, a fixture) still fails with a readable
     # message rather than somewhere deep in a socket call.
     try:
@@ -150,11 +154,11 @@ def _checked_target(validate: Any, target: str) -> None:
 # -- shared run-time helpers ---------------------------------------------------------------
 
 
-def _clean_options(form_class: type[forms.Form], options: Any) -> dict:
+def _clean_options(form_class: type[forms.Form], options: JSONObject | None) -> JSONObject:
     form = form_class(data=options or {})
     if not form.is_valid():
         errors = "; ".join(
-            f"{name}: {' '.join(messages)}" for name, messages in form.errors.items()
+            f"{name}: {' '.join(map(str, messages))}" for name, messages in form.errors.items()
         )
         raise ScanFailed(f"Invalid options: {errors}")
     return form.cleaned_data
@@ -234,7 +238,7 @@ class HttpOptions(forms.Form):
     def clean_method(self) -> str:
         return self.cleaned_data.get("method") or "GET"
 
-    def clean(self) -> dict:
+    def clean(self) -> JSONObject:
         cleaned = super().clean() or {}
         if cleaned.get("keyword") and cleaned.get("method") == "HEAD":
             self.add_error("keyword", _("A keyword needs method GET: HEAD responses have no body."))
@@ -246,10 +250,12 @@ class _CheckedConnectionMixin:
 
     host: str
     port: int
-    timeout: float
+    timeout: float | None  # as http.client declares it; scans always set one
     address = ""
 
     def _open_checked_socket(self) -> socket.socket:
+        if self.timeout is None:  # never wait on a target without a bound
+            raise ValueError("A checked connection needs a timeout.")
         sock, self.address = open_connection(self.host, self.port, timeout=self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
@@ -308,7 +314,7 @@ def _short(text: str, limit: int = 200) -> str:
     options=HttpOptions,
     validate_target=validate_http_target,
 )
-def http_check(scan: Any, context: ExecutionContext) -> dict:
+def http_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     """Request the URL once (no redirects followed) and check its status and body."""
     url = scan.target.strip()
     _checked_target(validate_http_target, url)
@@ -350,7 +356,7 @@ def http_check(scan: Any, context: ExecutionContext) -> dict:
         connection.close()
 
     status = response.status
-    result: dict[str, Any] = {
+    result: JSONObject = {
         "url": url,
         "method": method,
         "address": connection.address,
@@ -391,7 +397,7 @@ class TcpOptions(forms.Form):
     options=TcpOptions,
     validate_target=validate_tcp_target,
 )
-def tcp_check(scan: Any, context: ExecutionContext) -> dict:
+def tcp_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     """Open a TCP connection to ``host:port`` and record how long the connect took."""
     _checked_target(validate_tcp_target, scan.target)
     options = _clean_options(TcpOptions, scan.options)
@@ -426,8 +432,11 @@ class TlsOptions(forms.Form):
     timeout = timeout_field()
 
 
-def _name_field(name: Any, field: str = "commonName") -> str:
-    for rdn in name or ():
+def _name_field(name: object, field: str = "commonName") -> str:
+    # ``getpeercert()`` gives a subject or issuer as a tuple of RDNs of (key, value) pairs.
+    if not isinstance(name, tuple):
+        return ""
+    for rdn in name:
         for key, value in rdn:
             if key == field:
                 return str(value)
@@ -440,7 +449,7 @@ def _name_field(name: Any, field: str = "commonName") -> str:
     options=TlsOptions,
     validate_target=validate_tls_target,
 )
-def tls_check(scan: Any, context: ExecutionContext) -> dict:
+def tls_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     """Complete a verified TLS handshake and record the days until the certificate expires."""
     _checked_target(validate_tls_target, scan.target)
     options = _clean_options(TlsOptions, scan.options)
@@ -456,7 +465,9 @@ def tls_check(scan: Any, context: ExecutionContext) -> dict:
     except OSError as exc:
         raise _connection_error(exc, where, timeout) from exc
     handshake_ms = _elapsed_ms(started)
-    expires_at = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), tz=UTC)
+    # notAfter is a date string ("Jun  1 12:00:00 2030 GMT"); typeshed types every value alike.
+    not_after = str(cert["notAfter"])
+    expires_at = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), tz=UTC)
     days_left = (expires_at - context.now()).total_seconds() / 86400
     result = {
         "host": host,
@@ -511,7 +522,7 @@ class DnsOptions(forms.Form):
     options=DnsOptions,
     validate_target=validate_dns_target,
 )
-def dns_check(scan: Any, context: ExecutionContext) -> dict:
+def dns_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     """Resolve the name now and record its addresses (each one checked against the policy)."""
     host = scan.target.strip()
     _checked_target(validate_dns_target, host)

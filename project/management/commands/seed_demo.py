@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from django.contrib.auth import get_user_model
@@ -23,12 +23,15 @@ from scheduling.models import CleanupConfig, PeriodicScan, Report, Schedule
 from scheduling.triggers import describe, next_runs
 from tenants.models import Membership, Role, Tenant
 
+if TYPE_CHECKING:
+    from django.contrib.auth.base_user import AbstractBaseUser
+
 # The interval schedules' first run, counted from the seeding: time for runscheduler and the
 # development server to start.
 FIRST_RUN_DELAY = timedelta(seconds=10)
 
 
-def demo_schedules(port: int) -> list[tuple[type[Schedule], str, dict[str, Any]]]:
+def demo_schedules(port: int) -> list[tuple[type[Schedule], str, dict[str, object]]]:
     """Return (model, name, fields) of every demo schedule: each fires within a minute."""
     base = f"127.0.0.1:{port}"
     every_minute = {"trigger_type": "cron", "cron_expression": "* * * * *"}
@@ -121,7 +124,7 @@ class Command(BaseCommand):
         )
         return tenant
 
-    def seed_admin(self, tenant: Tenant) -> tuple[Any, str]:
+    def seed_admin(self, tenant: Tenant) -> tuple[AbstractBaseUser, str]:
         """Create the superuser ``admin`` or reset its password; return it and the password."""
         password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
         user_model = get_user_model()
@@ -143,7 +146,7 @@ class Command(BaseCommand):
         for model, name, fields in demo_schedules(port):
             schedule = model.objects.filter(tenant=tenant, name=name).first()
             created = schedule is None
-            if created:
+            if schedule is None:
                 schedule = model(tenant=tenant, name=name, kind=model.KIND)
             values = {
                 "description": "Created by seed_demo.",
@@ -166,7 +169,9 @@ class Command(BaseCommand):
             seeded.append((schedule, created))
         return seeded
 
-    def report(self, user: Any, password: str, schedules: list[tuple[Schedule, bool]]) -> None:
+    def report(
+        self, user: AbstractBaseUser, password: str, schedules: list[tuple[Schedule, bool]]
+    ) -> None:
         self.stdout.write("")
         for schedule, created in schedules:
             upcoming = next_runs(schedule, 1)
