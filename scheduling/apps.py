@@ -9,11 +9,10 @@ class SchedulingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, checks_runtime, receivers, registry
+        from . import checks, receivers, registry
         from .tenancy import get_tenant_model
 
         checks.register()
-        checks_runtime.register()
         post_delete.connect(receivers.record_schedule_deletion, dispatch_uid="scheduling_deletion")
         post_migrate.connect(
             receivers.create_retention_schedules,

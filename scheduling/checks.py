@@ -1,18 +1,27 @@
-"""System checks: every ``SCHEDULING_*`` setting and the database the scheduler relies on."""
+"""System checks: every ``SCHEDULING_*`` setting, the database, the executors, a live scheduler."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
-from .conf import EXECUTOR_CHOICES, conf
+from .conf import conf
+from .executors import EXECUTORS
+from .executors.choice import check_executors
+from .models import Kind
+from .status import get_lease, lease_health
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
+
 
 # setting name -> (minimum, error id); all must be real numbers >= minimum.
 NUMBERS: dict[str, tuple[float, str]] = {
@@ -67,26 +76,24 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
                     id="scheduling.E001",
                 )
             )
-    if conf.EXECUTOR not in EXECUTOR_CHOICES:
+    if conf.EXECUTOR not in EXECUTORS:
         errors.append(
             Error(
                 f"SCHEDULING_EXECUTOR is {conf.EXECUTOR!r}.",
-                hint=f"Use one of {', '.join(EXECUTOR_CHOICES)}.",
+                hint=f"Use one of {', '.join(EXECUTORS)}.",
                 id="scheduling.E002",
             )
         )
     overrides = conf.EXECUTOR_OVERRIDES
     if not isinstance(overrides, dict) or any(
-        k not in ("scan", "report", "cleanup") or v not in EXECUTOR_CHOICES
+        k not in Kind.values or v not in EXECUTORS
         for k, v in (overrides.items() if isinstance(overrides, dict) else [])
     ):
         errors.append(
             Error(
-                "SCHEDULING_EXECUTOR_OVERRIDES must map kinds (scan, report, cleanup) to "
+                f"SCHEDULING_EXECUTOR_OVERRIDES must map kinds ({', '.join(Kind.values)}) to "
                 "executors.",
-                hint="For example {'scan': 'process'}; executors: "
-                + ", ".join(EXECUTOR_CHOICES)
-                + ".",
+                hint="For example {'scan': 'process'}; executors: " + ", ".join(EXECUTORS) + ".",
                 id="scheduling.E015",
             )
         )
@@ -217,44 +224,6 @@ def sqlite_warnings(db: Mapping[str, Any]) -> list[CheckMessage]:
     ]
 
 
-def check_celery(**kwargs: object) -> list[CheckMessage]:
-    """Check that the ``celery`` executor, where selected, has Celery and a broker."""
-    overrides = conf.EXECUTOR_OVERRIDES if isinstance(conf.EXECUTOR_OVERRIDES, dict) else {}
-    if "celery" not in (conf.EXECUTOR, *overrides.values()):
-        return []
-    errors: list[CheckMessage] = []
-    queue = conf.CELERY_QUEUE
-    if not isinstance(queue, str) or not queue:
-        errors.append(
-            Error(
-                f"SCHEDULING_CELERY_QUEUE must be a non-empty string; got {queue!r}.",
-                hint="Remove SCHEDULING_CELERY_QUEUE to use the default 'scheduling'.",
-                id="scheduling.E032",
-            )
-        )
-    try:
-        from celery import current_app
-    except ImportError:
-        return [
-            *errors,
-            Error(
-                "The celery executor is selected but Celery is not installed.",
-                hint="pip install 'django-tenant-scheduling[celery]'.",
-                id="scheduling.E033",
-            ),
-        ]
-    if not current_app.conf.broker_url:
-        errors.append(
-            Error(
-                "The celery executor is selected but the Celery app has no broker.",
-                hint="Define a Celery app for the project (see Celery's 'First steps with "
-                "Django') and set CELERY_BROKER_URL, e.g. 'redis://127.0.0.1:6379/0'.",
-                id="scheduling.E034",
-            )
-        )
-    return errors
-
-
 def check_admin_index(**kwargs: object) -> list[CheckMessage]:
     """Warn when the admin index is Django's own, without the link to the dashboard."""
     if "django.contrib.admin" not in settings.INSTALLED_APPS:
@@ -279,10 +248,50 @@ def check_admin_index(**kwargs: object) -> list[CheckMessage]:
     ]
 
 
+# A deployment check (``manage.py check --deploy``): it reads the lease from the database, and
+# a development machine or a CI job without a running scheduler must not be warned by every
+# ``manage.py`` command. Run ``check --deploy`` after a deployment, once the ``runscheduler``
+# process should be up, to catch a scheduler that never started or has died.
+def check_scheduler(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: object
+) -> list[CheckMessage]:
+    """Warn (scheduling.W002) when no scheduler holds the lease with a fresh heartbeat."""
+    try:
+        lease = get_lease()
+    except DatabaseError as exc:
+        return [
+            Warning(
+                f"Could not read the scheduler lease from the database: {exc}.",
+                hint="Run `manage.py migrate` and check the database settings.",
+                id="scheduling.W003",
+            )
+        ]
+    health = lease_health(lease)
+    if health["healthy"]:
+        return []
+    if lease is None:
+        detail = "no scheduler has ever run against this database"
+    elif not health["leader_active"]:
+        detail = "no scheduler holds the lease"
+    else:
+        detail = (
+            f"the leader's heartbeat is {health['heartbeat_age_seconds']:.0f} s old "
+            f"(SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE is {health['max_heartbeat_age_seconds']:g} s)"
+        )
+    return [
+        Warning(
+            f"No scheduler is running: {detail} (lease {conf.LEASE_NAME!r}).",
+            hint="Start `python manage.py runscheduler` (one or more replicas) and keep it "
+            "running under a process supervisor; schedules do not fire without it.",
+            id="scheduling.W002",
+        )
+    ]
+
+
 CHECKS: list[Callable[..., list[CheckMessage]]] = [
     check_settings,
     check_database,
-    check_celery,
+    check_executors,
     check_admin_index,
 ]
 
@@ -291,3 +300,6 @@ def register() -> None:
     """Register the app's checks (called from ``AppConfig.ready``)."""
     for check in CHECKS:
         register_check(check, Tags.compatibility)
+    # Not tagged "database": Django runs those only with --database, and this check exists
+    # to be run by a plain `check --deploy`.
+    register_check(check_scheduler, "scheduling", deploy=True)

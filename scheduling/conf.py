@@ -22,7 +22,6 @@ DEFAULT_DENY_NETWORKS = (
     "fd00:ec2::254/128",  # AWS metadata over IPv6
 )
 
-EXECUTOR_CHOICES = ("thread", "process", "celery")
 
 _T = TypeVar("_T")
 

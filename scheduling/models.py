@@ -13,11 +13,11 @@ import hashlib
 import zoneinfo
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, ClassVar, Self, TypedDict, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self, TypedDict, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MinValueValidator, validate_email
 from django.db import models
 from django.db.models import F, Q
 from django.http import Http404
@@ -25,7 +25,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
+from .exceptions import UnknownTaskType
+from .registry import cleanup_targets, report_types, scan_types
 from .tenancy import visible_tenant_ids
+from .triggers import TriggerFields, validate_trigger
 from .validators import check_limits, null_character_errors, validate_timezone_name
 
 if TYPE_CHECKING:
@@ -128,6 +131,49 @@ class ScheduleQuerySet(models.QuerySet[_S]):
             return self.get(tenant=tenant, pk=pk)
         except (Schedule.DoesNotExist, ValueError, TypeError) as exc:
             raise Http404("No schedule matches the given query.") from exc
+
+
+class JobFields(TriggerFields, Protocol):
+    """A trigger's fields plus what else shapes a schedule's job (``trigger_fingerprint``)."""
+
+    @property
+    def paused_until(self) -> datetime | None: ...
+    @property
+    def effective_misfire_grace(self) -> int: ...
+    @property
+    def coalesce(self) -> bool: ...
+
+
+def schedule_job_id(pk: int | None) -> str:
+    """Return the job-store id of schedule ``pk`` (``schedule:<pk>``)."""
+    return f"schedule:{pk}"
+
+
+def is_paused_at(paused_until: datetime | None, now: datetime | None = None) -> bool:
+    """Return whether a schedule paused until ``paused_until`` is paused at ``now``."""
+    return paused_until is not None and paused_until > (now or timezone.now())
+
+
+def trigger_fingerprint(fields: JobFields) -> bytes:
+    """Digest of everything that shapes a schedule's job in the job store."""
+    parts = [
+        fields.trigger_type,
+        fields.interval_seconds,
+        fields.cron_expression,
+        fields.run_at,
+        fields.start_at,
+        fields.end_at,
+        fields.effective_timezone,
+        fields.jitter_seconds,
+        fields.stagger,
+        fields.dst_gap_policy,
+        fields.dst_fold_policy,
+        fields.paused_until,
+        fields.effective_misfire_grace,
+        fields.coalesce,
+        fields.created_at,
+    ]
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
 
 
 # Fields the scheduler process owns. A form or serializer saving a stale instance must not
@@ -322,10 +368,10 @@ class Schedule(models.Model):
 
     @property
     def job_id(self) -> str:
-        return f"schedule:{self.pk}"
+        return schedule_job_id(self.pk)
 
     def is_paused(self, now: datetime | None = None) -> bool:
-        return self.paused_until is not None and self.paused_until > (now or timezone.now())
+        return is_paused_at(self.paused_until, now)
 
     def get_kind_object(self) -> Schedule:
         """Return this schedule as its concrete kind (PeriodicScan, Report, CleanupConfig)."""
@@ -347,30 +393,11 @@ class Schedule(models.Model):
 
     def trigger_fingerprint(self) -> bytes:
         """Digest of everything that shapes the job in the job store."""
-        parts = [
-            self.trigger_type,
-            self.interval_seconds,
-            self.cron_expression,
-            self.run_at,
-            self.start_at,
-            self.end_at,
-            self.effective_timezone,
-            self.jitter_seconds,
-            self.stagger,
-            self.dst_gap_policy,
-            self.dst_fold_policy,
-            self.paused_until,
-            self.effective_misfire_grace,
-            self.coalesce,
-            self.created_at,
-        ]
-        return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
+        return trigger_fingerprint(self)
 
     # -- validation -----------------------------------------------------------------------
 
     def clean(self) -> None:
-        from .triggers import validate_trigger
-
         super().clean()
         null_characters = null_character_errors(self)
         if null_characters:
@@ -413,8 +440,6 @@ _Registered = TypeVar("_Registered", "PeriodicScan", "Report", "CleanupConfig")
 def _clean_registered(
     schedule: _Registered, registry: Registry[_Registered], key_field: str
 ) -> None:
-    from .exceptions import UnknownTaskType
-
     key = getattr(schedule, key_field)
     try:
         entry = registry.get(key)
@@ -437,8 +462,6 @@ class PeriodicScan(Schedule):
         verbose_name_plural = _("periodic scans")
 
     def clean_type(self) -> None:
-        from .registry import scan_types
-
         _clean_registered(self, scan_types, "scan_type")
         entry = scan_types.get(self.scan_type)
         if entry.validate_target is not None:
@@ -470,10 +493,6 @@ class Report(Schedule):
         return [r.strip() for r in self.recipients.replace(",", "\n").splitlines() if r.strip()]
 
     def clean_type(self) -> None:
-        from django.core.validators import validate_email
-
-        from .registry import report_types
-
         _clean_registered(self, report_types, "report_type")
         bad = []
         for address in self.recipient_list():
@@ -504,8 +523,6 @@ class CleanupConfig(Schedule):
         verbose_name_plural = _("cleanup configs")
 
     def clean_type(self) -> None:
-        from .registry import cleanup_targets
-
         _clean_registered(self, cleanup_targets, "cleanup_target")
 
 
@@ -571,6 +588,10 @@ class OutcomeValues(TypedDict):
 
 
 class Execution(models.Model):
+    # Not a field: set on a claim made ahead of its time while others of its schedule were
+    # active; the overlap policy is then decided when it is due (``runner.skipped_for_overlap``).
+    recheck_overlap: bool = False
+
     schedule = models.ForeignKey(
         Schedule,
         on_delete=models.SET_NULL,
@@ -644,6 +665,44 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.schedule_name} @ {self.scheduled_for:%Y-%m-%d %H:%M:%S} #{self.attempt}"
+
+    @classmethod
+    def for_occurrence(
+        cls,
+        schedule: Schedule,
+        scheduled_for: datetime,
+        *,
+        attempt: int = 1,
+        trigger: str = TriggerKind.SCHEDULE,
+        status: str = Status.QUEUED,
+        claimed_by: str = "",
+        error: str = "",
+        run_after: datetime | None = None,
+        now: datetime | None = None,
+    ) -> Self:
+        """Return the unsaved row of one attempt of ``schedule``'s occurrence at ``scheduled_for``.
+
+        The one constructor of execution rows: claims, retries, dependents and manual runs.
+        A row created already final (skipped, missed) is finished at once, in no time.
+        """
+        now = now or timezone.now()
+        execution = cls(
+            schedule=schedule,
+            schedule_name=schedule.name,
+            schedule_kind=schedule.kind,
+            tenant_id=schedule.tenant_id,
+            scheduled_for=scheduled_for,
+            attempt=attempt,
+            trigger=trigger,
+            status=status,
+            queued_at=now,
+            claimed_by=claimed_by,
+            error=error,
+            run_after=run_after,
+        )
+        if status not in ACTIVE_STATUSES:
+            execution.finished_at, execution.duration_ms = now, 0
+        return execution
 
     @property
     def is_finished(self) -> bool:

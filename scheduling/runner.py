@@ -57,25 +57,17 @@ def claim(
     run_after: datetime | None = None,
 ) -> Execution | None:
     """Insert the execution row of one occurrence; None if another process owns it."""
-    now = timezone.now()
-    execution = Execution(
-        schedule=schedule,
-        schedule_name=schedule.name,
-        schedule_kind=schedule.kind,
-        tenant_id=schedule.tenant_id,
-        scheduled_for=scheduled_for,
+    execution = Execution.for_occurrence(
+        schedule,
+        scheduled_for,
         attempt=attempt,
         trigger=trigger,
         status=status,
-        queued_at=now,
         claimed_by=claimed_by,
         error=error,
-        triggered_by=triggered_by,
         run_after=run_after,
     )
-    if status not in ACTIVE_STATUSES:
-        execution.finished_at = now
-        execution.duration_ms = 0
+    execution.triggered_by = triggered_by
     try:
         with transaction.atomic():
             execution.save(force_insert=True)

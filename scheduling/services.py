@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .conf import conf
-from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, Status, TriggerKind
+from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, TriggerKind
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -304,19 +304,10 @@ def run_now(*, schedule: Schedule, user: Actor = None, source: str | None = None
     """
     now = timezone.now()
     with transaction.atomic():
-        execution = Execution.objects.create(
-            schedule=schedule,
-            schedule_name=schedule.name,
-            schedule_kind=schedule.kind,
-            tenant_id=schedule.tenant_id,
-            scheduled_for=now,
-            attempt=1,
-            trigger=TriggerKind.MANUAL,
-            status=Status.QUEUED,
-            queued_at=now,
-            # The FK's model is AUTH_USER_MODEL, which the stubs pin to the test settings' User.
-            triggered_by=_signed_in(user),  # type: ignore[misc]
-        )
+        execution = Execution.for_occurrence(schedule, now, trigger=TriggerKind.MANUAL, now=now)
+        # The FK's model is AUTH_USER_MODEL, which the stubs pin to the test settings' User.
+        execution.triggered_by = _signed_in(user)  # type: ignore[assignment]
+        execution.save(force_insert=True)
         if source is not None:
             record_audit(
                 schedule=schedule,

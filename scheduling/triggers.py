@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import zoneinfo
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -33,6 +33,38 @@ from .exceptions import InvalidTrigger
 
 if TYPE_CHECKING:
     from .models import Schedule
+
+
+class TriggerFields(Protocol):
+    """What a trigger is built from: a ``Schedule``, or a row of its columns (the sync's)."""
+
+    @property
+    def pk(self) -> int | None: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+    @property
+    def trigger_type(self) -> str: ...
+    @property
+    def interval_seconds(self) -> int | None: ...
+    @property
+    def cron_expression(self) -> str: ...
+    @property
+    def run_at(self) -> datetime | None: ...
+    @property
+    def start_at(self) -> datetime | None: ...
+    @property
+    def end_at(self) -> datetime | None: ...
+    @property
+    def jitter_seconds(self) -> int: ...
+    @property
+    def stagger(self) -> bool: ...
+    @property
+    def dst_gap_policy(self) -> str: ...
+    @property
+    def dst_fold_policy(self) -> str: ...
+    @property
+    def effective_timezone(self) -> str: ...
+
 
 CRON_ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -236,7 +268,7 @@ class ZonedCronTrigger(BaseTrigger):
         return self._apply_jitter(best, self.jitter, now)
 
 
-def _interval_start(schedule: Schedule) -> datetime:
+def _interval_start(schedule: TriggerFields) -> datetime:
     """First fire of an interval schedule: ``start_at``, else one period after creation."""
     if schedule.start_at:
         return schedule.start_at
@@ -244,7 +276,7 @@ def _interval_start(schedule: Schedule) -> datetime:
     return created + timedelta(seconds=schedule.interval_seconds or 0)
 
 
-def stagger_offset(schedule: Schedule) -> int:
+def stagger_offset(schedule: TriggerFields) -> int:
     """Return a deterministic offset in [0, jitter_seconds) derived from the schedule's id."""
     if not schedule.jitter_seconds or not schedule.pk:
         return 0
@@ -252,7 +284,7 @@ def stagger_offset(schedule: Schedule) -> int:
     return int.from_bytes(digest, "big") % schedule.jitter_seconds
 
 
-def build_trigger(schedule: Schedule, *, jitter: bool = True) -> BaseTrigger:
+def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigger:
     """Return the APScheduler trigger of ``schedule`` (raises ``InvalidTrigger``)."""
     jitter_seconds = (schedule.jitter_seconds or None) if jitter else None
     offset = 0

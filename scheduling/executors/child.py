@@ -1,17 +1,15 @@
 """The entry point of the ``process`` executor's children (imported before Django is set up).
 
 A spawned child imports this module to find its target, in a fresh interpreter where Django
-is not configured yet: nothing here may import models at module level.
+is not configured yet: nothing here may import models at module level. The child inherits the
+parent's environment, ``DJANGO_SETTINGS_MODULE`` included (system check ``scheduling.E037``).
 """
 
 from __future__ import annotations
 
-import os
 
-
-def run_execution(execution_id: int, settings_module: str) -> None:
-    """Set Django up with the parent's settings module, then run ``execution_id``."""
-    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+def run_execution(execution_id: int) -> None:
+    """Set Django up from the inherited settings module, then run ``execution_id``."""
     import django
 
     django.setup()

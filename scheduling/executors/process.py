@@ -2,7 +2,7 @@
 
 Executions wait in the thread executor's pool (priority, per-tenant limits, start times);
 a worker thread then starts a child with the ``spawn`` method: a fresh interpreter that sets
-Django up with the parent's settings module and opens its own database connection (a forked
+Django up with the settings module it inherits and opens its own database connection (a forked
 child would share the parent's connections). The child records the outcome itself; when the
 timeout passes, the parent kills it and records ``timed_out``.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 from typing import TYPE_CHECKING
 
-from django.conf import settings
+from django.conf import ENVIRONMENT_VARIABLE
 from django.core.checks import Error
 from django.db import connection
 
@@ -33,7 +34,7 @@ def run_in_child(execution_id: int, *, timeout: float) -> int | None:
     context = multiprocessing.get_context("spawn")
     process = context.Process(
         target=run_execution,
-        args=(execution_id, settings.SETTINGS_MODULE),
+        args=(execution_id,),
         name=f"scheduling-execution-{execution_id}",
     )
     process.start()
@@ -67,13 +68,13 @@ class ProcessExecutor(ThreadExecutor):
 
     @classmethod
     def check(cls) -> list[CheckMessage]:
-        if settings.SETTINGS_MODULE:
+        if os.environ.get(ENVIRONMENT_VARIABLE):
             return []
         return [
             Error(
-                "The process executor is selected but Django was configured without a "
-                "settings module, which its child processes would import.",
-                hint="Set DJANGO_SETTINGS_MODULE, or use SCHEDULING_EXECUTOR = 'thread'.",
+                f"The process executor is selected but {ENVIRONMENT_VARIABLE} is not set: its "
+                "child processes could not set Django up.",
+                hint=f"Set {ENVIRONMENT_VARIABLE}, or use SCHEDULING_EXECUTOR = 'thread'.",
                 id="scheduling.E037",
             )
         ]

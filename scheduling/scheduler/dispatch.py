@@ -18,7 +18,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from .. import kinds
-from ..models import ACTIVE_STATUSES, BlackoutWindow, Execution, Schedule, Status, TriggerKind
+from ..models import ACTIVE_STATUSES, BlackoutWindow, Execution, Schedule, Status
 from ..runner import finish
 from .jobs import MAX_RUN_TIMES
 
@@ -173,22 +173,9 @@ def _row(
     status: str = Status.QUEUED,
     error: str = "",
 ) -> Execution:
-    row = Execution(
-        schedule=schedule,
-        schedule_name=schedule.name,
-        schedule_kind=schedule.kind,
-        tenant_id=schedule.tenant_id,
-        scheduled_for=scheduled_for,
-        attempt=1,
-        trigger=TriggerKind.SCHEDULE,
-        status=status,
-        queued_at=now,
-        claimed_by=claimed_by,
-        error=error,
+    return Execution.for_occurrence(
+        schedule, scheduled_for, status=status, claimed_by=claimed_by, error=error, now=now
     )
-    if status not in ACTIVE_STATUSES:
-        row.finished_at, row.duration_ms = now, 0
-    return row
 
 
 def _insert_claims(rows: list[Execution]) -> list[Execution]:

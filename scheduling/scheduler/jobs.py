@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..conf import conf
-from ..models import Schedule
+from ..models import Schedule, is_paused_at, schedule_job_id, trigger_fingerprint
 from ..runner import fire
 from ..triggers import build_trigger
 
@@ -115,9 +115,17 @@ class ScheduleRow(NamedTuple):
     effective_misfire_grace: int
     has_upstreams: bool
 
-    job_id = Schedule.job_id
-    is_paused = Schedule.is_paused
-    trigger_fingerprint = Schedule.trigger_fingerprint
+    # The job id, the pause check and the fingerprint are the model's own code.
+
+    @property
+    def job_id(self) -> str:
+        return schedule_job_id(self.pk)
+
+    def is_paused(self, now: datetime | None = None) -> bool:
+        return is_paused_at(self.paused_until, now)
+
+    def trigger_fingerprint(self) -> bytes:
+        return trigger_fingerprint(self)
 
     @classmethod
     def load(cls, *filters: Any) -> list[ScheduleRow]:
@@ -138,11 +146,13 @@ class ScheduleRow(NamedTuple):
         zones = tenant_timezones({tenant for *_, zone, _g, _u, tenant in values if not zone})
         default_grace = conf.DEFAULT_MISFIRE_GRACE
         return [
-            cls(
-                *columns,
-                zone or zones.get(tenant_id, "UTC"),
-                default_grace if grace is None else grace,
-                has_upstreams,
+            cls._make(
+                (
+                    *columns,
+                    zone or zones.get(tenant_id, "UTC"),
+                    default_grace if grace is None else grace,
+                    has_upstreams,
+                )
             )
             for *columns, zone, grace, has_upstreams, tenant_id in values
         ]

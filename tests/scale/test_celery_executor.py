@@ -140,7 +140,7 @@ def test_celery_kinds_follow_the_executor_and_its_overrides():
 
 def check_ids(**settings) -> set[str]:
     with override_settings(**settings):
-        return {error.id for error in checks.check_settings() + checks.check_celery()}
+        return {error.id for error in checks.check_settings() + checks.check_executors()}
 
 
 def test_the_celery_executor_is_a_valid_choice_with_a_broker():

@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
 from scheduling import runner
 from scheduling.executors import EXECUTORS, get_executor_class
 from scheduling.executors.base import BaseExecutor, ExecutorContext, Leftovers
-from scheduling.executors.choice import executor_name, kinds_run_by, selected
+from scheduling.executors.choice import check_executors, executor_name, kinds_run_by, selected
 from scheduling.models import Execution, Status
 from scheduling.scheduler.recorder import Recorder
 from scheduling.scheduler.service import SchedulerService
@@ -137,3 +139,25 @@ def test_overlap_queue_runs_the_next_execution_when_the_executor_reports_the_fir
     assert [pk for pk, *_rest in InlineExecutor.submitted] == [first.pk, second.pk]
     assert [track for *_rest, track in InlineExecutor.submitted] == [True, True]
     assert set(Execution.objects.values_list("status", flat=True)) == {Status.SUCCEEDED}
+
+
+def check_ids(**settings):
+    with override_settings(**settings):
+        return {message.id for message in check_executors()}
+
+
+def test_the_process_executor_needs_a_settings_module_its_children_can_import(monkeypatch):
+    assert check_ids(SCHEDULING_EXECUTOR="process") == set()
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE")
+    assert check_ids(SCHEDULING_EXECUTOR="process") == {"scheduling.E037"}
+    assert check_ids(SCHEDULING_EXECUTOR="thread") == set()
+
+
+def test_an_executor_that_cannot_be_imported_is_a_check_error_naming_it(monkeypatch):
+    monkeypatch.setitem(EXECUTORS, "missing", "tests.no_such_module.Executor")
+    with override_settings(SCHEDULING_EXECUTOR_OVERRIDES={"report": "missing"}):
+        [message] = check_executors()
+        assert message.id == "scheduling.E038"
+        assert "missing executor" in message.msg
+        with pytest.raises(SystemCheckError, match="scheduling.E038"):
+            call_command("check")

@@ -19,7 +19,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduling import runner
-from scheduling.checks_runtime import check_scheduler
+from scheduling.checks import check_scheduler
 from scheduling.models import SchedulerLease
 from tests.factories import make_scan, make_tenant
 
