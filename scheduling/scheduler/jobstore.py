@@ -55,7 +55,9 @@ def signing_secret() -> str | bytes:
 def _keyed_mac(secret: str | bytes) -> Any:
     # The HMAC state right after its key: each signature copies it instead of deriving the
     # key again (a full sync signs 10,000 states).
-    return salted_hmac("scheduling.scheduler.jobstore", b"", secret=secret, algorithm="sha256")
+    # The salt is part of every stored signature: it keeps the name of the module that first
+    # signed job state, so rows written by earlier releases still verify. Never change it.
+    return salted_hmac("scheduling.jobstore", b"", secret=secret, algorithm="sha256")
 
 
 def _mac(payload: bytes, secret: str | bytes | None = None) -> bytes:
