@@ -6,13 +6,16 @@ name that resolved to a public address yesterday may resolve to the metadata ser
 ``SCHEDULING_SCAN_ALLOW_NETWORKS``; the allow list overrides the deny list.
 
 Scans then connect to the checked address itself (``open_connection``), never to the name
-again, so a second resolution cannot hand them a different, unchecked address.
+again, so a second resolution cannot hand them a different, unchecked address. Alert webhooks
+use the same policy and the same HTTP connections (``CheckedHTTPConnection``).
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import socket
+import ssl
 import time
 from functools import lru_cache
 
@@ -144,3 +147,42 @@ def connect(
 def open_connection(host: str, port: int, *, timeout: float) -> tuple[socket.socket, str]:
     """Resolve ``host``, check every address, connect to one; return the socket and address."""
     return connect(resolve_and_check(host, port), port, timeout=timeout, host=host)
+
+
+class _CheckedConnectionMixin:
+    """Connect to a policy-checked address of the host; Host header and SNI keep the name."""
+
+    host: str
+    port: int
+    timeout: float | None  # as http.client declares it; scans always set one
+    address = ""
+
+    def _open_checked_socket(self) -> socket.socket:
+        if self.timeout is None:  # never wait on a target without a bound
+            raise ValueError("A checked connection needs a timeout.")
+        sock, self.address = open_connection(self.host, self.port, timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+
+class CheckedHTTPConnection(_CheckedConnectionMixin, http.client.HTTPConnection):
+    """An HTTP connection to a policy-checked address of its host (scans, alert webhooks)."""
+
+    def connect(self) -> None:
+        self.sock = self._open_checked_socket()
+
+
+class CheckedHTTPSConnection(_CheckedConnectionMixin, http.client.HTTPSConnection):
+    """Like ``CheckedHTTPConnection``; the certificate is verified against the host name."""
+
+    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = self._open_checked_socket()
+        try:
+            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+        except BaseException:
+            sock.close()
+            raise

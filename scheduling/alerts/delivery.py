@@ -33,7 +33,7 @@ from django.utils.translation import gettext
 from ..conf import conf
 from ..exceptions import TargetNotAllowed
 from ..models import AlertDelivery, AlertRule
-from ..targets import ResolutionError, open_connection
+from ..targets import CheckedHTTPConnection, CheckedHTTPSConnection, ResolutionError
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -300,42 +300,6 @@ def redact_url(url: str) -> str:
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     except ValueError:
         return "(invalid URL)"
-
-
-def _bounded(timeout: float | None) -> float:
-    # http.client takes None for "wait forever"; a webhook must never wait without a bound.
-    if timeout is None:
-        raise ValueError("A checked connection needs a timeout.")
-    return timeout
-
-
-class CheckedHTTPConnection(http.client.HTTPConnection):
-    """An HTTP connection to a policy-checked address of its host (the Host header keeps it)."""
-
-    address = ""
-
-    def connect(self) -> None:
-        self.sock, self.address = open_connection(
-            self.host, self.port, timeout=_bounded(self.timeout)
-        )
-
-
-class CheckedHTTPSConnection(http.client.HTTPSConnection):
-    """Like ``CheckedHTTPConnection``; the certificate is verified against the host name."""
-
-    address = ""
-
-    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._tls = context
-
-    def connect(self) -> None:
-        sock, self.address = open_connection(self.host, self.port, timeout=_bounded(self.timeout))
-        try:
-            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
 
 
 def post_json(url: str, data: object, *, timeout: float) -> int:

@@ -29,7 +29,14 @@ from ..conf import conf
 from ..context import ExecutionContext
 from ..exceptions import SchedulingError
 from ..registry import JSONObject, scan_type
-from ..targets import ResolutionError, connect, open_connection, resolve_and_check
+from ..targets import (
+    CheckedHTTPConnection,
+    CheckedHTTPSConnection,
+    ResolutionError,
+    connect,
+    open_connection,
+    resolve_and_check,
+)
 
 if TYPE_CHECKING:
     from ..models import PeriodicScan
@@ -243,41 +250,6 @@ class HttpOptions(forms.Form):
         if cleaned.get("keyword") and cleaned.get("method") == "HEAD":
             self.add_error("keyword", _("A keyword needs method GET: HEAD responses have no body."))
         return cleaned
-
-
-class _CheckedConnectionMixin:
-    """Connect to a policy-checked address of the host; Host header and SNI keep the name."""
-
-    host: str
-    port: int
-    timeout: float | None  # as http.client declares it; scans always set one
-    address = ""
-
-    def _open_checked_socket(self) -> socket.socket:
-        if self.timeout is None:  # never wait on a target without a bound
-            raise ValueError("A checked connection needs a timeout.")
-        sock, self.address = open_connection(self.host, self.port, timeout=self.timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-
-class CheckedHTTPConnection(_CheckedConnectionMixin, http.client.HTTPConnection):
-    def connect(self) -> None:
-        self.sock = self._open_checked_socket()
-
-
-class CheckedHTTPSConnection(_CheckedConnectionMixin, http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, *, timeout: float, context: ssl.SSLContext) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
-        self._tls = context
-
-    def connect(self) -> None:
-        sock = self._open_checked_socket()
-        try:
-            self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
-        except BaseException:
-            sock.close()
-            raise
 
 
 def _read_body(response: http.client.HTTPResponse, sock: socket.socket, deadline: float) -> bytes:
