@@ -56,6 +56,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from .executors.celery import live_workers
 from .models import Execution, Kind, Schedule, Status, TriggerKind
 from .status import get_lease, lease_health
 
@@ -198,8 +199,6 @@ class SchedulingCollector(Collector):
             "Jobs in the scheduler's job store at its last sync.",
             value=lease.job_count if lease else 0,
         )
-        from .executors.celery import live_workers
-
         yield GaugeMetricFamily(
             "scheduling_celery_workers",
             "Celery worker processes whose heartbeat is current (the celery executor).",

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .models import Schedule, ScheduleDeletion
+from django.db import connections, router
+
+from .conf import conf
+from .models import CleanupConfig, Schedule, ScheduleDeletion
+from .retention import (
+    ensure_retention_schedule_or_warn,
+    ensure_retention_schedules,
+    sync_retention_days,
+)
+from .tenancy import get_tenant_model
 
 if TYPE_CHECKING:
     from django.apps import AppConfig
@@ -21,13 +30,6 @@ def record_schedule_deletion(sender: type[Model], instance: Model, **kwargs: obj
 
 def create_retention_schedules(sender: AppConfig, using: str = "default", **kwargs: object) -> None:
     """After ``migrate``: give every tenant its built-in history retention cleanup."""
-    from django.db import connections, router
-
-    from .conf import conf
-    from .models import CleanupConfig
-    from .retention import ensure_retention_schedules
-    from .tenancy import get_tenant_model
-
     if not conf.RETENTION_SCHEDULE:
         return
     models = (Schedule, CleanupConfig, get_tenant_model())
@@ -46,9 +48,6 @@ def tenant_saved(
     """A new tenant gets its history retention cleanup; a changed one, its retain_days."""
     if raw:  # loaddata: the fixture brings its own rows
         return
-    from .conf import conf
-    from .retention import ensure_retention_schedule_or_warn, sync_retention_days
-
     if not conf.RETENTION_SCHEDULE:
         return
     if created:

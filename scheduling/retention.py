@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from .conf import conf
 from .models import CleanupConfig, Kind, Schedule
+from .tenancy import get_tenant_model
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -94,8 +95,6 @@ def ensure_retention_schedule(tenant: Tenant) -> tuple[CleanupConfig, bool]:
 
 def ensure_retention_schedules() -> int:
     """Give every tenant its history retention cleanup; return how many were created."""
-    from .tenancy import get_tenant_model
-
     with_one = CleanupConfig.objects.filter(name=RETENTION_NAME).values("tenant_id")
     created = 0
     for tenant in get_tenant_model()._default_manager.exclude(pk__in=with_one).iterator():

@@ -7,6 +7,7 @@ process, or this one offered the same occurrence again, gets an IntegrityError a
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -208,10 +210,6 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _jsonable(value: Any) -> Any:
-    import json
-
-    from django.core.serializers.json import DjangoJSONEncoder
-
     if value is None:
         return None
     return json.loads(json.dumps(value, cls=DjangoJSONEncoder))

@@ -12,13 +12,24 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .conf import conf
-from .models import STATE_FIELDS, AuditAction, AuditEntry, Execution, Schedule, TriggerKind
+from .models import (
+    STATE_FIELDS,
+    AuditAction,
+    AuditEntry,
+    CleanupConfig,
+    Execution,
+    Schedule,
+    TriggerKind,
+)
+from .retention import RETENTION_NAME, RETENTION_OPTION
+from .triggers import next_runs
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -42,9 +53,6 @@ def max_schedules(tenant: Tenant) -> int | None:
 
 def count_towards_quota(tenant: Tenant) -> int:
     """Return how many of ``tenant``'s schedules count against its quota."""
-    from .models import CleanupConfig
-    from .retention import RETENTION_NAME, RETENTION_OPTION
-
     total = Schedule.objects.filter(tenant=tenant).count()
     # The built-in history retention cleanup is the app's, not the tenant's.
     builtin = CleanupConfig.objects.filter(
@@ -209,8 +217,6 @@ def _name_clash_on_name(schedule: Schedule, exc: ValidationError) -> dict[str, l
 
 def _check_computable(schedule: Schedule) -> dict[str, list[str]]:
     """A trigger that validates but cannot compute its next run is still an error."""
-    from .triggers import next_runs
-
     try:
         next_runs(schedule, 1)
     except (ArithmeticError, ValueError) as exc:
@@ -459,8 +465,6 @@ AUDIT_IGNORED = STATE_FIELDS | {"updated_at", "created_at", "schedule_ptr", "id"
 
 def snapshot(schedule: Schedule) -> dict[str, object]:
     """Return the audited field values of ``schedule`` as JSON-able data."""
-    from django.core.serializers.json import DjangoJSONEncoder
-
     data: dict[str, object] = {}
     for field in schedule._meta.concrete_fields:
         if field.name in AUDIT_IGNORED:

@@ -29,6 +29,7 @@ from .base import (
     status_badge,
     truncate,
 )
+from .dashboard import dashboard_view
 
 
 class ArtifactInline(admin.TabularInline):
@@ -101,10 +102,6 @@ class ExecutionAdmin(ReadOnlyAdmin):
         css = ADMIN_CSS
 
     def get_urls(self) -> list[URLPattern]:
-        from django.urls import path
-
-        from .dashboard import dashboard_view
-
         # The dashboard lives here because executions are what it summarises; its name is
         # site-wide: reverse("admin:scheduling_dashboard").
         dashboard = path(

@@ -1,9 +1,9 @@
-"""Forms of the admin: the pause-until confirmation and the trigger preview."""
+"""Forms of the admin: the schedule form, the pause-until confirmation and the trigger preview."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib.admin import widgets
@@ -12,7 +12,7 @@ from django.forms.models import construct_instance
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .. import triggers, validators
+from .. import services, triggers, validators
 
 if TYPE_CHECKING:
     from ..models import Schedule
@@ -92,3 +92,28 @@ class TriggerPreviewForm(forms.ModelForm):
             for message in errors:
                 messages.append(f"{label}: {message}" if label else str(message))
         return messages
+
+
+class ScheduleAdminForm(forms.ModelForm):
+    """Adds the rules that span rows: the tenant's quota and the dependency graph."""
+
+    instance: Schedule
+    # Set by ScheduleAdmin.save_model on a change: the schedule as it was, for the audit trail.
+    audit_before: dict[str, Any] | None
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]  # BaseModelForm's; the stubs omit it
+        schedule = self.instance
+        if not schedule.tenant_id:
+            return
+        if schedule._state.adding:
+            try:
+                services.check_quota(schedule.tenant)
+            except ValidationError as exc:
+                self.add_error(None, exc)
+        depends_on = self.cleaned_data.get("depends_on")
+        if depends_on is not None and "depends_on" not in self.errors:
+            try:
+                services.validate_dependencies(schedule, depends_on)
+            except ValidationError as exc:
+                self.add_error("depends_on", exc.message_dict["depends_on"])

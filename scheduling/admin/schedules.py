@@ -44,7 +44,7 @@ from .base import (
     tenant_ids_for,
     truncate,
 )
-from .forms import PauseForm
+from .forms import PauseForm, ScheduleAdminForm
 
 if TYPE_CHECKING:
     # django-stubs' names for a fieldset's fields, a fieldset's options and a list of fieldsets.
@@ -113,31 +113,6 @@ class ExecutionInline(admin.TabularInline):
 
     def has_view_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
-
-
-class ScheduleAdminForm(forms.ModelForm):
-    """Adds the rules that span rows: the tenant's quota and the dependency graph."""
-
-    instance: Schedule
-    # Set by ScheduleAdmin.save_model on a change: the schedule as it was, for the audit trail.
-    audit_before: dict[str, Any] | None
-
-    def _post_clean(self) -> None:
-        super()._post_clean()  # type: ignore[misc]  # BaseModelForm's; the stubs omit it
-        schedule = self.instance
-        if not schedule.tenant_id:
-            return
-        if schedule._state.adding:
-            try:
-                services.check_quota(schedule.tenant)
-            except ValidationError as exc:
-                self.add_error(None, exc)
-        depends_on = self.cleaned_data.get("depends_on")
-        if depends_on is not None and "depends_on" not in self.errors:
-            try:
-                services.validate_dependencies(schedule, depends_on)
-            except ValidationError as exc:
-                self.add_error("depends_on", exc.message_dict["depends_on"])
 
 
 def trigger_fieldset(

@@ -9,6 +9,7 @@ from typing import TypeVar
 import django_filters
 from django import forms
 from django.db.models import Model, QuerySet
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_filters import fields as filter_fields
 
@@ -102,8 +103,6 @@ class ScheduleFilter(django_filters.FilterSet):
         fields = ["tenant", "enabled", "trigger_type", "last_status", "name"]
 
     def filter_paused(self, queryset: _QS, name: str, value: bool | None) -> _QS:
-        from django.utils import timezone
-
         if value is None:
             return queryset
         paused = {"paused_until__gt": timezone.now()}

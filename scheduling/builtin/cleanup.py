@@ -14,7 +14,9 @@ from django import forms
 from django.db.models import CharField, Model, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils.translation import gettext_lazy as _
+from django_apscheduler.models import DjangoJobExecution
 
+from ..models import Execution, Schedule
 from ..registry import cleanup_target
 
 if TYPE_CHECKING:
@@ -35,8 +37,6 @@ class ExecutionRetentionOptions(forms.Form):
 
 def finished_executions(tenant: Tenant) -> QuerySet[Execution]:
     """The tenant's executions that have finished; queued and running ones are never purged."""
-    from ..models import Execution
-
     return Execution.objects.for_tenant(tenant).finished()
 
 
@@ -47,10 +47,6 @@ def apscheduler_job_executions(tenant: Tenant) -> QuerySet[Model]:
     names. The job ids are built in a subquery, so this stays one statement however many
     schedules the tenant has.
     """
-    from django_apscheduler.models import DjangoJobExecution
-
-    from ..models import Schedule
-
     job_ids = (
         Schedule.objects.filter(tenant=tenant)
         .order_by()

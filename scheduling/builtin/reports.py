@@ -16,6 +16,7 @@ from django.db.models import JSONField as JSONModelField
 from django.utils.translation import gettext_lazy as _
 
 from ..context import ExecutionContext
+from ..kinds.report import report_options
 from ..models import FAILURE_STATUSES, RAN_STATUSES, Execution, PeriodicScan, Report, Status
 from ..registry import JSONObject, report_type
 
@@ -30,8 +31,6 @@ TOP_N = 5
 
 
 def _options(report: Report) -> JSONObject:
-    from ..kinds.report import report_options
-
     return report_options(report)
 
 

@@ -21,6 +21,7 @@ from ..conf import conf
 from ..context import ExecutionContext
 from ..models import CleanupConfig
 from ..registry import TaskType, cleanup_targets
+from ..retention import retention_days
 
 
 def target_queryset(entry: TaskType, tenant: Any) -> QuerySet:
@@ -117,8 +118,6 @@ def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dic
     retain_days = cleanup.retain_days
     if options.get("use_tenant_retention"):
         # The tenant's current retention, not a copy taken when the schedule was saved.
-        from ..retention import retention_days
-
         retain_days = retention_days(cleanup.tenant)
     cutoff = context.now() - timedelta(days=retain_days)
     batch_size = cleanup.batch_size or conf.CLEANUP_BATCH_SIZE
