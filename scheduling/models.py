@@ -11,9 +11,8 @@ from __future__ import annotations
 import calendar
 import hashlib
 import zoneinfo
-from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, ClassVar, Protocol, Self, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypedDict, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -33,7 +32,6 @@ from .validators import check_limits, null_character_errors, validate_timezone_n
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-    from django.db.models.base import ModelBase
     from django_stubs_ext import StrOrPromise
 
     from tenants.models import Tenant
@@ -321,30 +319,18 @@ class Schedule(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def save(
-        self,
-        *,
-        force_insert: bool | tuple[ModelBase, ...] = False,
-        force_update: bool = False,
-        using: str | None = None,
-        update_fields: Iterable[str] | None = None,
-    ) -> None:
+    def save(self, **kwargs: Any) -> None:
         if not self.timezone:
             self.timezone = self.default_timezone()
         if not self.kind:
             self.kind = getattr(type(self), "KIND", "") or self.kind
-        if not self._state.adding and update_fields is None:
-            update_fields = [
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
                 f.name
                 for f in self._meta.concrete_fields
                 if not f.primary_key and f.name not in STATE_FIELDS and f.name != "created_at"
             ]
-        super().save(
-            force_insert=force_insert,
-            force_update=force_update,
-            using=using,
-            update_fields=update_fields,
-        )
+        super().save(**kwargs)
 
     # -- derived values -------------------------------------------------------------------
 
@@ -807,23 +793,11 @@ class ReportArtifact(models.Model):
     def __str__(self) -> str:
         return self.filename
 
-    def save(
-        self,
-        *,
-        force_insert: bool | tuple[ModelBase, ...] = False,
-        force_update: bool = False,
-        using: str | None = None,
-        update_fields: Iterable[str] | None = None,
-    ) -> None:
+    def save(self, **kwargs: Any) -> None:
         data = self.content.encode()
         self.size = len(data)
         self.checksum = hashlib.sha256(data).hexdigest()
-        super().save(
-            force_insert=force_insert,
-            force_update=force_update,
-            using=using,
-            update_fields=update_fields,
-        )
+        super().save(**kwargs)
 
 
 class SchedulerLease(models.Model):
