@@ -6,6 +6,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
+from ..kinds import KINDS
 from . import views
 from .docs import docs_view
 from .schema import SCHEMA_SETTINGS
@@ -14,9 +15,9 @@ app_name = "scheduling-api"
 
 router = DefaultRouter()
 router.register("tenants", views.TenantViewSet, basename="tenant")
-router.register("scans", views.PeriodicScanViewSet, basename="scan")
-router.register("reports", views.ReportViewSet, basename="report")
-router.register("cleanups", views.CleanupConfigViewSet, basename="cleanup")
+# One endpoint per kind of schedule, from the table of kinds: /api/scans/, /api/reports/, ...
+for spec in KINDS.values():
+    router.register(spec.api_prefix, views.viewset_for(spec.model), basename=spec.kind)
 router.register("executions", views.ExecutionViewSet, basename="execution")
 router.register("report-artifacts", views.ReportArtifactViewSet, basename="report-artifact")
 

@@ -274,6 +274,14 @@ class CleanupConfigViewSet(ScheduleViewSet):
     ordering_fields = [*ScheduleViewSet.ordering_fields, "cleanup_target"]
 
 
+def viewset_for(model: type[Schedule]) -> type[ScheduleViewSet]:
+    """Return the API viewset of a kind's model: the ``ScheduleViewSet`` subclass naming it."""
+    for viewset in ScheduleViewSet.__subclasses__():
+        if viewset.model is model:
+            return viewset
+    raise LookupError(f"No ScheduleViewSet subclass has model = {model.__name__}.")
+
+
 class ExecutionViewSet(ObjectAPIMixin[Execution], viewsets.ReadOnlyModelViewSet[Execution]):
     """The execution log (newest first, cursor-paginated)."""
 
