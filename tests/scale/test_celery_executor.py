@@ -237,4 +237,4 @@ def test_a_takeover_publishes_what_the_old_leader_had_not_and_the_rest_if_still_
             assert wait_for(lambda: redis._ask(b"LLEN scheduling") == b":2\r\n", 10)
             assert executor.requeue_stale() == 0  # not again before another period
         finally:
-            assert executor.shutdown(grace=5) == []
+            assert executor.shutdown(grace=5).never_started == []

@@ -153,6 +153,7 @@ def test_the_process_executor_needs_a_settings_module_its_children_can_import(mo
     assert check_ids(SCHEDULING_EXECUTOR="thread") == set()
 
 
+@pytest.mark.django_db  # the check command runs every check, some read the database
 def test_an_executor_that_cannot_be_imported_is_a_check_error_naming_it(monkeypatch):
     monkeypatch.setitem(EXECUTORS, "missing", "tests.no_such_module.Executor")
     with override_settings(SCHEDULING_EXECUTOR_OVERRIDES={"report": "missing"}):

@@ -259,6 +259,8 @@ class CeleryExecutor(BaseExecutor):
                         args=[execution_id],
                         kwargs={"timeout": timeout},
                         queue=conf.CELERY_QUEUE,
+                        # As the task itself declares: a result backend is never asked.
+                        ignore_result=True,
                         soft_time_limit=soft,
                         time_limit=hard,
                         producer=producer,
