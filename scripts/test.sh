@@ -5,7 +5,8 @@
 #   2. ruff check, ruff format --check, mypy, the packaging check, makemigrations --check,
 #      Debian's Chromium for the browser tests (scripts/install_browser.sh)
 #   3. scripts/install_services.sh: Debian's PostgreSQL and Redis when absent
-#   4. pytest on Django 5.2 (SQLite), then again on a throwaway PostgreSQL server
+#   4. pytest on Django 5.2 (SQLite), tests/scale alone (its clusters bring their own PostgreSQL
+#      and Redis), then the rest again on a throwaway PostgreSQL server
 #   5. when a Python 3.12+ interpreter exists: .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
 #      available) and pytest again (without tests/scale, which ran in step 4)
 #
@@ -62,7 +63,11 @@ step "Chromium for the browser tests" bash scripts/install_browser.sh
 # workers finish the suite in about two thirds of the time even on two cores.
 workers=(-n "${PYTEST_WORKERS:-2}")
 step "pytest (Django 5.2)" .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q \
-    "${workers[@]}" "$@"
+    "${workers[@]}" --ignore=tests/scale "$@"
+# The scale-out tests start clusters of schedulers, Celery workers, PostgreSQL and Redis: one at
+# a time, alone on the machine, so that two clusters do not starve each other of the two cores.
+step "pytest tests/scale (one cluster at a time)" .venv/bin/python -m pytest \
+    -W error::DeprecationWarning:scheduling -q tests/scale "$@"
 # The whole suite again on a throwaway PostgreSQL server (tests/servers.py) on a loopback port.
 postgres_missing=$(.venv/bin/python -c \
     'from tests.servers import postgres_available; print(postgres_available() or "")') || true
@@ -70,7 +75,8 @@ if [[ -n $postgres_missing ]]; then
     section "pytest (Django 5.2, PostgreSQL): skipped ($postgres_missing)"
 else
     step "pytest (Django 5.2, PostgreSQL)" .venv/bin/python -m tests.servers postgres -- \
-        .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "${workers[@]}" "$@"
+        .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "${workers[@]}" \
+        --ignore=tests/scale "$@"
 fi
 
 if [[ ${SKIP_DJANGO6:-0} == 1 ]]; then

@@ -201,6 +201,9 @@ class SchedulerService:
             self.recorder.begin()
         self._start_executors(self.recorder)
         self._recover()
+        # Taking over thousands of executions can outlast the lease's TTL: renew before the
+        # full sync (a failed renewal fences the loop, and the main loop then steps down).
+        self.lease.renew()
         self._start_scheduler()
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=True)
 

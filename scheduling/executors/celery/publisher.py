@@ -192,6 +192,7 @@ class CeleryExecutor(BaseExecutor):
             )
         )
         queued = [e for e in orphans if e.status == Status.QUEUED and e.schedule_kind in kinds]
+        queued_ids = {e.pk for e in queued}  # a takeover may find thousands: no list scans
         taken = set(
             Execution.objects.filter(
                 pk__in=[e.pk for e in queued], status=Status.QUEUED
@@ -207,7 +208,7 @@ class CeleryExecutor(BaseExecutor):
         return [
             e
             for e in orphans
-            if e not in queued
+            if e.pk not in queued_ids
             and not (e.status == Status.RUNNING and worker_lease_name(e.worker) in beating)
         ]
 
