@@ -7,7 +7,7 @@
 #   3. scripts/install_services.sh: Debian's PostgreSQL and Redis when absent
 #   4. pytest on Django 5.2 (SQLite), tests/scale alone (its clusters bring their own PostgreSQL
 #      and Redis), then the rest again on a throwaway PostgreSQL server
-#   5. when a Python 3.12+ interpreter exists: .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
+#   5. when a Python 3.12+ interpreter exists (under CI=true: must exist): .venv-dj61 with Django 6.1 (6.0 if 6.1 is not
 #      available) and pytest again (without tests/scale, which ran in step 4)
 #
 # pytest runs with two xdist workers; PYTEST_WORKERS=N changes that (PYTEST_WORKERS=0: none).
@@ -37,6 +37,16 @@ step() {
     else
         echo "-- $name: FAILED ($((SECONDS - t0)) s)"
         failed+=("$name")
+    fi
+}
+
+# A step that cannot run: a skip on a developer's machine, a failure under CI=true.
+skipped() {
+    if [[ ${CI:-} == true ]]; then
+        section "$1: FAILED (CI=true and $2)"
+        failed+=("$1 ($2)")
+    else
+        section "$1: skipped ($2)"
     fi
 }
 
@@ -72,7 +82,7 @@ step "pytest tests/scale (one cluster at a time)" .venv/bin/python -m pytest \
 postgres_missing=$(.venv/bin/python -c \
     'from tests.servers import postgres_available; print(postgres_available() or "")') || true
 if [[ -n $postgres_missing ]]; then
-    section "pytest (Django 5.2, PostgreSQL): skipped ($postgres_missing)"
+    skipped "pytest (Django 5.2, PostgreSQL)" "$postgres_missing"
 else
     step "pytest (Django 5.2, PostgreSQL)" .venv/bin/python -m tests.servers postgres -- \
         .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q "${workers[@]}" \
@@ -101,7 +111,7 @@ else
         done
     fi
     if [[ -z $new_python ]]; then
-        section "Django 6.1: skipped (no Python 3.12+ interpreter found)"
+        skipped "Django 6.1" "no Python 3.12+ interpreter found"
     else
         section "Environment .venv-dj61"
         make_venv .venv-dj61 "$new_python" "3, 12"
