@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any
@@ -158,7 +159,25 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
                 id="scheduling.E027",
             )
         )
+    errors.extend(_check_file_cleanup_roots())
     return errors
+
+
+def _check_file_cleanup_roots() -> list[CheckMessage]:
+    roots = conf.FILE_CLEANUP_ROOTS
+    if isinstance(roots, list | tuple) and all(
+        isinstance(root, str | os.PathLike) and os.path.isabs(root) for root in roots
+    ):
+        return []
+    return [
+        Error(
+            f"SCHEDULING_FILE_CLEANUP_ROOTS must be a list of absolute directory paths; "
+            f"got {roots!r}.",
+            hint="For example ['/var/tmp/exports']; the 'files' cleanup target deletes only "
+            "below these directories, and refuses to run while the list is empty (the default).",
+            id="scheduling.E045",
+        )
+    ]
 
 
 def _check_networks(name: str) -> list[CheckMessage]:

@@ -89,6 +89,21 @@ class Settings:
         return self._get("CELERY_REQUEUE_AFTER", 300.0)
 
     @property
+    def TASKS_BACKEND(self) -> str:
+        """Alias (in ``TASKS``) of the task backend the ``django_tasks`` executor enqueues to."""
+        return self._get("TASKS_BACKEND", "default")
+
+    @property
+    def TASKS_QUEUE(self) -> str:
+        """Queue of that backend (Django's ``DEFAULT_TASK_QUEUE_NAME`` by default)."""
+        return self._get("TASKS_QUEUE", "default")
+
+    @property
+    def TASKS_REQUEUE_AFTER(self) -> float:
+        """Seconds after which an execution still queued on the task backend is enqueued again."""
+        return self._get("TASKS_REQUEUE_AFTER", 300.0)
+
+    @property
     def MAX_WORKERS(self) -> int:
         return self._get("MAX_WORKERS", 8)
 
@@ -198,6 +213,14 @@ class Settings:
     @property
     def CLEANUP_BATCH_SIZE(self) -> int:
         return self._get("CLEANUP_BATCH_SIZE", 1000)
+
+    @property
+    def FILE_CLEANUP_ROOTS(self) -> list[str]:
+        """Absolute directories below which the ``files`` cleanup target may delete files.
+
+        Empty (the default): the target refuses to run.
+        """
+        return self._get("FILE_CLEANUP_ROOTS", [])
 
     @property
     def RETENTION_SCHEDULE(self) -> bool:

@@ -21,3 +21,11 @@ class TargetNotAllowed(SchedulingError):
 
 class ExecutionTimeout(SchedulingError):
     """An execution ran past its schedule's timeout."""
+
+
+class ExecutionCancelled(SchedulingError):
+    """An operator cancelled an execution while its handler ran."""
+
+
+class StateConflict(SchedulingError):
+    """An action the object's current state does not allow (cancel a finished run): 409."""

@@ -25,8 +25,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
 from .exceptions import UnknownTaskType
-from .registry import cleanup_targets, report_types, scan_types
-from .tenancy import visible_tenant_ids
+from .registry import cleanup_targets, report_types, scan_types, task_types
+from .tenancy import scope_q, sees_system, visible_tenant_ids
 from .triggers import TriggerFields, validate_trigger
 from .validators import check_limits, null_character_errors, validate_timezone_name
 
@@ -45,6 +45,7 @@ class Kind(models.TextChoices):
     SCAN = "scan", _("Periodic scan")
     REPORT = "report", _("Report")
     CLEANUP = "cleanup", _("Cleanup")
+    TASK = "task", _("Task")
 
 
 class TriggerType(models.TextChoices):
@@ -78,6 +79,7 @@ class Status(models.TextChoices):
     SKIPPED = "skipped", _("Skipped")
     MISSED = "missed", _("Missed")
     INTERRUPTED = "interrupted", _("Interrupted")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
@@ -86,6 +88,8 @@ FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
 RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
 # Failures of the schedule: they feed retries, consecutive failures and alerts.
 FAILURE_STATUSES = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)
+# What an operator may queue again (``Execution.retry``).
+RETRYABLE_STATUSES = FAILURE_STATUSES
 
 
 class TriggerKind(models.TextChoices):
@@ -117,8 +121,9 @@ class ScheduleQuerySet(models.QuerySet[_S]):
         return self.filter(tenant=tenant)
 
     def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> Self:
-        ids = visible_tenant_ids(user)
-        return self if ids is None else self.filter(tenant_id__in=ids)
+        """Rows of the tenants ``user`` may see; system rows only for those who see them."""
+        q = scope_q(visible_tenant_ids(user), sees_system(user))
+        return self if q is None else self.filter(q)
 
     def changed_since(self, marker: datetime) -> Self:
         return self.filter(updated_at__gt=marker)
@@ -140,6 +145,13 @@ class JobFields(TriggerFields, Protocol):
     def effective_misfire_grace(self) -> int: ...
     @property
     def coalesce(self) -> bool: ...
+
+
+def same_tenant(tenant_id: int | None, field: str = "tenant") -> Q:
+    """Rows of tenant ``tenant_id``; with None, the system's rows (no tenant)."""
+    if tenant_id is None:
+        return Q(**{f"{field}__isnull": True})
+    return Q(**{f"{field}_id": tenant_id})
 
 
 def schedule_job_id(pk: int | None) -> str:
@@ -185,8 +197,16 @@ class Schedule(models.Model):
     # The ``Kind`` of a concrete kind's model (``PeriodicScan.KIND == Kind.SCAN``).
     KIND: ClassVar[str] = ""
 
+    # Empty for a system schedule: maintenance that belongs to no tenant, which only
+    # superusers (and holders of ``scheduling.manage_system_schedules``) see.
     tenant = models.ForeignKey(
-        TENANT_MODEL, on_delete=models.CASCADE, related_name="schedules", verbose_name=_("tenant")
+        TENANT_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="schedules",
+        verbose_name=_("tenant"),
+        help_text=_("Empty: a system schedule, which belongs to no tenant."),
     )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind, editable=False)
     name = models.CharField(_("name"), max_length=200)
@@ -283,6 +303,14 @@ class Schedule(models.Model):
     consecutive_failures = models.PositiveIntegerField(
         _("consecutive failures"), default=0, editable=False
     )
+    # Set for a schedule declared in SCHEDULING_DECLARED_SCHEDULES: code owns its definition;
+    # operators may only enable, disable and pause it.
+    declared = models.BooleanField(
+        _("declared in code"),
+        default=False,
+        editable=False,
+        help_text=_("Managed by SCHEDULING_DECLARED_SCHEDULES; only its state may be changed."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True, db_index=True)
 
@@ -292,9 +320,18 @@ class Schedule(models.Model):
         ordering = ["tenant_id", "kind", "name"]
         verbose_name = _("schedule")
         verbose_name_plural = _("schedules")
+        permissions = [
+            ("manage_system_schedules", _("Can see and change system schedules (no tenant)")),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["tenant", "kind", "name"], name="schedule_unique_name_per_tenant_kind"
+            ),
+            # NULLs are distinct in a unique constraint: system schedules need their own.
+            models.UniqueConstraint(
+                fields=["kind", "name"],
+                condition=Q(tenant__isnull=True),
+                name="schedule_unique_system_name_per_kind",
             ),
             models.CheckConstraint(
                 condition=(
@@ -402,16 +439,16 @@ class Schedule(models.Model):
         # Forms exclude ``kind`` (not editable), which makes Django skip the unique constraint;
         # check it here so a duplicate is a field error, not an IntegrityError.
         if (
-            self.tenant_id
-            and self.name
-            and Schedule.objects.filter(tenant_id=self.tenant_id, kind=self.kind, name=self.name)
+            self.name
+            and Schedule.objects.filter(same_tenant(self.tenant_id), kind=self.kind, name=self.name)
             .exclude(pk=self.pk)
             .exists()
         ):
+            where = _("this tenant") if self.tenant_id else _("the system schedules")
             raise ValidationError(
                 {
-                    "name": _("A %(kind)s named %(name)s already exists for this tenant.")
-                    % {"kind": Kind(self.kind).label.lower(), "name": self.name}
+                    "name": _("A %(kind)s named %(name)s already exists for %(where)s.")
+                    % {"kind": Kind(self.kind).label.lower(), "name": self.name, "where": where}
                 }
             )
 
@@ -420,7 +457,7 @@ class Schedule(models.Model):
 
 
 # A kind with a registered type key and options, and the registry of its keys.
-_Registered = TypeVar("_Registered", "PeriodicScan", "Report", "CleanupConfig")
+_Registered = TypeVar("_Registered", "PeriodicScan", "Report", "CleanupConfig", "ScheduledTask")
 
 
 def _clean_registered(
@@ -510,6 +547,27 @@ class CleanupConfig(Schedule):
 
     def clean_type(self) -> None:
         _clean_registered(self, cleanup_targets, "cleanup_target")
+        entry = cleanup_targets.get(self.cleanup_target)
+        if entry.system_only and self.tenant_id is not None:
+            # What it deletes belongs to no single tenant (the ``files`` target).
+            message = _("%(label)s runs only as a system schedule (no tenant).")
+            raise ValidationError({"cleanup_target": message % {"label": entry.label}})
+
+
+class ScheduledTask(Schedule):
+    """A schedule of one of the host project's own functions (``@task_type``, ``register_task``)."""
+
+    KIND = Kind.TASK
+
+    task_type = models.CharField(_("task type"), max_length=64)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("scheduled task")
+        verbose_name_plural = _("scheduled tasks")
+
+    def clean_type(self) -> None:
+        _clean_registered(self, task_types, "task_type")
 
 
 class ScheduleDeletion(models.Model):
@@ -531,8 +589,9 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         return self.filter(tenant=tenant)
 
     def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> Self:
-        ids = visible_tenant_ids(user)
-        return self if ids is None else self.filter(tenant_id__in=ids)
+        """Rows of the tenants ``user`` may see; system rows only for those who see them."""
+        q = scope_q(visible_tenant_ids(user), sees_system(user))
+        return self if q is None else self.filter(q)
 
     def active(self) -> Self:
         return self.filter(status__in=ACTIVE_STATUSES)
@@ -588,8 +647,14 @@ class Execution(models.Model):
     )
     schedule_name = models.CharField(_("schedule name"), max_length=200)
     schedule_kind = models.CharField(_("schedule kind"), max_length=16, choices=Kind)
+    # Empty for the executions of a system schedule.
     tenant = models.ForeignKey(
-        TENANT_MODEL, on_delete=models.CASCADE, related_name="executions", verbose_name=_("tenant")
+        TENANT_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="executions",
+        verbose_name=_("tenant"),
     )
     scheduled_for = models.DateTimeField(_("scheduled for"))
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=1)
@@ -624,6 +689,12 @@ class Execution(models.Model):
         null=True,
         blank=True,
         help_text=_("A queued retry or manual run does not start before this time."),
+    )
+    options = models.JSONField(
+        _("options"),
+        null=True,
+        blank=True,
+        help_text=_("Options given to this run only, merged over the schedule's own."),
     )
 
     objects = ExecutionQuerySet.as_manager()
@@ -664,6 +735,7 @@ class Execution(models.Model):
         claimed_by: str = "",
         error: str = "",
         run_after: datetime | None = None,
+        options: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> Self:
         """Return the unsaved row of one attempt of ``schedule``'s occurrence at ``scheduled_for``.
@@ -685,6 +757,7 @@ class Execution(models.Model):
             claimed_by=claimed_by,
             error=error,
             run_after=run_after,
+            options=options or None,
         )
         if status not in ACTIVE_STATUSES:
             execution.finished_at, execution.duration_ms = now, 0
@@ -754,6 +827,8 @@ class ReportArtifact(models.Model):
     tenant = models.ForeignKey(
         TENANT_MODEL,
         on_delete=models.CASCADE,
+        null=True,
+        blank=True,
         related_name="report_artifacts",
         verbose_name=_("tenant"),
     )
@@ -840,13 +915,20 @@ class AuditAction(models.TextChoices):
     RESUME = "resume", _("Resumed")
     ENABLE = "enable", _("Enabled")
     DISABLE = "disable", _("Disabled")
+    CANCEL = "cancel", _("Cancelled a run")
+    RETRY = "retry", _("Retried a run")
 
 
 class AuditEntry(models.Model):
     """Who did what to a schedule, through which interface, with the old and new values."""
 
     tenant = models.ForeignKey(
-        TENANT_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("tenant")
+        TENANT_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("tenant"),
     )
     schedule = models.ForeignKey(
         Schedule,

@@ -1,4 +1,4 @@
-"""What may run: registered scan types, report types and cleanup targets.
+"""What may run: registered scan types, report types, cleanup targets and task types.
 
 The database stores only keys. A row can never make the process import or call anything that
 code did not register here. Apps register in a ``scheduling_tasks.py`` module, which the app
@@ -10,10 +10,16 @@ autodiscovers like ``admin.py``::
     def http_check(scan, context) -> dict: ...
 
 ``options`` is a ``django.forms.Form`` subclass; its cleaned data is what gets stored.
+
+The host project's own functions are task types: ``@task_type("crm_sync", label=...)`` on
+``def crm_sync(task, context) -> dict``, or an existing ``django.tasks`` task through
+``register_task(refresh_feed, key="refresh_feed", options=RefreshOptions)``. Any handler may be
+``async def``: the runner awaits it with the execution's timeout.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
@@ -32,7 +38,7 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
     from .context import ExecutionContext
-    from .models import CleanupConfig, PeriodicScan, Report, Schedule
+    from .models import CleanupConfig, PeriodicScan, Report, Schedule, ScheduledTask
 
 # A JSON object: a handler's result, a report's data, a schedule's cleaned options.
 JSONObject: TypeAlias = dict[str, Any]
@@ -43,6 +49,8 @@ _ScanHandler = TypeVar(
     "_ScanHandler", bound="Callable[[PeriodicScan, ExecutionContext], JSONObject]"
 )
 _ReportHandler = TypeVar("_ReportHandler", bound="Callable[[Report, ExecutionContext], JSONObject]")
+# A task type's handler returns its result, or (``async def``) a coroutine of it.
+_TaskHandler = TypeVar("_TaskHandler", bound="Callable[[ScheduledTask, ExecutionContext], Any]")
 
 
 @dataclass(frozen=True)
@@ -50,7 +58,8 @@ class TaskType(Generic[_K]):
     key: str
     label: StrOrPromise
     # ``func(schedule, context) -> dict``; None for cleanup targets, which only describe rows.
-    func: Callable[[_K, ExecutionContext], JSONObject] | None
+    # An ``async def`` handler returns a coroutine, which the runner awaits.
+    func: Callable[[_K, ExecutionContext], Any] | None
     options: type[forms.Form] | None = None
     # Scan types: an extra check of the target at validation time (never replaces the
     # run-time check against the target policy).
@@ -59,11 +68,20 @@ class TaskType(Generic[_K]):
     # report's data into CSV rows (a list of lists, header first).
     template: str | None = None
     csv_rows: Callable[[JSONObject], list[list[object]]] | None = None
-    # Cleanup targets: what to delete (see ``cleanup_target``).
+    # Task types registered from a ``django.tasks`` task (``register_task``): that task.
+    task: Any = None
+    # Cleanup targets: what to delete (see ``cleanup_target``). Rows of ``model`` older than
+    # ``retain_days`` by ``datetime_field``, or whose ``expiry_field`` has passed...
     model: str | None = None
     datetime_field: str | None = None
+    expiry_field: str | None = None
     tenant_path: str | None = "tenant"
     queryset: Callable[[Tenant], QuerySet[Model]] | None = None
+    # ... or anything else: ``purge(cleanup, context, cleaned_options) -> result`` does the
+    # whole run instead of the row purge (the built-in ``files`` target).
+    purge: Callable[[_K, ExecutionContext, JSONObject], JSONObject] | None = None
+    # Only on system schedules (no tenant): what it deletes belongs to no single tenant.
+    system_only: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def validate_options(self, options: object) -> JSONObject:
@@ -139,6 +157,7 @@ class Registry(Generic[_K]):
 scan_types: Registry[PeriodicScan] = Registry("scan type")
 report_types: Registry[Report] = Registry("report type")
 cleanup_targets: Registry[CleanupConfig] = Registry("cleanup target")
+task_types: Registry[ScheduledTask] = Registry("task type")
 
 
 def scan_type(
@@ -180,18 +199,42 @@ def cleanup_target(
     key: str,
     *,
     label: StrOrPromise,
-    model: str,
-    datetime_field: str,
+    model: str | None = None,
+    datetime_field: str | None = None,
+    expiry_field: str | None = None,
     tenant_path: str | None = "tenant",
     queryset: Callable[[Tenant], QuerySet[Model]] | None = None,
     options: type[forms.Form] | None = None,
+    purge: Callable[[CleanupConfig, ExecutionContext, JSONObject], JSONObject] | None = None,
+    system_only: bool = False,
 ) -> TaskType[CleanupConfig]:
-    """Register rows of ``model`` older than ``datetime_field`` as cleanup target ``key``.
+    """Register rows of ``model`` as cleanup target ``key``.
 
-    ``tenant_path`` is the lookup from the model to the tenant (``"tenant"``,
-    ``"schedule__tenant"``); a target without one passes ``queryset(tenant)`` instead, which
-    returns the rows that belong to that tenant.
+    With ``datetime_field``, a run deletes the rows older than the config's ``retain_days`` by
+    that field; with ``expiry_field`` (exactly one of the two), the rows whose expiry has
+    passed, whatever ``retain_days`` says. ``tenant_path`` is the lookup from the model to the
+    tenant (``"tenant"``, ``"schedule__tenant"``); a target without one passes
+    ``queryset(tenant)`` instead, which returns the rows that belong to that tenant.
+
+    A target that is not rows passes ``purge(cleanup, context, options) -> dict`` instead of
+    ``model`` and its fields; it does the whole run and returns its result. ``system_only``
+    targets may only be chosen by system schedules (no tenant).
     """
+    if purge is not None:
+        if model or datetime_field or expiry_field or queryset:
+            raise ValueError(
+                "A cleanup target with purge() takes no model, datetime_field, expiry_field "
+                "or queryset."
+            )
+        return cleanup_targets.register(
+            TaskType(
+                key, label, None, options, tenant_path=None, purge=purge, system_only=system_only
+            )
+        )
+    if not model:
+        raise ValueError("A cleanup target needs a model (or a purge() callable).")
+    if (datetime_field is None) == (expiry_field is None):
+        raise ValueError("A cleanup target needs exactly one of datetime_field and expiry_field.")
     if tenant_path is None and queryset is None:
         raise ValueError("A cleanup target needs a tenant_path or a queryset(tenant) callable.")
     return cleanup_targets.register(
@@ -202,10 +245,63 @@ def cleanup_target(
             options,
             model=model,
             datetime_field=datetime_field,
+            expiry_field=expiry_field,
             tenant_path=tenant_path,
             queryset=queryset,
+            system_only=system_only,
         )
     )
+
+
+def task_type(
+    key: str, *, label: StrOrPromise, options: type[forms.Form] | None = None
+) -> Callable[[_TaskHandler], _TaskHandler]:
+    """Register ``func(task, context) -> dict`` (or ``async def``) as the task type ``key``.
+
+    ``task`` is the ``ScheduledTask``; its ``options`` are the cleaned options of this run
+    (the schedule's, with a manual run's own merged over them).
+    """
+
+    def decorator(func: _TaskHandler) -> _TaskHandler:
+        task_types.register(TaskType(key, label, func, options))
+        return func
+
+    return decorator
+
+
+def register_task(
+    task: Any,
+    *,
+    key: str | None = None,
+    label: StrOrPromise | None = None,
+    options: type[forms.Form] | None = None,
+) -> TaskType[ScheduledTask]:
+    """Register a ``django.tasks`` task (``@task``-decorated) as a task type.
+
+    A schedule of that type calls it, in the scheduler's executor and not through the task
+    backend, with its cleaned options as keyword arguments: ``task.call(**options)``, or
+    ``await task.acall(**options)`` for a coroutine task (then the timeout cancels it).
+    ``key`` defaults to the task's name and ``label`` to the key.
+    """
+    func = getattr(task, "func", None)
+    if func is None or not callable(getattr(task, "call", None)):
+        raise TypeError(f"register_task() takes a django.tasks task; got {task!r}.")
+    key = key or str(getattr(task, "name", "") or func.__name__)
+    handler: Callable[[ScheduledTask, ExecutionContext], Any]
+    if inspect.iscoroutinefunction(func):
+
+        async def call_async(schedule: ScheduledTask, context: ExecutionContext) -> Any:
+            return await task.acall(**schedule.options)
+
+        handler = call_async
+    else:
+
+        def call(schedule: ScheduledTask, context: ExecutionContext) -> Any:
+            return task.call(**schedule.options)
+
+        handler = call
+    handler.__name__ = handler.__qualname__ = f"{func.__name__}_as_task_type"
+    return task_types.register(TaskType(key, label or key, handler, options, task=task))
 
 
 def autodiscover() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -24,11 +25,12 @@ from django.utils import timezone
 from . import alerts, kinds, signals
 from .conf import conf
 from .context import ExecutionContext
-from .exceptions import UnknownTaskType
+from .exceptions import ExecutionCancelled, ExecutionTimeout, StateConflict, UnknownTaskType
 from .models import (
     ACTIVE_STATUSES,
     FAILURE_STATUSES,
     RAN_STATUSES,
+    RETRYABLE_STATUSES,
     Execution,
     Schedule,
     Status,
@@ -57,6 +59,7 @@ def claim(
     error: str = "",
     triggered_by: Any = None,
     run_after: datetime | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Execution | None:
     """Insert the execution row of one occurrence; None if another process owns it."""
     execution = Execution.for_occurrence(
@@ -68,6 +71,7 @@ def claim(
         claimed_by=claimed_by,
         error=error,
         run_after=run_after,
+        options=options,
     )
     execution.triggered_by = triggered_by
     try:
@@ -176,23 +180,55 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
     if schedule is None:
         return Status.FAILED, {"error": "The schedule was deleted before the execution started."}
     kind_object = schedule.get_kind_object()
+    try:
+        options = run_options(kind_object, execution)
+    except UnknownTaskType as exc:
+        return Status.FAILED, {"error": str(exc)}
+    except ValidationError as exc:
+        return Status.FAILED, {"error": f"This run's options are not valid: {exc.messages}"}
+    if options is not None:
+        # The handler reads its options from the schedule it is given: this run's own.
+        kind_object.options = options  # type: ignore[attr-defined]
     context = ExecutionContext(
         execution=execution,
         schedule=kind_object,
         tenant=execution.tenant,
         scheduled_for=execution.scheduled_for,
         timeout=kind_object.effective_timeout,
+        options=options or {},
     )
     try:
         result = kinds.run_kind(kind_object, context)
     except UnknownTaskType as exc:
         return Status.FAILED, {"error": str(exc)}
+    except ExecutionTimeout as exc:
+        return Status.TIMED_OUT, {"error": f"Timed out after {context.timeout:g} s: {exc}"}
+    except ExecutionCancelled as exc:
+        return Status.CANCELLED, {"error": str(exc)}
     except Exception as exc:
         return Status.FAILED, {
             "error": _error_text(exc),
             "traceback": tb.format_exc()[-ERROR_LIMIT:],
         }
     return Status.SUCCEEDED, {"result": _jsonable(result)}
+
+
+def run_options(schedule: Schedule, execution: Execution) -> dict[str, Any] | None:
+    """Return the options of this run: the schedule's, with the execution's merged over them.
+
+    None for a kind without options. A manual run's options were validated when it was
+    queued; the merge is validated again (the schedule may have changed since).
+    """
+    own = getattr(schedule, "options", None)
+    if own is None:
+        return None
+    if not execution.options:
+        return dict(own)
+    merged = {**own, **execution.options}
+    spec = kinds.KINDS.get(schedule.kind)
+    if spec is None:
+        return merged
+    return spec.registry.get(spec.type_key(schedule)).validate_options(merged)
 
 
 def log_discarded(execution: Execution) -> None:
@@ -387,6 +423,71 @@ def _should_disable(schedule: Schedule, execution: Execution, retry: Execution |
         succeeded = Execution.objects.filter(schedule=schedule, status=Status.SUCCEEDED).count()
         return succeeded >= schedule.max_executions
     return False
+
+
+def cancel(execution: Execution, *, by: Any = None) -> Execution:
+    """Cancel ``execution``: a queued one never starts, a running one is asked to stop.
+
+    The row becomes ``cancelled`` at once (a conditional update, like a timeout), so whatever
+    the handler still returns is discarded. A running handler learns of it through
+    ``context.cancelled``; an ``async def`` handler is cancelled; the process executor
+    terminates its child. Raises ``StateConflict`` for an execution that has finished.
+    """
+    who = getattr(by, "get_username", lambda: "")()
+    error = f"Cancelled by {who}." if who else "Cancelled."
+    was = execution.status
+    if execution.status in ACTIVE_STATUSES and execution.mark_finished(
+        Status.CANCELLED, error=error
+    ):
+        logger.info(
+            "Execution %s cancelled while %s%s.", execution.pk, was, f" by {who}" * bool(who)
+        )
+        finish(execution)
+        return execution
+    status = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
+    raise StateConflict(
+        f"Execution {execution.pk} has already finished ({status}); only a queued or running "
+        "execution can be cancelled."
+    )
+
+
+def retry(execution: Execution, *, by: Any = None) -> Execution:
+    """Queue the next attempt of a failed, timed-out or interrupted ``execution``.
+
+    The new attempt has the same ``scheduled_for`` (and the same run options) and starts as
+    soon as a scheduler picks it up. Raises ``StateConflict`` when the execution did not fail,
+    its schedule is gone, or a later attempt of the occurrence exists already.
+    """
+    if execution.status not in RETRYABLE_STATUSES:
+        raise StateConflict(
+            f"Execution {execution.pk} is {execution.status}; only a failed, timed-out or "
+            "interrupted execution can be retried."
+        )
+    schedule = execution.schedule
+    if schedule is None:
+        raise StateConflict(f"The schedule of execution {execution.pk} was deleted.")
+    latest = (
+        Execution.objects.filter(schedule=schedule, scheduled_for=execution.scheduled_for)
+        .order_by("-attempt")
+        .values_list("pk", "attempt", "status")
+        .first()
+    )
+    if latest is not None and latest[0] != execution.pk:
+        raise StateConflict(
+            f"Attempt {latest[1]} of this occurrence exists already (execution {latest[0]}, "
+            f"{latest[2]}); retry that one instead."
+        )
+    queued = claim(
+        schedule,
+        execution.scheduled_for,
+        attempt=execution.attempt + 1,
+        trigger=TriggerKind.RETRY,
+        triggered_by=by if getattr(by, "is_authenticated", False) else None,
+        options=execution.options,
+    )
+    if queued is None:
+        raise StateConflict("Another retry of this occurrence was queued at the same moment.")
+    return queued
 
 
 def fire(schedule_id: int, fingerprint: str = "") -> Execution | None:

@@ -27,6 +27,7 @@ from .models import (
     Execution,
     Schedule,
     TriggerKind,
+    same_tenant,
 )
 from .retention import RETENTION_NAME, RETENTION_OPTION
 from .triggers import next_runs
@@ -109,9 +110,9 @@ def validate_dependencies(schedule: Schedule, depends_on: Iterable[Schedule]) ->
     # The tenant's dependency graph with this schedule's edges replaced by the new ones.
     through = Schedule.depends_on.through
     edges: dict[int, list[int]] = {}
-    for src, dst in through.objects.filter(from_schedule__tenant_id=schedule.tenant_id).values_list(
-        "from_schedule_id", "to_schedule_id"
-    ):
+    for src, dst in through.objects.filter(
+        same_tenant(schedule.tenant_id, "from_schedule__tenant")
+    ).values_list("from_schedule_id", "to_schedule_id"):
         if src != schedule.pk:
             edges.setdefault(src, []).append(dst)
     edges[schedule.pk] = [dep.pk for dep in depends_on]
@@ -180,7 +181,7 @@ def validate_schedule(
     if not schedule.kind:
         schedule.kind = getattr(type(schedule), "KIND", "") or schedule.kind
     errors: dict[str, list[str]] = {}
-    if creating and schedule.tenant_id:
+    if creating and schedule.tenant is not None:
         try:
             check_quota(schedule.tenant)
         except ValidationError as exc:
@@ -227,7 +228,7 @@ def _check_computable(schedule: Schedule) -> dict[str, list[str]]:
 def create_schedule(
     *,
     model: type[Schedule],
-    tenant: Tenant,
+    tenant: Tenant | None,
     user: Actor = None,
     source: str | None = None,
     **fields: Any,
@@ -239,7 +240,8 @@ def create_schedule(
     depends_on = fields.pop("depends_on", None)
     schedule = model(tenant=tenant, **fields)
     with transaction.atomic():
-        _lock_tenant(tenant)  # the quota count and the insert must not interleave
+        if tenant is not None:
+            _lock_tenant(tenant)  # the quota count and the insert must not interleave
         validate_schedule(schedule, depends_on=depends_on, creating=True)
         schedule.save()
         if depends_on:
@@ -266,7 +268,7 @@ def update_schedule(
     for name, value in data.items():
         setattr(schedule, name, value)
     with transaction.atomic():
-        if depends_on is not None:
+        if depends_on is not None and schedule.tenant is not None:
             _lock_tenant(schedule.tenant)  # two concurrent edits could each close half a cycle
         validate_schedule(schedule, depends_on=depends_on)
         schedule.save()
@@ -303,14 +305,23 @@ def _lock_tenant(tenant: Tenant) -> None:
     type(tenant)._default_manager.select_for_update().filter(pk=tenant.pk).exists()
 
 
-def run_now(*, schedule: Schedule, user: Actor = None, source: str | None = None) -> Execution:
+def run_now(
+    *,
+    schedule: Schedule,
+    user: Actor = None,
+    source: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Execution:
     """Queue a manual run; the scheduler picks it up within its sync interval.
 
-    With a ``source`` the run is recorded in the audit trail.
+    ``options`` (already cleaned: ``kinds.clean_run_options``) are this run's own, merged
+    over the schedule's when it runs. With a ``source`` the run is recorded in the audit trail.
     """
     now = timezone.now()
     with transaction.atomic():
-        execution = Execution.for_occurrence(schedule, now, trigger=TriggerKind.MANUAL, now=now)
+        execution = Execution.for_occurrence(
+            schedule, now, trigger=TriggerKind.MANUAL, options=options, now=now
+        )
         # The FK's model is AUTH_USER_MODEL, which the stubs pin to the test settings' User.
         execution.triggered_by = _signed_in(user)  # type: ignore[assignment]
         execution.save(force_insert=True)
@@ -419,7 +430,7 @@ def set_schedule_enabled(
 NOT_COPIED = STATE_FIELDS | {"id", "schedule_ptr", "kind", "created_at", "updated_at", "tenant"}
 
 
-def copy_name(*, tenant: Tenant, kind: str, name: str) -> str:
+def copy_name(*, tenant: Tenant | None, kind: str, name: str) -> str:
     """Return "<name> (copy)", or "(copy 2)", "(copy 3)"... if taken, within the length limit."""
     max_length = Schedule._meta.get_field("name").max_length
     suffixes = [_(" (copy)")] + [_(" (copy %(n)d)") % {"n": n} for n in range(2, 1000)]
@@ -427,7 +438,9 @@ def copy_name(*, tenant: Tenant, kind: str, name: str) -> str:
     # A CharField may have no max_length (PostgreSQL's unlimited varchar): nothing to cut then.
     base = name if max_length is None else name[: max_length - longest]
     taken = set(
-        Schedule.objects.filter(tenant=tenant, kind=kind, name__startswith=base).values_list(
+        Schedule.objects.filter(
+            same_tenant(tenant.pk if tenant else None), kind=kind, name__startswith=base
+        ).values_list(
             "name", flat=True
         )
     )

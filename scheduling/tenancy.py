@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast
 
 from django.apps import apps
+from django.db.models import Q
 
 from .conf import conf
 
@@ -51,6 +52,31 @@ class MembershipResolver:
         return {tid for tid, role in memberships if ROLE_RANK.get(Role(role), -1) >= floor}
 
 
+# Who sees and changes system schedules (no tenant) besides superusers.
+SYSTEM_PERMISSION = "scheduling.manage_system_schedules"
+
+
+def sees_system(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Return whether ``user`` may see and change system schedules and their executions."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if getattr(user, "is_superuser", False):
+        return True
+    has_perm = getattr(user, "has_perm", None)  # PermissionsMixin's; a custom user may lack it
+    return bool(has_perm is not None and has_perm(SYSTEM_PERMISSION))
+
+
+def scope_q(ids: set[int] | None, system: bool, field: str = "tenant") -> Q | None:
+    """Return the filter of rows in tenants ``ids`` (and with no tenant when ``system``).
+
+    None when there is nothing to filter (``ids`` is None: every tenant, and ``system``).
+    """
+    if ids is None and system:
+        return None
+    rows = Q(**{f"{field}_id__in": ids}) if ids is not None else Q(**{f"{field}__isnull": False})
+    return rows | Q(**{f"{field}__isnull": True}) if system else rows
+
+
 def visible_tenant_ids(
     user: AbstractBaseUser | AnonymousUser, *, min_role: str | None = None
 ) -> set[int] | None:
@@ -67,8 +93,13 @@ def tenants_visible_to(
     return qs if ids is None else qs.filter(pk__in=ids)
 
 
-def tenant_key(tenant: Tenant) -> str:
-    """Return how the CLI and exported files name ``tenant``: its slug, else its id."""
+def tenant_key(tenant: Tenant | None) -> str | None:
+    """Return how the CLI and exported files name ``tenant``: its slug, else its id.
+
+    None for no tenant (a system schedule and its executions).
+    """
+    if tenant is None:
+        return None
     slug = getattr(tenant, "slug", None)
     return str(slug) if slug else str(tenant.pk)
 

@@ -21,7 +21,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from ..tenancy import get_tenant_model, tenants_visible_to, visible_tenant_ids
+from ..tenancy import (
+    get_tenant_model,
+    scope_q,
+    sees_system,
+    tenants_visible_to,
+    visible_tenant_ids,
+)
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -79,6 +85,25 @@ def has_role(request: HttpRequest, role: str, tenant_id: int | None = None) -> b
     if ids is None:
         return True
     return bool(ids) if tenant_id is None else tenant_id in ids
+
+
+def sees_system_rows(request: HttpRequest) -> bool:
+    """Return whether the user sees system schedules and their executions (once per request)."""
+    if "_scheduling_sees_system" not in request.__dict__:
+        request.__dict__["_scheduling_sees_system"] = sees_system(request.user)
+    return bool(request.__dict__["_scheduling_sees_system"])
+
+
+def has_object_role(request: HttpRequest, role: str, obj: object | None) -> bool:
+    """Return whether the user holds ``role`` for ``obj`` (None: in any tenant).
+
+    A row with an empty tenant (a system schedule, its executions) needs ``sees_system``.
+    """
+    if obj is None or not hasattr(obj, "tenant_id"):
+        return has_role(request, role)
+    if obj.tenant_id is None:
+        return sees_system_rows(request)
+    return has_role(request, role, obj.tenant_id)
 
 
 def reject_null_characters(params: Iterable[tuple[str, list[str]]]) -> None:
@@ -213,8 +238,8 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
         qs = super().get_queryset(request)
-        ids = tenant_ids_for(request, VIEW_ROLE)
-        return qs if ids is None else qs.filter(tenant_id__in=ids)
+        q = scope_q(tenant_ids_for(request, VIEW_ROLE), sees_system_rows(request))
+        return qs if q is None else qs.filter(q)
 
     def formfield_for_foreignkey(
         self,
@@ -224,26 +249,28 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
     ) -> ModelChoiceField[Model] | None:
         if db_field.name == "tenant":
             kwargs["queryset"] = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+            if not sees_system_rows(request):
+                kwargs["required"] = True  # empty would make a system schedule
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return has_role(request, VIEW_ROLE)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
+        return has_object_role(request, VIEW_ROLE, obj)
 
     def has_add_permission(self, request: HttpRequest, *args: object) -> bool:
         return has_role(request, MANAGE_ROLE)
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return has_role(request, MANAGE_ROLE, getattr(obj, "tenant_id", None))
+        return has_object_role(request, MANAGE_ROLE, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return has_role(request, MANAGE_ROLE, getattr(obj, "tenant_id", None))
+        return has_object_role(request, MANAGE_ROLE, obj)
 
     def has_operate_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Whether the user may run, pause and resume (operator and above)."""
-        return has_role(request, OPERATE_ROLE, getattr(obj, "tenant_id", None))
+        return has_object_role(request, OPERATE_ROLE, obj)
 
 
 def format_duration(ms: int | None) -> str:

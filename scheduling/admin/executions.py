@@ -25,7 +25,7 @@ from .base import (
     ReadOnlyAdmin,
     TenantFilter,
     format_duration,
-    has_role,
+    has_object_role,
     status_badge,
     truncate,
 )
@@ -45,7 +45,7 @@ class ArtifactInline(admin.TabularInline):
 
     # An inline's ``obj`` is the parent: the execution whose page shows it.
     def has_view_permission(self, request: HttpRequest, obj: Execution | None = None) -> bool:
-        return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
+        return has_object_role(request, VIEW_ROLE, obj)
 
 
 def download_link(artifact: ReportArtifact) -> str:

@@ -104,7 +104,7 @@ class ScheduleAdminForm(forms.ModelForm):
     def _post_clean(self) -> None:
         super()._post_clean()  # type: ignore[misc]  # BaseModelForm's; the stubs omit it
         schedule = self.instance
-        if not schedule.tenant_id:
+        if not schedule.tenant_id or schedule.tenant is None:
             return
         if schedule._state.adding:
             try:

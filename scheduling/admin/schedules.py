@@ -26,9 +26,10 @@ from ..models import (
     PeriodicScan,
     Report,
     Schedule,
+    ScheduledTask,
     TriggerType,
 )
-from ..registry import cleanup_targets, report_types, scan_types
+from ..registry import cleanup_targets, report_types, scan_types, task_types
 from . import views
 from .base import (
     ADMIN_CSS,
@@ -38,7 +39,7 @@ from .base import (
     TenantFilter,
     TenantScopedAdmin,
     format_duration,
-    has_role,
+    has_object_role,
     registered_type_filter,
     status_badge,
     tenant_ids_for,
@@ -112,7 +113,7 @@ class ExecutionInline(admin.TabularInline):
         return False
 
     def has_view_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
-        return has_role(request, VIEW_ROLE, getattr(obj, "tenant_id", None))
+        return has_object_role(request, VIEW_ROLE, obj)
 
 
 def trigger_fieldset(
@@ -547,6 +548,15 @@ class CleanupConfigAdmin(ScheduleAdmin):
     list_filter = [
         *ScheduleAdmin.list_filter,
         registered_type_filter("cleanup_target", cleanup_targets, _("cleanup target")),
+    ]
+
+
+@admin.register(ScheduledTask)
+class ScheduledTaskAdmin(ScheduleAdmin):
+    kind_fields = ["task_type", "options"]
+    list_filter = [
+        *ScheduleAdmin.list_filter,
+        registered_type_filter("task_type", task_types, _("task type")),
     ]
 
 

@@ -89,7 +89,12 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
         for e in executions
         if e.schedule_id is not None and e.status == Status.SUCCEEDED
     }
-    failed_tenants = {e.tenant_id for e in executions if e.status in FAILURE_STATUSES}
+    # Alert rules belong to tenants: a system schedule's executions have none to match.
+    failed_tenants = {
+        e.tenant_id
+        for e in executions
+        if e.status in FAILURE_STATUSES and e.tenant_id is not None
+    }
     firing = set(
         AlertState.objects.filter(schedule_id__in=succeeded, firing=True).values_list(
             "schedule_id", flat=True
@@ -137,6 +142,8 @@ def rules_for_schedule(tenant_id: int, schedule_id: int) -> QuerySet[AlertRule]:
 
 
 def _check_failing(execution: Execution, schedule_id: int) -> list[AlertDelivery]:
+    if execution.tenant_id is None:
+        return []  # a system schedule: alert rules belong to tenants
     rules = list(
         rules_for_schedule(execution.tenant_id, schedule_id)
         .filter(consecutive_failures__isnull=False)
@@ -180,6 +187,8 @@ def _check_failing(execution: Execution, schedule_id: int) -> list[AlertDelivery
 
 
 def _recover(execution: Execution, schedule_id: int) -> list[AlertDelivery]:
+    if execution.tenant_id is None:
+        return []
     # Nothing is firing for the schedule on almost every success: a one-table indexed probe
     # answers that for a tenth of the cost of building the joined query below.
     if not AlertState.objects.filter(schedule_id=schedule_id, firing=True).exists():
@@ -295,14 +304,14 @@ def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
     )
     schedules: QuerySet[_Watched] = (
         Schedule.objects.filter(Q(tenant_id__in=tenant_wide) | Q(pk__in=named))
-        .filter(enabled=True)
+        .filter(enabled=True, tenant__isnull=False)
         .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
         # A one-off schedule has no period to be late by.
         .exclude(trigger_type=TriggerType.ONCE)
         .annotate(last_success_at=Subquery(latest_success))
         .order_by()
     )
-    by_tenant: dict[int, list[_Watched]] = {}
+    by_tenant: dict[int | None, list[_Watched]] = {}
     by_pk: dict[int, _Watched] = {}
     for schedule in schedules:
         by_tenant.setdefault(schedule.tenant_id, []).append(schedule)

@@ -22,6 +22,7 @@ from ..models import (
     ReportArtifact,
     ReportFormat,
     Schedule,
+    ScheduledTask,
     Status,
     TriggerKind,
     TriggerType,
@@ -132,6 +133,14 @@ class CleanupConfigFilter(ScheduleFilter):
     class Meta(ScheduleFilter.Meta):
         model = CleanupConfig
         fields = [*ScheduleFilter.Meta.fields, "cleanup_target"]
+
+
+class ScheduledTaskFilter(ScheduleFilter):
+    task_type = django_filters.CharFilter(max_length=64)
+
+    class Meta(ScheduleFilter.Meta):
+        model = ScheduledTask
+        fields = [*ScheduleFilter.Meta.fields, "task_type"]
 
 
 class ExecutionFilter(django_filters.FilterSet):

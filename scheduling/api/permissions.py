@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from ..tenancy import visible_tenant_ids
+from ..tenancy import sees_system, visible_tenant_ids
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -21,7 +21,7 @@ ROLES = (VIEWER, OPERATOR, ADMIN, OWNER)
 class TenantOwned(Protocol):
     """A row of one tenant (a schedule, an execution, a report artifact)."""
 
-    tenant_id: int
+    tenant_id: int | None
 
 
 def tenant_ids(request: Request, min_role: str | None = None) -> set[int] | None:
@@ -37,8 +37,20 @@ def tenant_ids(request: Request, min_role: str | None = None) -> set[int] | None
     return cache[min_role]
 
 
-def has_role(request: Request, tenant_id: int, min_role: str | None) -> bool:
-    """Return whether the requester holds at least ``min_role`` in tenant ``tenant_id``."""
+def sees_system_rows(request: Request) -> bool:
+    """Return whether the requester sees system schedules and their executions (cached)."""
+    if "_scheduling_sees_system" not in request.__dict__:
+        request.__dict__["_scheduling_sees_system"] = sees_system(request.user)
+    return bool(request.__dict__["_scheduling_sees_system"])
+
+
+def has_role(request: Request, tenant_id: int | None, min_role: str | None) -> bool:
+    """Return whether the requester holds at least ``min_role`` in tenant ``tenant_id``.
+
+    For a system row (``tenant_id`` None): whether the requester sees system rows.
+    """
+    if tenant_id is None:
+        return sees_system_rows(request)
     ids = tenant_ids(request, min_role)
     return ids is None or tenant_id in ids
 

@@ -32,12 +32,13 @@ from ..models import (
     Report,
     ReportArtifact,
     Schedule,
+    ScheduledTask,
     Status,
 )
-from ..registry import cleanup_targets, report_types, scan_types
+from ..registry import cleanup_targets, report_types, scan_types, task_types
 from ..tenancy import get_tenant_model
 from .fields import RegisteredKeyField, TenantField, VisibleSchedulesField
-from .permissions import ADMIN, effective_role, has_role
+from .permissions import ADMIN, effective_role, has_role, sees_system_rows
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -165,7 +166,13 @@ def _number_limits(fields: list[str]) -> dict[str, dict[str, int]]:
 class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
     """Fields every kind shares; subclasses add the kind's own fields."""
 
-    tenant = TenantField(help_text=_("The tenant's id or slug; fixed once created."))
+    tenant = TenantField(
+        allow_null=True,
+        help_text=_(
+            "The tenant's id or slug; fixed once created. null: a system schedule (superusers "
+            "and holders of scheduling.manage_system_schedules only)."
+        ),
+    )
     tenant_slug = serializers.CharField(source="tenant.slug", read_only=True)
     depends_on = VisibleSchedulesField(
         many=True,
@@ -191,9 +198,16 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
     def get_trigger_description(self, obj: Schedule) -> str:
         return triggers.describe(obj)
 
-    def validate_tenant(self, tenant: Tenant) -> Tenant:
-        if self.instance is not None and getattr(self.instance, "tenant_id", None) != tenant.pk:
+    def validate_tenant(self, tenant: Tenant | None) -> Tenant | None:
+        tenant_id = tenant.pk if tenant is not None else None
+        if self.instance is not None and getattr(self.instance, "tenant_id", None) != tenant_id:
             raise serializers.ValidationError(_("The tenant of a schedule cannot be changed."))
+        if tenant is None:
+            if not sees_system_rows(self.context["request"]):
+                raise serializers.ValidationError(
+                    _("Give a tenant: only superusers may create system schedules.")
+                )
+            return None
         if not has_role(self.context["request"], tenant.pk, ADMIN):
             raise PermissionDenied(_("Only an admin or owner of this tenant may do this."))
         return tenant
@@ -255,11 +269,37 @@ class CleanupConfigSerializer(ScheduleSerializer):
         extra_kwargs = _number_limits([*COMMON_FIELDS, "retain_days", "batch_size"])
 
 
+class ScheduledTaskSerializer(ScheduleSerializer):
+    """A scheduled task: one of the host project's own registered functions."""
+
+    task_type = RegisteredKeyField(registry=task_types)
+
+    class Meta(ScheduleSerializer.Meta):
+        model = ScheduledTask
+        fields = [*ScheduleSerializer.Meta.fields, "task_type", "options"]
+
+
 # -- schedule actions ------------------------------------------------------------------------
 
 
 class EmptySerializer(StrictMixin, serializers.Serializer):
     """No body, or an empty JSON object."""
+
+
+class ConflictSerializer(serializers.Serializer):
+    """The body of a 409: why the object's state does not allow the action."""
+
+    detail = serializers.CharField()
+
+
+class RunSerializer(StrictMixin, serializers.Serializer):
+    options = serializers.JSONField(
+        required=False,
+        help_text=_(
+            "Options for this run only, merged over the schedule's own and validated by its "
+            "type's form; stored on the execution."
+        ),
+    )
 
 
 class PauseSerializer(StrictMixin, serializers.Serializer):
@@ -346,6 +386,7 @@ class ExecutionSerializer(serializers.ModelSerializer):
             "traceback",
             "worker",
             "triggered_by",
+            "options",
         ]
         read_only_fields = fields
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count, Model, Prefetch, QuerySet
 from django.http import Http404, HttpResponse
 from django.utils.http import content_disposition_header
@@ -20,7 +21,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
@@ -28,9 +29,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .. import services, triggers
+from .. import kinds, runner, services, triggers
 from ..conf import conf
+from ..exceptions import StateConflict
 from ..models import (
+    AuditAction,
     AuditEntry,
     CleanupConfig,
     Execution,
@@ -38,15 +41,16 @@ from ..models import (
     Report,
     ReportArtifact,
     Schedule,
+    ScheduledTask,
 )
 from ..status import scheduler_status
-from ..tenancy import get_tenant_model
+from ..tenancy import get_tenant_model, scope_q
 from ..validators import has_null_character
 from . import filters, serializers
 from .filters import MAX_ID
 from .pagination import ExecutionCursorPagination, PagePagination
 from .parsers import StrictJSONParser
-from .permissions import ADMIN, OPERATOR, TenantRolePermission, tenant_ids
+from .permissions import ADMIN, OPERATOR, TenantRolePermission, sees_system_rows, tenant_ids
 from .schema import APISchema
 
 if TYPE_CHECKING:
@@ -67,7 +71,10 @@ def max_next_runs() -> int:
 
 def _scoped(queryset: _QS, request: Request, tenant_field: str = "tenant_id") -> _QS:
     ids = tenant_ids(request)
-    return queryset if ids is None else queryset.filter(**{f"{tenant_field}__in": ids})
+    if tenant_field == "pk":  # the tenants themselves
+        return queryset if ids is None else queryset.filter(pk__in=ids)
+    q = scope_q(ids, sees_system_rows(request), tenant_field.removesuffix("_id"))
+    return queryset if q is None else queryset.filter(q)
 
 
 class APIMixin(APIView):
@@ -167,16 +174,26 @@ class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule])
         body.is_valid(raise_exception=True)
 
     @extend_schema(
-        request=None,
+        request=serializers.RunSerializer,
         responses={202: serializers.ExecutionSerializer},
         summary="Queue a manual run",
-        description="The scheduler process picks the execution up within its sync interval.",
+        description="The scheduler process picks the execution up within its sync interval. "
+        'An optional body `{"options": {...}}` gives this run its own options.',
     )
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
-        self._check_empty_body(request)
-        execution = services.run_now(schedule=schedule, user=request.user, source="api")
+        body = serializers.RunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            options = kinds.clean_run_options(
+                schedule.get_kind_object(), body.validated_data.get("options")
+            )
+        except DjangoValidationError as exc:
+            raise ValidationError(exc.message_dict) from exc
+        execution = services.run_now(
+            schedule=schedule, user=request.user, source="api", options=options
+        )
         data = serializers.ExecutionSerializer(execution, context=self.get_serializer_context())
         return Response(data.data, status=status.HTTP_202_ACCEPTED)
 
@@ -274,6 +291,15 @@ class CleanupConfigViewSet(ScheduleViewSet):
     ordering_fields = [*ScheduleViewSet.ordering_fields, "cleanup_target"]
 
 
+class ScheduledTaskViewSet(ScheduleViewSet):
+    """Scheduled tasks (the host project's own functions) of the tenants you can see."""
+
+    model = ScheduledTask
+    serializer_class = serializers.ScheduledTaskSerializer
+    filterset_class = filters.ScheduledTaskFilter
+    ordering_fields = [*ScheduleViewSet.ordering_fields, "task_type"]
+
+
 def viewset_for(model: type[Schedule]) -> type[ScheduleViewSet]:
     """Return the API viewset of a kind's model: the ``ScheduleViewSet`` subclass naming it."""
     for viewset in ScheduleViewSet.__subclasses__():
@@ -290,10 +316,79 @@ class ExecutionViewSet(ObjectAPIMixin[Execution], viewsets.ReadOnlyModelViewSet[
     filter_backends = [DjangoFilterBackend]
     filterset_class = filters.ExecutionFilter
 
+    required_roles = {"cancel": OPERATOR, "retry": OPERATOR}
+
     def get_queryset(self) -> QuerySet[Execution]:
         if self.fake_view():
             return Execution.objects.none()
-        return _scoped(Execution.objects.select_related("triggered_by"), self.request)
+        queryset = Execution.objects.select_related("triggered_by")
+        if self.action in ("cancel", "retry"):
+            queryset = queryset.select_related("schedule", "tenant")
+        return _scoped(queryset, self.request)
+
+    @extend_schema(
+        request=None,
+        responses={200: serializers.ExecutionSerializer, 409: serializers.ConflictSerializer},
+        summary="Cancel a queued or running execution",
+        description="A queued execution never starts; a running one is asked to stop. Both "
+        "end `cancelled`. A finished execution answers 409.",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        execution = self.get_object()
+        serializers.EmptySerializer(data=request.data).is_valid(raise_exception=True)
+        try:
+            runner.cancel(execution, by=request.user)
+        except StateConflict as exc:
+            raise Conflict(str(exc)) from exc
+        services.record_audit(
+            schedule=execution.schedule or _snapshot_of(execution),
+            action=AuditAction.CANCEL,
+            user=request.user,
+            source="api",
+            changes={"execution": [execution.pk, execution.pk]},
+        )
+        return Response(self.get_serializer(execution).data)
+
+    @extend_schema(
+        request=None,
+        responses={202: serializers.ExecutionSerializer, 409: serializers.ConflictSerializer},
+        summary="Retry a failed, timed-out or interrupted execution",
+        description="Queues the next attempt of the same occurrence (same `scheduled_for`). "
+        "Any other state, or a later attempt that exists already, answers 409.",
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        execution = self.get_object()
+        serializers.EmptySerializer(data=request.data).is_valid(raise_exception=True)
+        try:
+            queued = runner.retry(execution, by=request.user)
+        except StateConflict as exc:
+            raise Conflict(str(exc)) from exc
+        services.record_audit(
+            schedule=queued.schedule or _snapshot_of(execution),
+            action=AuditAction.RETRY,
+            user=request.user,
+            source="api",
+            changes={"execution": [execution.pk, queued.pk]},
+        )
+        data = self.get_serializer(queued).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+
+class Conflict(APIException):
+    """The object's state does not allow the action (cancel a finished execution)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = _("The current state does not allow this action.")
+    default_code = "conflict"
+
+
+def _snapshot_of(execution: Execution) -> Schedule:
+    """An unsaved stand-in for the deleted schedule of ``execution`` (for the audit trail)."""
+    return Schedule(
+        tenant_id=execution.tenant_id, name=execution.schedule_name, kind=execution.schedule_kind
+    )
 
 
 class DownloadRenderer(BaseRenderer):

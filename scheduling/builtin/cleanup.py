@@ -1,9 +1,13 @@
-"""The built-in cleanup targets: executions, report artifacts, APScheduler's execution log.
+"""The built-in cleanup targets: executions, report artifacts, APScheduler's execution log,
+and old files below the directories that ``SCHEDULING_FILE_CLEANUP_ROOTS`` allows (``files``).
 
 Other apps register their own the same way, in their ``scheduling_tasks.py``::
 
     cleanup_target("audit_log", label="Audit log", model="audit.Entry",
                    datetime_field="created_at", tenant_path="organisation")
+
+Rows that carry their own expiry name it instead: ``expiry_field="expires_at"`` deletes the
+rows whose ``expires_at`` has passed, whatever the config's ``retain_days``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from django_apscheduler.models import DjangoJobExecution
 
 from ..models import Execution, Schedule
 from ..registry import cleanup_target
+from .files import FileCleanupOptions, purge_files
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -72,6 +77,15 @@ cleanup_target(
     model="scheduling.ReportArtifact",
     datetime_field="created_at",
     tenant_path="tenant",
+)
+
+# Not rows: purge_files walks a directory (see files.py for its rules). System schedules only.
+cleanup_target(
+    "files",
+    label=_("Old files"),
+    options=FileCleanupOptions,
+    purge=purge_files,
+    system_only=True,
 )
 
 cleanup_target(

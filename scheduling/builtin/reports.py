@@ -85,11 +85,15 @@ def _schedule_row(row: JSONObject) -> JSONObject:
     }
 
 
-def execution_summary_data(tenant: Tenant, start: datetime, end: datetime) -> JSONObject:
-    """Aggregate the tenant's executions scheduled in ``[start, end)``."""
-    executions = Execution.objects.filter(
-        tenant=tenant, scheduled_for__gte=start, scheduled_for__lt=end
-    ).order_by()
+def execution_summary_data(tenant: Tenant | None, start: datetime, end: datetime) -> JSONObject:
+    """Aggregate the tenant's executions scheduled in ``[start, end)``.
+
+    With no tenant (a system report), every tenant's executions and the system's.
+    """
+    executions = Execution.objects.filter(scheduled_for__gte=start, scheduled_for__lt=end)
+    if tenant is not None:
+        executions = executions.filter(tenant=tenant)
+    executions = executions.order_by()
 
     by_status = dict.fromkeys(Status.values, 0)
     for row in executions.values("status").annotate(n=Count("pk")):
@@ -129,7 +133,7 @@ def execution_summary_data(tenant: Tenant, start: datetime, end: datetime) -> JS
     )
     rate = _ratio(failures, ran)
     return {
-        "tenant": {"id": tenant.pk, "name": str(tenant)},
+        "tenant": {"id": tenant.pk, "name": str(tenant)} if tenant is not None else None,
         "period": {"start": start, "end": end, "hours": round((end - start) / timedelta(hours=1))},
         "total": total,
         "by_status": by_status,
@@ -208,16 +212,20 @@ ERROR_PREVIEW = 500
 
 
 def scan_status_data(
-    tenant: Tenant, as_of: datetime, *, include_disabled: bool = False
+    tenant: Tenant | None, as_of: datetime, *, include_disabled: bool = False
 ) -> JSONObject:
-    """The latest state of each scan of ``tenant`` as of ``as_of``, in one query."""
+    """The latest state of each scan of ``tenant`` as of ``as_of``, in one query.
+
+    With no tenant (a system report), every scan.
+    """
     latest = Execution.objects.filter(
         schedule=OuterRef("pk"),
-        tenant=tenant,
         status__in=RAN_STATUSES,
         scheduled_for__lte=as_of,
     ).order_by("-scheduled_for", "-attempt")
-    scans = PeriodicScan.objects.filter(tenant=tenant).order_by("name", "pk")
+    scans = PeriodicScan.objects.order_by("name", "pk")
+    if tenant is not None:
+        scans = scans.filter(tenant=tenant)
     if not include_disabled:
         scans = scans.filter(enabled=True)
     checked = scans.annotate(
@@ -258,7 +266,7 @@ def scan_status_data(
             }
         )
     return {
-        "tenant": {"id": tenant.pk, "name": str(tenant)},
+        "tenant": {"id": tenant.pk, "name": str(tenant)} if tenant is not None else None,
         "as_of": as_of,
         "total": len(rows),
         "counts": counts,

@@ -60,8 +60,9 @@ EXECUTION = Shape(
     (
         *("id", "tenant", "schedule_id", "schedule_name", "kind", "scheduled_for", "attempt"),
         *("trigger", "status", "queued_at", "started_at", "finished_at", "duration_ms"),
-        *("worker", "error", "result"),
+        *("worker", "error", "result", "options"),
     ),
+    notes='"options": a manual run\'s own options, else null',
 )
 # Built by ``scheduling.schedules_io.Problem.as_dict()``; listed here for the help.
 PROBLEM = Shape(
@@ -78,6 +79,8 @@ JSON_OUTPUT: dict[str, str] = {
     '"name"}]}, "next_runs": [datetime, ...], "recent_executions": [EXECUTION, ...]}; "config" '
     "is the schedule as an entry of an exported file, every field included",
     "run": '{"execution": EXECUTION}',
+    "cancel": '{"execution": EXECUTION}, the execution as cancelled',
+    "retry": '{"execution": EXECUTION}, the attempt it queued',
     "pause": '{"schedule": SCHEDULE}',
     "resume": '{"schedule": SCHEDULE}',
     "history": '{"executions": [EXECUTION, ...]}, newest first',

@@ -158,7 +158,7 @@ def schedules_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         schedules.add_row(
             str(row["id"]),
-            row["tenant"],
+            row["tenant"] or "(system)",
             row["kind"],
             row["name"],
             row["type"] or "-",
@@ -180,7 +180,7 @@ def executions_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         executions.add_row(
             str(row["id"]),
-            row["tenant"],
+            row["tenant"] or "(system)",
             f"{row['schedule_name']} ({row['schedule_id'] or 'deleted'})",
             row["kind"],
             display_time(row["scheduled_for"]),
@@ -236,7 +236,7 @@ def status_tables(data: dict[str, Any]) -> tuple[Table, Table | str]:
     for row in data["next_fires"]:
         fires.add_row(
             display_time(row["next_run_at"]),
-            *(str(row["id"]), row["tenant"], row["kind"], row["name"]),
+            *(str(row["id"]), row["tenant"] or "(system)", row["kind"], row["name"]),
         )
     return summary, fires if data["next_fires"] else "No upcoming fires."
 
@@ -246,7 +246,7 @@ def purge_table(results: list[dict[str, Any]], *, dry_run: bool) -> Table:
     purged = table("Tenant", "Retain days", "Cutoff", "Would delete" if dry_run else "Deleted")
     for row in results:
         purged.add_row(
-            row["tenant"],
+            row["tenant"] or "(system)",
             *(str(row["retain_days"]), display_time(row["cutoff"]), str(row["deleted"])),
         )
     return purged

@@ -12,14 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from ..kinds import relations
-from ..models import Schedule, ScheduleQuerySet
+from ..models import Execution, Schedule, ScheduleQuerySet
 from ..tenancy import (
     find_tenant,
     get_tenant_model,
+    sees_system,
     tenant_key,
     tenants_visible_to,
     visible_tenant_ids,
@@ -81,6 +82,10 @@ class Scope:
         """Refuse ``verb`` in ``tenant`` unless ``--user`` holds at least ``role`` there."""
         if self.user is None:
             return
+        if tenant is None:  # a system schedule or its execution
+            if not sees_system(self.user):
+                raise CLIError(f"Only superusers may {verb} system schedules.")
+            return
         ids = visible_tenant_ids(self.user, min_role=role)
         if ids is not None and tenant.pk not in ids:
             raise CLIError(f"Your role in tenant {tenant_key(tenant)!r} does not allow {verb}.")
@@ -97,10 +102,23 @@ class Scope:
         if tenant is not None:
             queryset = queryset.filter(tenant=tenant)
         elif self.user is not None:
-            queryset = queryset.filter(tenant__in=self.tenants())
+            rows = Q(tenant__in=self.tenants())
+            if sees_system(self.user):
+                rows |= Q(tenant__isnull=True)
+            queryset = queryset.filter(rows)
         if self.kind:
             queryset = queryset.filter(**{kind_field: self.kind})
         return queryset
+
+    def get_execution(self, pk: int) -> Execution:
+        """Return execution ``pk`` in scope, with its schedule; outside the scope: not found."""
+        queryset = self.in_scope(
+            Execution.objects.select_related("tenant", "schedule"), kind_field="schedule_kind"
+        )
+        execution = queryset.filter(pk=pk).first()
+        if execution is None:
+            raise CLIError(f"Execution {pk} not found.")
+        return execution
 
     def get_schedule(self, pk: int) -> Schedule:
         """Return schedule ``pk`` in scope, as its kind; outside the scope it is not found."""

@@ -19,7 +19,7 @@ from django.db import DatabaseError, connections
 from django.utils import timezone
 from rich.text import Text
 
-from .. import runner, schedules_io, services
+from .. import kinds, runner, schedules_io, services
 from ..conf import conf
 from ..exceptions import SchedulingError
 from ..kinds import cleanup
@@ -149,10 +149,14 @@ class SchedulingCLI:
 
     # -- acting on one schedule -------------------------------------------------------------
 
-    def run(self, pk: int) -> int:
-        """Run a schedule now in this process; exit 0 when it succeeded, 1 otherwise."""
+    def run(self, pk: int, *, options: dict[str, Any] | None = None) -> int:
+        """Run a schedule now in this process; exit 0 when it succeeded, 1 otherwise.
+
+        ``options`` are this run's own, merged over the schedule's (validated first).
+        """
         schedule = self.scope.get_schedule(pk)
         self.scope.require_role(schedule.tenant, OPERATOR, "run")
+        run_options = kinds.clean_run_options(schedule, options)
         # A claimed_by of its own: the scheduler's pick-up of manual runs leaves it alone.
         execution = runner.claim(
             schedule,
@@ -160,6 +164,7 @@ class SchedulingCLI:
             trigger=TriggerKind.MANUAL,
             claimed_by=f"cli:{runner.worker_id()}",
             triggered_by=self.scope.user,
+            options=run_options,
         )
         if execution is None:
             raise CLIError(f"Schedule {pk} is being run by someone else right now.")
@@ -172,7 +177,7 @@ class SchedulingCLI:
         )
         if not self.out.as_json:
             self.out.print(
-                f"Running {tenant_key(schedule.tenant)}/{schedule.kind}/"
+                f"Running {tenant_key(schedule.tenant) or '(system)'}/{schedule.kind}/"
                 f"{schedule.name} (execution {execution.pk})..."
             )
         execution = run_in_foreground(execution.pk, timeout=schedule.effective_timeout)
@@ -193,6 +198,42 @@ class SchedulingCLI:
             raise CLIError(
                 f"Execution {execution.pk} {execution.status}: {one_line(execution.error)}",
                 returncode=1,
+            )
+        return 0
+
+    def cancel(self, pk: int) -> int:
+        """Cancel a queued or running execution; exit 2 when it has finished already."""
+        execution = self.scope.get_execution(pk)
+        self.scope.require_role(execution.tenant, OPERATOR, "cancel")
+        runner.cancel(execution, by=self.scope.user)
+        self._audit_execution(execution, AuditAction.CANCEL, execution)
+        return self._execution_changed(execution, "Cancelled")
+
+    def retry(self, pk: int) -> int:
+        """Queue the next attempt of a failed, timed-out or interrupted execution."""
+        execution = self.scope.get_execution(pk)
+        self.scope.require_role(execution.tenant, OPERATOR, "retry")
+        queued = runner.retry(execution, by=self.scope.user)
+        self._audit_execution(execution, AuditAction.RETRY, queued)
+        return self._execution_changed(queued, "Queued")
+
+    def _audit_execution(self, execution: Execution, action: str, result: Execution) -> None:
+        if execution.schedule is not None:
+            services.record_audit(
+                schedule=execution.schedule,
+                action=action,
+                user=self.scope.user,
+                source="cli",
+                changes={"execution": [execution.pk, result.pk]},
+            )
+
+    def _execution_changed(self, execution: Execution, verb: str) -> int:
+        if self.out.as_json:
+            self.out.emit_json({"execution": execution_data(execution)})
+        else:
+            self.out.print(
+                f"{verb} execution {execution.pk} of {execution.schedule_name} "
+                f"(attempt {execution.attempt}, {execution.status})."
             )
         return 0
 

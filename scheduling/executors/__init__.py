@@ -22,6 +22,7 @@ EXECUTORS: dict[str, str] = {
     "thread": "scheduling.executors.thread.ThreadExecutor",
     "process": "scheduling.executors.process.ProcessExecutor",
     "celery": "scheduling.executors.celery.CeleryExecutor",
+    "django_tasks": "scheduling.executors.django_tasks.DjangoTasksExecutor",
 }
 
 

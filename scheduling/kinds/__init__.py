@@ -14,12 +14,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+
 from ..context import ExecutionContext
-from ..models import CleanupConfig, Kind, PeriodicScan, Report, Schedule
-from ..registry import Registry, cleanup_targets, report_types, scan_types
+from ..exceptions import UnknownTaskType
+from ..models import CleanupConfig, Kind, PeriodicScan, Report, Schedule, ScheduledTask
+from ..registry import Registry, cleanup_targets, report_types, scan_types, task_types
 from .cleanup import run_cleanup_config
 from .report import produce_report
 from .scan import run_scan
+from .task import run_task
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ KINDS: dict[str, KindSpec] = {
             "cleanups",
             run_cleanup_config,
         ),
+        KindSpec(Kind.TASK, ScheduledTask, "task_type", task_types, "tasks", run_task),
     )
 }
 
@@ -86,6 +92,27 @@ def run_kind(schedule: Schedule, context: ExecutionContext) -> dict:
     if spec is None or not isinstance(schedule, spec.model):
         raise TypeError(f"Schedule {schedule.pk} has no kind row ({schedule.kind!r}).")
     return spec.run(schedule, context)
+
+
+def clean_run_options(schedule: Schedule, options: object) -> dict[str, Any]:
+    """Validate one run's own ``options`` merged over ``schedule``'s; return the run's, cleaned.
+
+    Raises ``ValidationError`` keyed on ``options``: not a JSON object, an option the type
+    does not have, a value its form rejects (each message names the option).
+    """
+    if options is None or options == {}:
+        return {}
+    if not isinstance(options, dict):
+        raise ValidationError({"options": _("Options must be a JSON object.")})
+    spec = KINDS.get(schedule.kind)
+    if spec is None:
+        raise ValidationError({"options": _("This kind of schedule takes no run options.")})
+    try:
+        entry = spec.registry.get(spec.type_key(schedule))
+    except UnknownTaskType as exc:
+        raise ValidationError({"options": str(exc)}) from exc
+    cleaned = entry.validate_options({**(getattr(schedule, "options", None) or {}), **options})
+    return {name: cleaned[name] for name in options if name in cleaned}
 
 
 def relation_of(kind: str) -> str | None:

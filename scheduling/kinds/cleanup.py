@@ -19,6 +19,7 @@ from django.db.models import QuerySet
 
 from ..conf import conf
 from ..context import ExecutionContext
+from ..exceptions import SchedulingError
 from ..models import CleanupConfig
 from ..registry import TaskType, cleanup_targets
 from ..retention import retention_days
@@ -39,8 +40,13 @@ def target_queryset(entry: TaskType, tenant: Any) -> QuerySet:
 
 
 def purgeable(entry: TaskType, *, tenant: Any, older_than: datetime) -> QuerySet:
-    """Return the rows of ``entry`` that ``tenant`` keeps strictly from before ``older_than``."""
-    return target_queryset(entry, tenant).filter(**{f"{entry.datetime_field}__lt": older_than})
+    """Return the rows of ``entry`` that ``tenant`` keeps strictly from before ``older_than``.
+
+    For a target with an ``expiry_field``, ``older_than`` is the current instant: the rows
+    whose expiry is strictly before it.
+    """
+    field_name = entry.expiry_field or entry.datetime_field
+    return target_queryset(entry, tenant).filter(**{f"{field_name}__lt": older_than})
 
 
 def _max_batch(queryset: QuerySet) -> int | None:
@@ -112,14 +118,28 @@ def _let_writers_in(using: str, held: float) -> None:
 
 
 def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dict:
-    """Run one cleanup config: purge its target's rows older than ``retain_days``."""
+    """Run one cleanup config: purge its target's rows older than ``retain_days``.
+
+    A target with an ``expiry_field`` purges its rows whose expiry has passed instead; a
+    target with its own ``purge`` (files) does the whole run.
+    """
     entry = cleanup_targets.get(cleanup.cleanup_target)
     options = entry.validate_options(cleanup.options)
+    if entry.system_only and cleanup.tenant_id is not None:
+        raise SchedulingError(
+            f"The cleanup target {entry.key!r} runs only as a system schedule (no tenant)."
+        )
+    if entry.purge is not None:
+        return entry.purge(cleanup, context, options)
     retain_days = cleanup.retain_days
     if options.get("use_tenant_retention"):
-        # The tenant's current retention, not a copy taken when the schedule was saved.
-        retain_days = retention_days(cleanup.tenant)
-    cutoff = context.now() - timedelta(days=retain_days)
+        # The tenant's current retention, not a copy taken when the schedule was saved (a
+        # system schedule has no tenant: the setting's).
+        tenant = cleanup.tenant
+        retain_days = retention_days(tenant) if tenant else int(conf.EXECUTION_RETENTION_DAYS)
+    # Rows with an expiry field go once it has passed, whatever retain_days says.
+    age = timedelta(0) if entry.expiry_field else timedelta(days=retain_days)
+    cutoff = context.now() - age
     batch_size = cleanup.batch_size or conf.CLEANUP_BATCH_SIZE
     batches = 0
     complete = True
@@ -153,7 +173,7 @@ def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dic
     if not complete:
         # The last batch may have been the final one after all.
         complete = not purgeable(entry, tenant=cleanup.tenant, older_than=cutoff).exists()
-    return {
+    result = {
         "target": entry.key,
         "deleted": deleted,
         "batches": batches,
@@ -161,3 +181,8 @@ def run_cleanup_config(cleanup: CleanupConfig, context: ExecutionContext) -> dic
         "cutoff": cutoff.isoformat(),
         "complete": complete,
     }
+    if entry.expiry_field:
+        # Expired rows go whatever retain_days says.
+        del result["retain_days"]
+        result["expiry_field"] = entry.expiry_field
+    return result

@@ -106,7 +106,10 @@ def render(entry: TaskType, report: Report, data: dict, context: ExecutionContex
 def artifact_filename(report: Report, context: ExecutionContext) -> str:
     """Return ``<tenant>-<report type>-<UTC timestamp>.<format>``, safe as a file name."""
     tenant = context.tenant
-    slug = slugify(getattr(tenant, "slug", "") or str(tenant)) or f"tenant-{tenant.pk}"
+    if tenant is None:
+        slug = "system"
+    else:
+        slug = slugify(getattr(tenant, "slug", "") or str(tenant)) or f"tenant-{tenant.pk}"
     kind = slugify(report.report_type) or "report"
     stamp = context.scheduled_for.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{slug}-{kind}-{stamp}.{report.format}"
@@ -145,7 +148,7 @@ def produce_report(report: Report, context: ExecutionContext) -> dict:
     entry = report_types.get(report.report_type)
     if entry.func is None:
         raise TypeError(f"Report type {report.report_type!r} has no handler.")
-    data = entry.func(report, context)
+    data = context.call(entry.func, report)
     content = render(entry, report, data, context)
     artifact = ReportArtifact(
         tenant_id=report.tenant_id,

@@ -221,7 +221,7 @@ class Planner:
         if tenant is None:
             self.error(f"unknown tenant {tenant_name!r}", index, field="tenant", **where)
             return None
-        where["tenant"] = tenant_key(tenant)
+        where["tenant"] = tenant_key(tenant) or ""
         fields = {f.name: f for f in config_fields(get_kind(kind).model)}
         # A datetime without an offset is read in the entry's time zone, else the tenant's.
         zone = str(raw.get("timezone") or getattr(tenant, "timezone", "") or "UTC")

@@ -81,7 +81,9 @@ def problems_from(exc: ValidationError, **where: Any) -> list[Problem]:
     ]
 
 
-def cycle_problems(graph: Mapping[Identity, Iterable[Identity]], tenant: Tenant) -> list[Problem]:
+def cycle_problems(
+    graph: Mapping[Identity, Iterable[Identity]], tenant: Tenant | None
+) -> list[Problem]:
     """Return an error per dependency cycle of ``tenant``'s ``graph`` of (kind, name) pairs."""
     problems = []
     for cycle in services.find_cycles(graph):
@@ -120,7 +122,7 @@ def validate_database(queryset: models.QuerySet[Schedule]) -> tuple[list[Problem
     errors: list[Problem] = []
     warnings: list[Problem] = []
     graphs: dict[Any, dict[Identity, list[Identity]]] = {}  # by tenant pk
-    tenants: dict[Any, Tenant] = {}
+    tenants: dict[Any, Tenant | None] = {}
     for spec in KINDS.values():
         rows = (
             spec.model.objects.filter(pk__in=queryset.values("pk"))

@@ -113,6 +113,7 @@ def test_json_summary_has_counts_failure_rate_and_percentiles(tenant, history):
         "skipped": 1,
         "missed": 0,
         "interrupted": 0,
+        "cancelled": 0,
     }
     assert data["ran"] == 6
     assert data["failures"] == 2

@@ -31,3 +31,17 @@ def sleep_scan(scan, context) -> dict:
 @scan_type("test_echo", label="Test: echo")
 def echo_scan(scan, context) -> dict:
     return {"name": scan.name, "attempt": context.execution.attempt}
+
+
+class SlowFirstAttemptOptions(forms.Form):
+    seconds = forms.FloatField(min_value=0, max_value=3600, required=False, initial=0)
+
+
+@scan_type(
+    "test_slow_first_attempt", label="Test: slow first attempt", options=SlowFirstAttemptOptions
+)
+def slow_first_attempt_scan(scan, context) -> dict:
+    """Sleep ``seconds`` on the first attempt only: a retry finishes at once."""
+    if context.execution.attempt == 1:
+        time.sleep(float((scan.options or {}).get("seconds") or 0))
+    return {"attempt": context.execution.attempt}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -38,10 +39,24 @@ VERBOSITY_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}
 # What --help adds under each verb's JSON (from scheduling.cli.contract): how it exits.
 EXIT_NOTES = {
     "run": "Exit code 0 when the run succeeded, 1 when it failed or timed out.",
+    "cancel": "Exit code 2 when the execution has finished already.",
+    "retry": "Exit code 2 when the execution did not fail or a later attempt exists.",
     "import": "Nothing is changed when any entry is invalid (exit code 2).",
     "validate": "Exit code 2 when there are errors; warnings (a schedule that will never fire "
     "again) do not fail.",
 }
+
+
+def run_option(value: str) -> tuple[str, Any]:
+    """Parse ``--option KEY=VALUE``: the value as JSON when it parses, else as text."""
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    try:
+        parsed: Any = json.loads(raw)
+    except ValueError:
+        parsed = raw
+    return key.strip(), parsed
 
 
 def iso_datetime(value: str) -> datetime:
@@ -138,8 +153,24 @@ class Command(BaseCommand):
 
         add("list", "List schedules.")
         add("show", "Show one schedule.").add_argument("id", type=positive_int)
-        add("run", "Run a schedule now, here, and exit with its outcome.").add_argument(
-            "id", type=positive_int
+        run = add("run", "Run a schedule now, here, and exit with its outcome.")
+        run.add_argument("id", type=positive_int)
+        run.add_argument(
+            "--option",
+            "-o",
+            action="append",
+            default=[],
+            type=run_option,
+            metavar="KEY=VALUE",
+            dest="run_options",
+            help="An option for this run only, merged over the schedule's (repeatable); "
+            "VALUE is read as JSON when it parses (5, true, [1, 2]), else as text.",
+        )
+        add("cancel", "Cancel a queued or running execution.").add_argument(
+            "id", type=positive_int, help="The execution's id."
+        )
+        add("retry", "Queue the next attempt of a failed execution.").add_argument(
+            "id", type=positive_int, help="The execution's id."
         )
         pause = add("pause", "Pause a schedule until a time, or indefinitely.")
         pause.add_argument("id", type=positive_int)
@@ -236,7 +267,11 @@ class Command(BaseCommand):
         if verb == "show":
             return cli.show(options["id"])
         if verb == "run":
-            return cli.run(options["id"])
+            return cli.run(options["id"], options=dict(options["run_options"]))
+        if verb == "cancel":
+            return cli.cancel(options["id"])
+        if verb == "retry":
+            return cli.retry(options["id"])
         if verb == "pause":
             return cli.pause(options["id"], until=options["until"])
         if verb == "resume":

@@ -15,12 +15,14 @@ from scheduling.api.schema import SCHEMA_SETTINGS
 
 pytestmark = pytest.mark.django_db
 
-KINDS = ("scans", "reports", "cleanups")
+KINDS = ("scans", "reports", "cleanups", "tasks")
 EXPECTED_PATHS = {
     "/api/tenants/": {"get"},
     "/api/tenants/{id}/": {"get"},
     "/api/executions/": {"get"},
     "/api/executions/{id}/": {"get"},
+    "/api/executions/{id}/cancel/": {"post"},
+    "/api/executions/{id}/retry/": {"post"},
     "/api/report-artifacts/": {"get"},
     "/api/report-artifacts/{id}/": {"get"},
     "/api/report-artifacts/{id}/download/": {"get"},

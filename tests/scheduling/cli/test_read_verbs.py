@@ -130,7 +130,7 @@ class TestHistory:
         assert set(row) == {
             "id", "tenant", "schedule_id", "schedule_name", "kind", "scheduled_for", "attempt",
             "trigger", "status", "queued_at", "started_at", "finished_at", "duration_ms",
-            "worker", "error", "result",
+            "worker", "error", "result", "options",
         }  # fmt: skip
 
     def test_a_schedule_of_another_tenant_is_not_found(self, world, executions):
