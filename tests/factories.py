@@ -9,7 +9,14 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from scheduling.models import CleanupConfig, Execution, PeriodicScan, Report, Status
+from scheduling.models import (
+    CleanupConfig,
+    Execution,
+    PeriodicScan,
+    Report,
+    ScheduledTask,
+    Status,
+)
 from tenants.models import Membership, Tenant
 
 _seq = itertools.count(1)
@@ -60,6 +67,12 @@ def make_cleanup(*, tenant: Tenant, **overrides: Any) -> CleanupConfig:
     fields = {"cleanup_target": "executions", "retain_days": 30, "batch_size": 1000}
     fields.update(_schedule_fields(overrides))
     return CleanupConfig.objects.create(tenant=tenant, **fields)
+
+
+def make_task(*, tenant: Tenant | None, **overrides: Any) -> ScheduledTask:
+    fields = {"task_type": "test_add", "options": {"a": 1}}
+    fields.update(_schedule_fields(overrides))
+    return ScheduledTask.objects.create(tenant=tenant, **fields)
 
 
 def make_execution(*, schedule: Any, **overrides: Any) -> Execution:

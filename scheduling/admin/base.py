@@ -52,6 +52,10 @@ VIEW_ROLE, OPERATE_ROLE, MANAGE_ROLE = "viewer", "operator", "admin"
 
 ADMIN_CSS = {"all": ["scheduling/admin/scheduling.css"]}
 
+# The change form with buttons (cancel, retry, run now) next to "History": the admin puts
+# them in its context as ``scheduling_object_actions`` (``{"name", "label", "url"}`` each).
+OBJECT_ACTIONS_TEMPLATE = "admin/scheduling/change_form_actions.html"
+
 
 def status_badge(status: str, label: str) -> str:
     if not status:
@@ -182,24 +186,45 @@ class TenantFilter(admin.SimpleListFilter):
     title = _("tenant")
     parameter_name = "tenant"
 
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [(str(pk), name) for pk, name in tenant_choices(request)]
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin
+    ) -> list[tuple[str, StrOrPromise]]:
+        choices: list[tuple[str, StrOrPromise]] = [
+            (str(pk), name) for pk, name in tenant_choices(request)
+        ]
+        if sees_system_rows(request):
+            choices.append((SYSTEM_CHOICE, _("System (no tenant)")))
+        return choices
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Model]) -> QuerySet[Model]:
         value = self.value()
         if not value:
             return queryset
+        if value == SYSTEM_CHOICE and sees_system_rows(request):
+            return queryset.filter(tenant__isnull=True)
         if not value.isdigit() or value not in {str(pk) for pk, _name in tenant_choices(request)}:
             return queryset.none()
         return queryset.filter(tenant_id=int(value))
 
 
+# The tenant filter's value for system rows (no tenant), offered to those who see them.
+SYSTEM_CHOICE = "system"
+
+
+def tenant_label(tenant: object | None) -> str:
+    """Return how a row's tenant is shown: its name, or "(system)" for a system row."""
+    return str(tenant) if tenant is not None else str(_("(system)"))
+
+
 def tenant_choices(request: HttpRequest) -> list[tuple[int, str]]:
     cache: list[tuple[int, str]] = request.__dict__.setdefault("_scheduling_tenant_choices", [])
     if not cache:
-        cache.extend(
-            (t.pk, str(t)) for t in tenants_visible_to(request.user).order_by("name", "pk")
-        )
+        # The tenants whose rows the admin's querysets show (VIEW_ROLE, known by now).
+        ids = tenant_ids_for(request, VIEW_ROLE)
+        tenants = get_tenant_model()._default_manager.order_by("name", "pk")
+        if ids is not None:
+            tenants = tenants.filter(pk__in=ids)
+        cache.extend((t.pk, str(t)) for t in tenants)
     return cache
 
 
@@ -271,6 +296,11 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
     def has_operate_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         """Whether the user may run, pause and resume (operator and above)."""
         return has_object_role(request, OPERATE_ROLE, obj)
+
+    @admin.display(description=_("tenant"), ordering="tenant")
+    def tenant_column(self, obj: Model) -> str:
+        """The tenant column and field: "(system)" instead of an empty value."""
+        return tenant_label(getattr(obj, "tenant", None))
 
 
 def format_duration(ms: int | None) -> str:

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_safe
 
 from ..kinds import relation_of
 from ..models import Schedule
+from .base import tenant_label
 from .figures import HOURS, RUNS_PER_SCHEDULE, Dashboard, build_dashboard
 
 # Geometry of the two charts, in SVG user units (the SVGs scale to the page width).
@@ -68,7 +69,7 @@ def timeline(data: Dashboard, site: admin.AdminSite) -> dict[str, object]:
                 "text_y": y + 4,
                 "label": Truncator(schedule.name).chars(LABEL_CHARS),
                 "title": _("%(name)s (%(tenant)s): %(count)s runs in the next 24 hours")
-                % {"name": schedule.name, "tenant": schedule.tenant, "count": count},
+                % {"name": schedule.name, "tenant": tenant_label(schedule.tenant), "count": count},
                 "url": change_url(site, schedule),
                 "error": row.error,
                 "dots": [
@@ -171,7 +172,10 @@ def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite | None = No
     """The dashboard of the tenants the user may see (``?tenant=<id>`` narrows it to one)."""
     site = admin_site or admin.site
     data = build_dashboard(request.user, tenant=request.GET.get("tenant"))
-    failing = [{"schedule": s, "url": change_url(site, s)} for s in data.failing]
+    failing = [
+        {"schedule": s, "url": change_url(site, s), "tenant": tenant_label(s.tenant)}
+        for s in data.failing
+    ]
     health = dict(data.health)
     if not request.user.is_superuser:
         # The leader's host name is infrastructure, not tenant data (as in the API).

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from .. import runner, services
+from ..exceptions import StateConflict
 from ..kinds import relation_of
 from ..models import (
+    ACTIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    AuditAction,
     Execution,
     ReportArtifact,
     SchedulerLease,
@@ -21,6 +30,7 @@ from ..models import (
 from . import views
 from .base import (
     ADMIN_CSS,
+    OBJECT_ACTIONS_TEMPLATE,
     VIEW_ROLE,
     ReadOnlyAdmin,
     TenantFilter,
@@ -53,6 +63,10 @@ def download_link(artifact: ReportArtifact) -> str:
     return format_html('<a href="{}" download>{}</a>', url, _("Download"))
 
 
+# How many refusals of a cancel or retry action are listed by name; the rest are counted.
+CONFLICTS_SHOWN = 5
+
+
 def pre_block(text: str) -> str:
     return format_html('<pre class="scheduling-pre">{}</pre>', text) if text else "-"
 
@@ -63,7 +77,7 @@ class ExecutionAdmin(ReadOnlyAdmin):
         "id",
         "schedule_link",
         "schedule_kind",
-        "tenant",
+        "tenant_column",
         "scheduled_for",
         "attempt",
         "trigger",
@@ -77,13 +91,16 @@ class ExecutionAdmin(ReadOnlyAdmin):
     date_hierarchy = "scheduled_for"
     show_full_result_count = False
     inlines = [ArtifactInline]
+    actions = ["cancel_executions", "retry_executions"]
+    change_form_template = OBJECT_ACTIONS_TEMPLATE
     fields = readonly_fields = (
         "schedule_link",
         "schedule_kind",
-        "tenant",
+        "tenant_column",
         "scheduled_for",
         "attempt",
         "trigger",
+        "options_block",
         "status_badge",
         "queued_at",
         "started_at",
@@ -110,7 +127,190 @@ class ExecutionAdmin(ReadOnlyAdmin):
             {"admin_site": self.admin_site},
             name="scheduling_dashboard",
         )
-        return [dashboard, *super().get_urls()]
+        opts = self.model._meta
+        buttons = [
+            path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(view),
+                name=f"{opts.app_label}_{opts.model_name}_{name}",
+            )
+            for name, view in (("cancel", self.cancel_view), ("retry", self.retry_view))
+        ]
+        return [dashboard, *buttons, *super().get_urls()]
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        # A run's own options are shown only for the (manual) runs that have some.
+        fields = super().get_fields(request, obj)
+        if not getattr(obj, "options", None):
+            fields = [name for name in fields if name != "options_block"]
+        return fields
+
+    # -- cancel and retry: the change page's buttons and the changelist's actions ------------
+
+    def object_actions(self, request: HttpRequest, obj: Execution | None) -> list[dict[str, str]]:
+        """The buttons of ``obj``'s page: those its state allows, for an operator or above."""
+        if obj is None or not self.has_operate_permission(request, obj):
+            return []
+        if obj.status in ACTIVE_STATUSES:
+            name, label = "cancel", gettext("Cancel")
+        elif obj.status in RETRYABLE_STATUSES and not self.retried_already(obj):
+            name, label = "retry", gettext("Retry")
+        else:
+            return []
+        opts = self.model._meta
+        url = reverse(
+            f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{name}", args=[obj.pk]
+        )
+        return [{"name": name, "label": label, "url": url}]
+
+    def retried_already(self, obj: Execution) -> bool:
+        """Whether the schedule is gone or a later attempt of the occurrence exists."""
+        if obj.schedule_id is None:
+            return True
+        return Execution.objects.filter(
+            schedule_id=obj.schedule_id, scheduled_for=obj.scheduled_for, attempt__gt=obj.attempt
+        ).exists()
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Execution | None = None,
+    ) -> HttpResponse:
+        context["scheduling_object_actions"] = self.object_actions(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return views.object_action(self, request, object_id, partial(self.cancel_one, request))
+
+    def retry_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return views.object_action(self, request, object_id, partial(self.retry_one, request))
+
+    def cancel_one(self, request: HttpRequest, execution: Execution) -> str | None:
+        self.cancel(request, execution)
+        self.message_user(
+            request, gettext("Execution %(id)s cancelled.") % {"id": execution.pk}, messages.SUCCESS
+        )
+        return None
+
+    def retry_one(self, request: HttpRequest, execution: Execution) -> str | None:
+        queued = self.retry(request, execution)
+        url = views.change_url(self, queued)
+        link = format_html(
+            '<a href="{}">{}</a>',
+            url,
+            gettext("execution %(id)s (attempt %(attempt)s)")
+            % {"id": queued.pk, "attempt": queued.attempt},
+        )
+        self.message_user(
+            request,
+            format_html(
+                gettext("Retry queued as {}; the scheduler starts it within seconds."), link
+            ),
+            messages.SUCCESS,
+        )
+        return url
+
+    def cancel(self, request: HttpRequest, execution: Execution) -> Execution:
+        """Cancel ``execution`` and audit it; ``StateConflict`` when it has finished."""
+        runner.cancel(execution, by=request.user)
+        self.audit(request, execution, AuditAction.CANCEL, execution)
+        return execution
+
+    def retry(self, request: HttpRequest, execution: Execution) -> Execution:
+        """Queue the next attempt of ``execution`` and audit it; ``StateConflict`` if refused."""
+        queued = runner.retry(execution, by=request.user)
+        self.audit(request, execution, AuditAction.RETRY, queued)
+        return queued
+
+    def audit(
+        self, request: HttpRequest, execution: Execution, action: str, result: Execution
+    ) -> None:
+        # On the schedule, while it exists (as the API and the CLI record it).
+        if execution.schedule is not None:
+            services.record_audit(
+                schedule=execution.schedule,
+                action=action,
+                user=request.user,
+                source="admin",
+                changes={"execution": [execution.pk, result.pk]},
+            )
+
+    @admin.action(description=_("Cancel selected executions"), permissions=["operate"])
+    def cancel_executions(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        done = self.apply(request, queryset, self.cancel)
+        self.message_user(
+            request,
+            ngettext("%(count)d execution cancelled.", "%(count)d executions cancelled.", done)
+            % {"count": done},
+            messages.SUCCESS if done else messages.WARNING,
+        )
+
+    @admin.action(description=_("Retry selected executions"), permissions=["operate"])
+    def retry_executions(self, request: HttpRequest, queryset: QuerySet[Execution]) -> None:
+        done = self.apply(request, queryset, self.retry)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d retry queued; the scheduler starts it within seconds.",
+                "%(count)d retries queued; the scheduler starts them within seconds.",
+                done,
+            )
+            % {"count": done},
+            messages.SUCCESS if done else messages.WARNING,
+        )
+
+    def apply(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Execution],
+        act: Callable[[HttpRequest, Execution], Execution],
+    ) -> int:
+        """Do ``act`` to each selected execution the user may operate; say why not the rest."""
+        done, refused, conflicts = 0, 0, []
+        for execution in queryset.select_related("schedule", "tenant").order_by("pk"):
+            if not self.has_operate_permission(request, execution):
+                refused += 1
+                continue
+            try:
+                act(request, execution)
+            except StateConflict as exc:
+                conflicts.append(str(exc))
+            else:
+                done += 1
+        if refused:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d execution was left unchanged: your role in its tenant does not "
+                    "allow this.",
+                    "%(count)d executions were left unchanged: your role in their tenants does "
+                    "not allow this.",
+                    refused,
+                )
+                % {"count": refused},
+                messages.ERROR,
+            )
+        if conflicts:
+            shown = conflicts[:CONFLICTS_SHOWN]
+            more = len(conflicts) - len(shown)
+            text = " ".join(shown)
+            if more:
+                text += " " + gettext("(%(count)d more like these.)") % {"count": more}
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d execution was left unchanged: %(reasons)s",
+                    "%(count)d executions were left unchanged: %(reasons)s",
+                    len(conflicts),
+                )
+                % {"count": len(conflicts), "reasons": text},
+                messages.WARNING,
+            )
+        return done
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Execution) -> str:
@@ -140,6 +340,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
     def traceback_block(self, obj: Execution) -> str:
         return pre_block(obj.traceback)
 
+    @admin.display(description=_("options"))
+    def options_block(self, obj: Execution) -> str:
+        if not obj.options:
+            return "-"
+        return pre_block(json.dumps(obj.options, indent=2, sort_keys=True, default=str))
+
     @admin.display(description=_("result"))
     def result_block(self, obj: Execution) -> str:
         if obj.result is None:
@@ -149,12 +355,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
 @admin.register(ReportArtifact)
 class ReportArtifactAdmin(ReadOnlyAdmin):
-    list_display = ["filename", "tenant", "format", "size", "created_at", "download"]
+    list_display = ["filename", "tenant_column", "format", "size", "created_at", "download"]
     list_filter = ["format", TenantFilter]
     list_select_related = ["tenant"]
-    exclude = ["content"]
+    exclude = ["content", "tenant"]
     readonly_fields = [
-        "tenant",
+        "tenant_column",
         "report",
         "execution",
         "format",

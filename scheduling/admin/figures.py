@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from ..exceptions import InvalidTrigger
 from ..models import FAILURE_STATUSES, Execution, Schedule, Status
 from ..status import scheduler_status
-from ..tenancy import get_tenant_model, visible_tenant_ids
+from ..tenancy import get_tenant_model, scope_q, sees_system, visible_tenant_ids
 from ..triggers import next_runs
 
 if TYPE_CHECKING:
@@ -199,16 +199,14 @@ def build_dashboard(
     now = now or timezone.now()
     ids = visible_tenant_ids(user)
     selected, tenant_error = _select_tenant(tenant, ids)
-    if selected is not None:
-        scope: list[int] | None = [selected.pk]
-    else:
-        scope = sorted(ids) if ids is not None else None
+    # System schedules (no tenant) and their executions count only for those who see them.
+    scope = Q(tenant_id=selected.pk) if selected is not None else scope_q(ids, sees_system(user))
 
     schedules = Schedule.objects.all()
     executions = Execution.objects.all()
     if scope is not None:
-        schedules = schedules.filter(tenant_id__in=scope)
-        executions = executions.filter(tenant_id__in=scope)
+        schedules = schedules.filter(scope)
+        executions = executions.filter(scope)
 
     dashboard = Dashboard(
         now=now,
@@ -231,5 +229,11 @@ def build_dashboard(
         paused=Count("pk", filter=Q(paused_until__gt=now)),
         failing=Count("pk", filter=FAILING),
     )
-    dashboard.health = scheduler_status(tenant_ids=scope, next_count=0, now=now)
+    # The lease's job count is every job's; a scoped dashboard counts its enabled schedules
+    # (no tenant ids: scheduler_status then reads only the lease).
+    dashboard.health = scheduler_status(
+        tenant_ids=None if scope is None else (), next_count=0, now=now
+    )
+    if scope is not None:
+        dashboard.health["job_count"] = dashboard.counts["enabled"]
     return dashboard

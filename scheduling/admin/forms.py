@@ -104,9 +104,8 @@ class ScheduleAdminForm(forms.ModelForm):
     def _post_clean(self) -> None:
         super()._post_clean()  # type: ignore[misc]  # BaseModelForm's; the stubs omit it
         schedule = self.instance
-        if not schedule.tenant_id or schedule.tenant is None:
-            return
-        if schedule._state.adding:
+        # A system schedule (no tenant) has no quota, but its dependencies are checked too.
+        if schedule._state.adding and schedule.tenant_id and schedule.tenant is not None:
             try:
                 services.check_quota(schedule.tenant)
             except ValidationError as exc:

@@ -102,7 +102,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
 
     list_display = [
         "created_at",
-        "tenant",
+        "tenant_column",
         "schedule_name",
         "schedule_kind",
         "action",

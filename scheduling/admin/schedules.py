@@ -15,8 +15,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from .. import services, triggers
 from ..kinds import relation_of
@@ -30,10 +30,12 @@ from ..models import (
     TriggerType,
 )
 from ..registry import cleanup_targets, report_types, scan_types, task_types
+from ..tenancy import scope_q
 from . import views
 from .base import (
     ADMIN_CSS,
     MANAGE_ROLE,
+    OBJECT_ACTIONS_TEMPLATE,
     OPERATE_ROLE,
     VIEW_ROLE,
     TenantFilter,
@@ -41,6 +43,7 @@ from .base import (
     format_duration,
     has_object_role,
     registered_type_filter,
+    sees_system_rows,
     status_badge,
     tenant_ids_for,
     truncate,
@@ -184,7 +187,7 @@ class ScheduleAdmin(TenantScopedAdmin):
     form = ScheduleAdminForm
     list_display = [
         "name",
-        "tenant",
+        "tenant_column",
         "trigger_text",
         "state",
         "next_run",
@@ -210,6 +213,7 @@ class ScheduleAdmin(TenantScopedAdmin):
     inlines = [ExecutionInline]
     actions = ["run_now", "pause", "resume", "enable", "disable", "duplicate"]
     kind_fields: ClassVar[_FieldGroups] = []
+    change_form_template = OBJECT_ACTIONS_TEMPLATE
 
     class Media:
         js = ["scheduling/admin/schedule_form.js"]
@@ -225,11 +229,57 @@ class ScheduleAdmin(TenantScopedAdmin):
                 self.admin_site.admin_view(self.preview_view),
                 name=f"{opts.app_label}_{opts.model_name}_preview",
             ),
+            path(
+                "<path:object_id>/run-now/",
+                self.admin_site.admin_view(self.run_now_view),
+                name=f"{opts.app_label}_{opts.model_name}_run_now",
+            ),
             *super().get_urls(),
         ]
 
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         return views.trigger_preview(self, request)
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Schedule | None = None,
+    ) -> HttpResponse:
+        # The "Run now" button, for an operator (or above) of the schedule's tenant.
+        actions = []
+        if obj is not None and obj.pk is not None and self.has_operate_permission(request, obj):
+            opts = self.model._meta
+            url = reverse(
+                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_run_now",
+                args=[obj.pk],
+            )
+            actions.append({"name": "run_now", "label": gettext("Run now"), "url": url})
+        context["scheduling_object_actions"] = actions
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def run_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The "Run now" button: queue a manual run, then say which execution it is."""
+
+        def run(schedule: Schedule) -> None:
+            execution = self.queue_run(request, schedule)
+            link = format_html(
+                '<a href="{}">{}</a>',
+                views.change_url(self, execution),
+                gettext("execution %(id)s") % {"id": execution.pk},
+            )
+            self.message_user(
+                request,
+                format_html(
+                    gettext("Run queued as {}; the scheduler starts it within seconds."), link
+                ),
+                messages.SUCCESS,
+            )
+
+        return views.object_action(self, request, object_id, run)
 
     def chosen_trigger_type(self, request: HttpRequest, obj: Schedule | None) -> str:
         chosen = request.POST.get("trigger_type") if request.method == "POST" else None
@@ -259,9 +309,9 @@ class ScheduleAdmin(TenantScopedAdmin):
         self, db_field: ManyToManyField[Model, Model], request: HttpRequest, **kwargs: object
     ) -> forms.ModelMultipleChoiceField[Model] | None:
         if db_field.name == "depends_on":
-            ids = tenant_ids_for(request, MANAGE_ROLE)
+            q = scope_q(tenant_ids_for(request, MANAGE_ROLE), sees_system_rows(request))
             qs = Schedule.objects.all()
-            kwargs["queryset"] = qs if ids is None else qs.filter(tenant_id__in=ids)
+            kwargs["queryset"] = qs if q is None else qs.filter(q)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def save_model(
@@ -365,9 +415,8 @@ class ScheduleAdmin(TenantScopedAdmin):
         self, request: HttpRequest, queryset: QuerySet[Schedule], role: str
     ) -> list[Schedule]:
         """Return the selected schedules the user holds ``role`` for; warn about the rest."""
-        ids = tenant_ids_for(request, role)
         selected = list(queryset.select_related("tenant"))
-        allowed = [s for s in selected if ids is None or s.tenant_id in ids]
+        allowed = [s for s in selected if has_object_role(request, role, s)]
         refused = len(selected) - len(allowed)
         if refused:
             self.message_user(
@@ -402,13 +451,17 @@ class ScheduleAdmin(TenantScopedAdmin):
         # Queues only: the scheduler process claims the execution within its sync interval.
         schedules = self.permitted(request, queryset, OPERATE_ROLE)
         for schedule in schedules:
-            services.run_now(schedule=schedule, user=request.user, source="admin")
+            self.queue_run(request, schedule)
         self.report(
             request,
             len(schedules),
             "%(count)d run queued; the scheduler starts it within seconds.",
             "%(count)d runs queued; the scheduler starts them within seconds.",
         )
+
+    def queue_run(self, request: HttpRequest, schedule: Schedule) -> Execution:
+        """Queue a manual run of ``schedule`` by the user (audited): the action's and button's."""
+        return services.run_now(schedule=schedule, user=request.user, source="admin")
 
     @admin.action(description=_("Pause selected schedules…"), permissions=["operate"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> TemplateResponse | None:
@@ -584,9 +637,10 @@ class ScheduleLookupAdmin(TenantScopedAdmin):
         self, request: HttpRequest, queryset: QuerySet[Model], search_term: str
     ) -> tuple[QuerySet[Model], bool]:
         queryset, distinct = super().get_search_results(request, queryset, search_term)
-        # A dependency must be one the user may manage: offer only those tenants' schedules.
-        ids = tenant_ids_for(request, MANAGE_ROLE)
-        return (queryset if ids is None else queryset.filter(tenant_id__in=ids)), distinct
+        # A dependency must be one the user may manage: offer only those tenants' schedules,
+        # and system schedules only to those who see them.
+        q = scope_q(tenant_ids_for(request, MANAGE_ROLE), sees_system_rows(request))
+        return (queryset if q is None else queryset.filter(q)), distinct
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, object] | None = None

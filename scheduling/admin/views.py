@@ -1,13 +1,15 @@
-"""Views the schedule admins add to Django's: the trigger preview, pause-until, downloads."""
+"""Views the admins add to Django's: the trigger preview, pause-until, downloads, buttons."""
 
 from __future__ import annotations
 
 import zoneinfo
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Required, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Required, TypedDict, cast
 
+from django.contrib import messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.forms import modelform_factory
 from django.http import (
@@ -15,25 +17,30 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,
+    HttpResponseRedirect,
     JsonResponse,
 )
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 
 from .. import triggers
-from ..exceptions import InvalidTrigger
+from ..exceptions import InvalidTrigger, StateConflict
 from ..tenancy import tenants_visible_to
 from .forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from django.contrib.admin import ModelAdmin
-    from django.db.models import QuerySet
+    from django.db.models import Model, QuerySet
     from django_stubs_ext import StrOrPromise
 
     from tenants.models import Tenant
 
     from ..models import Schedule
+    from .base import TenantScopedAdmin
 
 PREVIEW_COUNT = 5
 
@@ -153,3 +160,41 @@ def artifact_download(
     response["Content-Disposition"] = content_disposition_header(True, artifact.filename)
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def change_url(model_admin: ModelAdmin, obj: Model) -> str:
+    """Return the admin change page of ``obj`` (of ``model_admin``'s model)."""
+    opts = obj._meta
+    return reverse(
+        f"{model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_change",
+        args=[quote(obj.pk)],
+    )
+
+
+def object_action(
+    model_admin: TenantScopedAdmin,
+    request: HttpRequest,
+    object_id: str,
+    act: Callable[[Any], str | None],
+) -> HttpResponse:
+    """Do a change page's button (cancel, retry, run now) to one object, then redirect.
+
+    POST only: a GET changes nothing (405). An object the user cannot see is not found (404);
+    one they may see but not operate is refused (403). ``act`` does it and reports success
+    with a message; it returns where to go next (None: back to the object's page). A
+    ``StateConflict`` (the object's state does not allow it) becomes an error message.
+    """
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    obj = model_admin.get_object(request, unquote(object_id))
+    if obj is None:
+        model_admin.require_object(request, object_id)  # answers 404
+        raise Http404
+    if not model_admin.has_operate_permission(request, obj):
+        raise PermissionDenied
+    try:
+        next_url = act(obj)
+    except StateConflict as exc:
+        model_admin.message_user(request, str(exc), messages.ERROR)
+        next_url = None
+    return HttpResponseRedirect(next_url or change_url(model_admin, obj))

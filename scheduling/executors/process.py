@@ -12,14 +12,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import time
 from typing import TYPE_CHECKING
 
 from django.conf import ENVIRONMENT_VARIABLE
 from django.core.checks import Error
-from django.db import connection
+from django.db import DatabaseError, connection
 
 from .. import runner
-from ..models import ACTIVE_STATUSES, Execution
+from ..models import ACTIVE_STATUSES, Execution, Status
 from .child import run_execution
 from .thread import ThreadExecutor
 
@@ -38,7 +39,11 @@ def run_in_child(execution_id: int, *, timeout: float) -> int | None:
         name=f"scheduling-execution-{execution_id}",
     )
     process.start()
-    process.join(timeout)
+    if _wait_unless_cancelled(process, execution_id, timeout):
+        process.kill()
+        process.join(10)
+        logger.warning("Execution %s cancelled: its process was terminated.", execution_id)
+        return process.exitcode
     if process.is_alive():
         process.kill()
         process.join(10)
@@ -59,6 +64,36 @@ def run_in_child(execution_id: int, *, timeout: float) -> int | None:
         ):
             runner.finish(execution)
     return process.exitcode
+
+
+# How often the parent looks whether an operator cancelled its child's execution (seconds).
+CANCEL_POLL = 1.0
+
+
+def _wait_unless_cancelled(
+    process: multiprocessing.process.BaseProcess, execution_id: int, timeout: float
+) -> bool:
+    """Wait for ``process`` up to ``timeout`` s; return True when its execution was cancelled.
+
+    The cancel (``runner.cancel``) has already recorded the execution ``cancelled``; the
+    child still running must then be stopped, which only its parent can do.
+    """
+    deadline = time.monotonic() + timeout
+    while process.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        process.join(min(CANCEL_POLL, left))
+        if not process.is_alive():
+            return False
+        try:
+            cancelled = Execution.objects.filter(pk=execution_id, status=Status.CANCELLED).exists()
+        except DatabaseError:
+            connection.close()  # the database is away: keep waiting; the timeout still holds
+            continue
+        if cancelled:
+            return True
+    return False
 
 
 class ProcessExecutor(ThreadExecutor):

@@ -135,7 +135,7 @@ def test_celery_kinds_follow_the_executor_and_its_overrides():
     with override_settings(
         SCHEDULING_EXECUTOR="celery", SCHEDULING_EXECUTOR_OVERRIDES={"cleanup": "thread"}
     ):
-        assert celery_executor.celery_kinds() == ["scan", "report"]
+        assert celery_executor.celery_kinds() == ["scan", "report", "task"]
 
 
 def check_ids(**settings) -> set[str]:

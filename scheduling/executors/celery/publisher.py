@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.core.checks import Error
 from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 from ... import runner
 from ...conf import conf
@@ -38,6 +39,11 @@ PUBLISHED_PREFIX = "celery:"
 
 
 publish_outage = OutageLog(logger)
+
+
+def task_id_of(execution_id: int) -> str:
+    """Return the Celery task id of ``execution_id``'s message (every copy shares it)."""
+    return f"scheduling-execution-{execution_id}"
 
 
 def celery_kinds() -> list[str]:
@@ -76,6 +82,8 @@ class CeleryExecutor(BaseExecutor):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Cancelled executions finished since this instant are still to be revoked.
+        self._revoked_up_to = timezone.now()
         # Execution id -> (monotonic publish time, timeout); pruned by ``requeue_stale``.
         self._published: dict[int, tuple[float, float]] = {}
 
@@ -159,8 +167,10 @@ class CeleryExecutor(BaseExecutor):
         transaction.on_commit(lambda: self._enqueue([(execution_id, timeout)]))
 
     def tend(self) -> None:
-        """Interrupt lost workers' executions; publish what the broker missed; report ends."""
+        """Interrupt lost workers' executions; publish what the broker missed; report ends;
+        revoke the runs that operators cancelled."""
         self.requeue_stale()
+        self.revoke_cancelled()
         # Right after a database outage, workers' heartbeats are stale because they could
         # not write either: give them one heartbeat period to catch up before judging them.
         if time.monotonic() - self.context.last_database_error() > conf.CELERY_HEARTBEAT_TTL:
@@ -178,6 +188,33 @@ class CeleryExecutor(BaseExecutor):
             self._tracked -= done
         for execution_id in done:
             self.context.on_done(execution_id)
+
+    def revoke_cancelled(self) -> int:
+        """Revoke (terminating the worker child) the published executions cancelled since the
+        last look: ``runner.cancel`` has recorded them; stopping the handler is Celery's part.
+        """
+        since, self._revoked_up_to = self._revoked_up_to, timezone.now()
+        ids = list(
+            Execution.objects.filter(
+                status=Status.CANCELLED,
+                claimed_by=self.published_mark,
+                finished_at__gte=since,
+                started_at__isnull=False,
+            ).values_list("pk", flat=True)
+        )
+        if not ids:
+            return 0
+        from celery import current_app
+
+        try:
+            current_app.control.revoke(
+                [task_id_of(pk) for pk in ids], terminate=True, signal="SIGTERM"
+            )
+        except Exception as exc:  # broker down: the handler may finish; its result is discarded
+            logger.warning("Could not revoke %d cancelled execution(s): %s", len(ids), exc)
+            return 0
+        logger.info("Revoked %d cancelled Celery execution(s).", len(ids))
+        return len(ids)
 
     def recover(self, orphans: list[Execution]) -> list[Execution]:
         """Take over the Celery executions among ``orphans``; return the others.
@@ -257,6 +294,8 @@ class CeleryExecutor(BaseExecutor):
                     # By name: the task (``scheduling.tasks.execute``) lives on the workers' side.
                     current_app.send_task(
                         TASK_NAME,
+                        # One id per execution, so that a cancel can revoke every copy.
+                        task_id=task_id_of(execution_id),
                         args=[execution_id],
                         kwargs={"timeout": timeout},
                         queue=conf.CELERY_QUEUE,

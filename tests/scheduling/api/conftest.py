@@ -16,6 +16,7 @@ from tests.factories import (
     make_membership,
     make_report,
     make_scan,
+    make_task,
     make_tenant,
     make_user,
 )
@@ -61,6 +62,7 @@ class TenantWorld:
     scan: Any = None
     report: Any = None
     cleanup: Any = None
+    task: Any = None
     execution: Any = None
     artifact: Any = None
 
@@ -68,7 +70,12 @@ class TenantWorld:
         return client_for(self.users[role])
 
     def schedule(self, kind: str) -> Any:
-        return {"scans": self.scan, "reports": self.report, "cleanups": self.cleanup}[kind]
+        return {
+            "scans": self.scan,
+            "reports": self.report,
+            "cleanups": self.cleanup,
+            "tasks": self.task,
+        }[kind]
 
 
 def build_world(name: str) -> TenantWorld:
@@ -83,6 +90,7 @@ def build_world(name: str) -> TenantWorld:
     world.cleanup = make_cleanup(
         tenant=tenant, name=f"{name} cleanup", cleanup_target=CLEANUP_TARGET
     )
+    world.task = make_task(tenant=tenant, name=f"{name} task")
     world.execution = make_execution(schedule=world.report)
     world.artifact = make_artifact(execution=world.execution)
     return world
@@ -98,7 +106,7 @@ def world_b(db) -> TenantWorld:
     return build_world("B")
 
 
-SCHEDULE_KINDS = ("scans", "reports", "cleanups")
+SCHEDULE_KINDS = ("scans", "reports", "cleanups", "tasks")
 
 
 def valid_payload(kind: str, tenant: Any, /, **overrides: Any) -> dict[str, Any]:
@@ -114,6 +122,7 @@ def valid_payload(kind: str, tenant: Any, /, **overrides: Any) -> dict[str, Any]
             "scans": {"scan_type": "test_echo", "target": "example"},
             "reports": {"report_type": REPORT_TYPE, "format": "csv"},
             "cleanups": {"cleanup_target": CLEANUP_TARGET, "retain_days": 7},
+            "tasks": {"task_type": "test_add", "options": {"a": 2, "b": 3}},
         }[kind]
     )
     base.update(overrides)

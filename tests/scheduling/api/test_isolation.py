@@ -43,6 +43,8 @@ ROUTES = [
     *_schedule_routes(),
     ("tenants", "get", "/api/tenants/{tenant}/", None),
     ("executions", "get", "/api/executions/{execution}/", None),
+    ("executions", "post", "/api/executions/{execution}/cancel/", {}),
+    ("executions", "post", "/api/executions/{execution}/retry/", {}),
     ("report-artifacts", "get", "/api/report-artifacts/{artifact}/", None),
     ("report-artifacts", "get", "/api/report-artifacts/{artifact}/download/", None),
 ]
@@ -53,6 +55,7 @@ def _ids(world) -> dict[str, int]:
         "scans": world.scan.pk,
         "reports": world.report.pk,
         "cleanups": world.cleanup.pk,
+        "tasks": world.task.pk,
         "tenant": world.tenant.pk,
         "execution": world.execution.pk,
         "artifact": world.artifact.pk,

@@ -158,13 +158,14 @@ def test_creating_past_the_tenant_quota_is_a_400_that_says_so(world_a):
 
 
 def test_the_quota_default_comes_from_the_setting(world_a, settings):
-    settings.SCHEDULING_MAX_SCHEDULES_PER_TENANT = 3
+    # The world has a scan, a report, a cleanup and a task.
+    settings.SCHEDULING_MAX_SCHEDULES_PER_TENANT = 4
     response = world_a.client("admin").post(
         "/api/reports/", valid_payload("reports", world_a.tenant), format="json"
     )
     assert response.status_code == 400
     assert "limit" in str(response.data["non_field_errors"])
-    settings.SCHEDULING_MAX_SCHEDULES_PER_TENANT = 4
+    settings.SCHEDULING_MAX_SCHEDULES_PER_TENANT = 5
     response = world_a.client("admin").post(
         "/api/reports/", valid_payload("reports", world_a.tenant), format="json"
     )
