@@ -76,7 +76,7 @@ class TaskType(Generic[_K]):
     datetime_field: str | None = None
     expiry_field: str | None = None
     tenant_path: str | None = "tenant"
-    queryset: Callable[[Tenant], QuerySet[Model]] | None = None
+    queryset: Callable[[Tenant | None], QuerySet[Model]] | None = None
     # ... or anything else: ``purge(cleanup, context, cleaned_options) -> result`` does the
     # whole run instead of the row purge (the built-in ``files`` target).
     purge: Callable[[_K, ExecutionContext, JSONObject], JSONObject] | None = None
@@ -203,7 +203,7 @@ def cleanup_target(
     datetime_field: str | None = None,
     expiry_field: str | None = None,
     tenant_path: str | None = "tenant",
-    queryset: Callable[[Tenant], QuerySet[Model]] | None = None,
+    queryset: Callable[[Tenant | None], QuerySet[Model]] | None = None,
     options: type[forms.Form] | None = None,
     purge: Callable[[CleanupConfig, ExecutionContext, JSONObject], JSONObject] | None = None,
     system_only: bool = False,
@@ -214,7 +214,8 @@ def cleanup_target(
     that field; with ``expiry_field`` (exactly one of the two), the rows whose expiry has
     passed, whatever ``retain_days`` says. ``tenant_path`` is the lookup from the model to the
     tenant (``"tenant"``, ``"schedule__tenant"``); a target without one passes
-    ``queryset(tenant)`` instead, which returns the rows that belong to that tenant.
+    ``queryset(tenant)`` instead, which returns the rows that belong to that tenant (every
+    row when ``tenant`` is None: a system cleanup config runs across all tenants).
 
     A target that is not rows passes ``purge(cleanup, context, options) -> dict`` instead of
     ``model`` and its fields; it does the whole run and returns its result. ``system_only``

@@ -440,9 +440,7 @@ def copy_name(*, tenant: Tenant | None, kind: str, name: str) -> str:
     taken = set(
         Schedule.objects.filter(
             same_tenant(tenant.pk if tenant else None), kind=kind, name__startswith=base
-        ).values_list(
-            "name", flat=True
-        )
+        ).values_list("name", flat=True)
     )
     for suffix in suffixes:
         if base + suffix not in taken:

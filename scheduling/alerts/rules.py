@@ -91,9 +91,7 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
     }
     # Alert rules belong to tenants: a system schedule's executions have none to match.
     failed_tenants = {
-        e.tenant_id
-        for e in executions
-        if e.status in FAILURE_STATUSES and e.tenant_id is not None
+        e.tenant_id for e in executions if e.status in FAILURE_STATUSES and e.tenant_id is not None
     }
     firing = set(
         AlertState.objects.filter(schedule_id__in=succeeded, firing=True).values_list(

@@ -40,18 +40,24 @@ class ExecutionRetentionOptions(forms.Form):
     )
 
 
-def finished_executions(tenant: Tenant) -> QuerySet[Execution]:
-    """The tenant's executions that have finished; queued and running ones are never purged."""
-    return Execution.objects.for_tenant(tenant).finished()
+def finished_executions(tenant: Tenant | None) -> QuerySet[Execution]:
+    """The tenant's executions that have finished; queued and running ones are never purged.
+
+    With no tenant (a system cleanup), every tenant's and the system's.
+    """
+    executions = Execution.objects.all() if tenant is None else Execution.objects.for_tenant(tenant)
+    return executions.finished()
 
 
-def apscheduler_job_executions(tenant: Tenant) -> QuerySet[Model]:
+def apscheduler_job_executions(tenant: Tenant | None) -> QuerySet[Model]:
     """django-apscheduler's execution log rows of the tenant's jobs (``schedule:<pk>``).
 
     That table has no tenant column; a row belongs to the tenant whose schedule the job id
     names. The job ids are built in a subquery, so this stays one statement however many
     schedules the tenant has.
     """
+    if tenant is None:  # a system cleanup: every schedule's job
+        return DjangoJobExecution.objects.filter(job_id__startswith="schedule:")
     job_ids = (
         Schedule.objects.filter(tenant=tenant)
         .order_by()

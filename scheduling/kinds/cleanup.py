@@ -26,13 +26,16 @@ from ..retention import retention_days
 
 
 def target_queryset(entry: TaskType, tenant: Any) -> QuerySet:
-    """Return every row of cleanup target ``entry`` that belongs to ``tenant``."""
+    """Return every row of cleanup target ``entry`` that belongs to ``tenant``.
+
+    With no tenant (a system cleanup config) every row: every tenant's and the system's.
+    """
     if entry.queryset is not None:
         queryset = entry.queryset(tenant)
     else:
         model = apps.get_model(entry.model or "")
         queryset = model._default_manager.all()
-    if entry.tenant_path:
+    if entry.tenant_path and tenant is not None:
         # Applied even on top of a custom queryset: tenant scoping must never hinge on one
         # callable remembering to filter.
         queryset = queryset.filter(**{entry.tenant_path: tenant})

@@ -505,3 +505,26 @@ class TestSystemSchedules:
         mine = cli("list", "--format", "json", "--user", admin.username).data["schedules"]
         assert system.pk not in [r["id"] for r in mine]
         assert cli("run", str(system.pk), "--user", admin.username).code == 2
+
+
+@pytest.mark.django_db
+def test_a_system_cleanup_purges_the_old_history_of_every_tenant():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import make_cleanup, make_execution, make_scan
+
+    old = timezone.now() - timedelta(days=90)
+    kept = []
+    for tenant in (make_tenant(), make_tenant()):
+        scan = make_scan(tenant=tenant)
+        make_execution(schedule=scan, finished_at=old)
+        kept.append(make_execution(schedule=scan).pk)
+        make_execution(schedule=scan, finished_at=old, status=Status.QUEUED)  # never purged
+    system = make_cleanup(tenant=None, name="History", cleanup_target="executions", retain_days=30)
+    execution = run_claimed(system)
+    assert execution.status == Status.SUCCEEDED, execution.error
+    assert execution.result["deleted"] == 2
+    assert Execution.objects.filter(pk__in=kept).count() == 2
+    assert Execution.objects.filter(status=Status.QUEUED).count() == 2

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.utils import timezone
 
-from scheduling.models import CleanupConfig, PeriodicScan, Report, Schedule
+from scheduling.models import CleanupConfig, PeriodicScan, Report, Schedule, ScheduledTask
 from scheduling.triggers import describe, next_runs
 from tenants.models import Membership, Role, Tenant
 
@@ -93,11 +93,36 @@ def demo_schedules(port: int) -> list[tuple[type[Schedule], str, dict[str, objec
             "Purge report artifacts older than 1 day",
             {"cleanup_target": "report_artifacts", "retain_days": 1, **every_minute},
         ),
+        (
+            # The project's own function (project/scheduling_tasks.py).
+            ScheduledTask,
+            "Tenant digest",
+            {
+                "task_type": "demo_digest",
+                "options": {"period_hours": 24},
+                "trigger_type": "interval",
+                "interval_seconds": 60,
+            },
+        ),
+        (
+            # A system schedule: no tenant; only superusers see it.
+            CleanupConfig,
+            "Purge APScheduler's log older than 1 day (all tenants)",
+            {
+                "tenant": None,
+                "cleanup_target": "apscheduler_job_executions",
+                "retain_days": 1,
+                **every_minute,
+            },
+        ),
     ]
 
 
 class Command(BaseCommand):
-    help = "Create (or reset) the demo tenant, the admin user and one schedule of each kind."
+    help = (
+        "Create (or reset) the demo tenant, the admin user, schedules of each kind and a "
+        "system schedule."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -144,10 +169,12 @@ class Command(BaseCommand):
         first_run = timezone.now().replace(microsecond=0) + FIRST_RUN_DELAY
         seeded = []
         for model, name, fields in demo_schedules(port):
-            schedule = model.objects.filter(tenant=tenant, name=name).first()
+            fields = dict(fields)
+            owner = fields.pop("tenant", tenant)  # None: a system schedule
+            schedule = model.objects.filter(tenant=owner, name=name).first()
             created = schedule is None
             if schedule is None:
-                schedule = model(tenant=tenant, name=name, kind=model.KIND)
+                schedule = model(tenant=owner, name=name, kind=model.KIND)
             values = {
                 "description": "Created by seed_demo.",
                 "enabled": True,
