@@ -22,6 +22,7 @@ NOT_CONFIGURATION = STATE_FIELDS | {
     "name",
     "created_at",
     "updated_at",
+    "declared",  # whether SCHEDULING_DECLARED_SCHEDULES owns it: not configuration
 }
 # Always written, even at their default: without them an entry is hard to read.
 ALWAYS_EXPORTED = ("trigger_type", "timezone")
@@ -63,11 +64,15 @@ def export_entry(
 
 
 def export_schedules(queryset: models.QuerySet[Schedule]) -> dict[str, Any]:
-    """Return the file document of the schedules of ``queryset`` (of ``Schedule``)."""
+    """Return the file document of the schedules of ``queryset`` (of ``Schedule``).
+
+    System schedules (no tenant) are left out: a file's entries belong to tenants. Code owns
+    system schedules through SCHEDULING_DECLARED_SCHEDULES; operators, the admin and the API.
+    """
     entries: list[dict[str, Any]] = []
     for spec in KINDS.values():
         rows = (
-            spec.model.objects.filter(pk__in=queryset.values("pk"))
+            spec.model.objects.filter(pk__in=queryset.values("pk"), tenant__isnull=False)
             .select_related("tenant")
             .prefetch_related("depends_on")
         )

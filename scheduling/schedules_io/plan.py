@@ -195,7 +195,13 @@ class Planner:
             return None
         missing = [k for k in IDENTITY_KEYS if raw.get(k) in (None, "")]
         if missing:
-            self.error(f"missing {', '.join(missing)}", index, name=raw.get("name"))
+            hint = (
+                " (system schedules, which have no tenant, are not imported: create them in "
+                "the admin, the API or SCHEDULING_DECLARED_SCHEDULES)"
+                if "tenant" in missing
+                else ""
+            )
+            self.error(f"missing {', '.join(missing)}{hint}", index, name=raw.get("name"))
             return None
         tenant_name, kind, name = (raw[k] for k in IDENTITY_KEYS)
         where = {"tenant": str(tenant_name), "kind": str(kind), "name": str(name)}

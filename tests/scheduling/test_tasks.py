@@ -506,6 +506,20 @@ class TestSystemSchedules:
         assert system.pk not in [r["id"] for r in mine]
         assert cli("run", str(system.pk), "--user", admin.username).code == 2
 
+    def test_export_leaves_system_schedules_out_and_import_explains_why(self, world, tmp_path):
+        tenant, *_ = world
+        make_task(tenant=tenant, name="mine")
+        names = [e["name"] for e in cli("export", "--format", "json").data["schedules"]]
+        assert names == ["mine"]
+        path = tmp_path / "system.json"
+        path.write_text(
+            '{"version": 1, "schedules": [{"tenant": null, "kind": "task", "name": "x", '
+            '"task_type": "test_add", "options": {"a": 1}, "interval_seconds": 60}]}'
+        )
+        result = cli("import", str(path))
+        assert result.code == 2 and "system schedules" in result.out + result.err
+        assert not ScheduledTask.objects.filter(name="x").exists()
+
 
 @pytest.mark.django_db
 def test_a_system_cleanup_purges_the_old_history_of_every_tenant():
