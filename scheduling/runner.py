@@ -477,11 +477,14 @@ def retry(execution: Execution, *, by: Any = None) -> Execution:
             f"Attempt {latest[1]} of this occurrence exists already (execution {latest[0]}, "
             f"{latest[2]}); retry that one instead."
         )
+    # A manual run's retry stays manual: like it, no automatic retries, and a once schedule
+    # keeps its own run (``_maybe_retry`` and ``_should_disable`` leave manual runs alone).
+    manual = execution.trigger == TriggerKind.MANUAL
     queued = claim(
         schedule,
         execution.scheduled_for,
         attempt=execution.attempt + 1,
-        trigger=TriggerKind.RETRY,
+        trigger=TriggerKind.MANUAL if manual else TriggerKind.RETRY,
         triggered_by=by if getattr(by, "is_authenticated", False) else None,
         options=execution.options,
     )
