@@ -10,6 +10,7 @@ class SchedulingConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, receivers, registry
+        from .schedules_io import declared
         from .tenancy import get_tenant_model
 
         checks.register()
@@ -18,6 +19,9 @@ class SchedulingConfig(AppConfig):
             receivers.create_retention_schedules,
             sender=self,
             dispatch_uid="scheduling_retention_on_migrate",
+        )
+        post_migrate.connect(
+            declared.sync_after_migrate, sender=self, dispatch_uid="scheduling_declared_on_migrate"
         )
         try:
             tenant_model = get_tenant_model()
@@ -28,5 +32,10 @@ class SchedulingConfig(AppConfig):
                 receivers.tenant_saved,
                 sender=tenant_model,
                 dispatch_uid="scheduling_retention_on_tenant_save",
+            )
+            post_save.connect(
+                declared.sync_for_tenant,
+                sender=tenant_model,
+                dispatch_uid="scheduling_declared_on_tenant_save",
             )
         registry.autodiscover()

@@ -18,6 +18,7 @@ from .conf import conf
 from .executors import EXECUTORS
 from .executors.choice import check_executors
 from .models import Kind
+from .schedules_io.declared import read_declarations
 from .status import get_lease, lease_health
 
 if TYPE_CHECKING:
@@ -307,6 +308,34 @@ def check_scheduler(
     ]
 
 
+# Hints of the checks of SCHEDULING_DECLARED_SCHEDULES, by id (its messages name the entry).
+DECLARED_HINTS = {
+    "scheduling.E050": "A list of dicts, one per schedule: {'kind': 'task', 'task_type': "
+    "'crm_sync', 'name': 'CRM sync', 'trigger_type': 'cron', 'cron_expression': '0 3 * * *'}.",
+    "scheduling.E051": "'kind' is scan, report, cleanup or task.",
+    "scheduling.E052": "Give a registered key under the kind's type field (scan_type, "
+    "report_type, cleanup_target, task_type) or under 'type'.",
+    "scheduling.E053": "Every entry needs a 'name', unique per kind (and per_tenant).",
+    "scheduling.E054": "Keys are kind, name, type, per_tenant, adopt and the kind's "
+    "configuration fields (as in an exported schedules file).",
+    "scheduling.E055": "The entry's fields are validated like a schedule saved in the admin.",
+    "scheduling.E056": "Options are validated by the type's options form.",
+    "scheduling.E057": "Remove or rename one of the two entries.",
+}
+# Not tagged "compatibility": runscheduler requires those, and a bad declaration must not
+# keep the scheduler from starting (the sync skips and logs the entry). `manage.py check`
+# runs every tag.
+DECLARED_TAG = "scheduling_declared"
+
+
+def check_declared_schedules(**kwargs: object) -> list[CheckMessage]:
+    """Check SCHEDULING_DECLARED_SCHEDULES: each problem names its entry's index and name."""
+    return [
+        Error(str(problem), hint=DECLARED_HINTS.get(problem.check_id), id=problem.check_id)
+        for problem in read_declarations().problems
+    ]
+
+
 CHECKS: list[Callable[..., list[CheckMessage]]] = [
     check_settings,
     check_database,
@@ -319,6 +348,7 @@ def register() -> None:
     """Register the app's checks (called from ``AppConfig.ready``)."""
     for check in CHECKS:
         register_check(check, Tags.compatibility)
+    register_check(check_declared_schedules, DECLARED_TAG)
     # Not tagged "database": Django runs those only with --database, and this check exists
     # to be run by a plain `check --deploy`.
     register_check(check_scheduler, "scheduling", deploy=True)

@@ -227,5 +227,10 @@ class Settings:
         """Give every tenant the built-in "History retention" cleanup (see housekeeping)."""
         return self._get("RETENTION_SCHEDULE", True)
 
+    @property
+    def DECLARED_SCHEDULES(self) -> list[dict[str, object]]:
+        """Schedules declared in code (``scheduling.schedules_io.declared``); [] for none."""
+        return self._get("DECLARED_SCHEDULES", [])
+
 
 conf = Settings()

@@ -17,8 +17,10 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .conf import conf
+from .exceptions import StateConflict
 from .models import (
     STATE_FIELDS,
     AuditAction,
@@ -46,6 +48,15 @@ if TYPE_CHECKING:
 _Node = TypeVar("_Node", bound="SupportsRichComparison")
 
 
+# What operators may change on a schedule declared in code (``declared``, from
+# SCHEDULING_DECLARED_SCHEDULES): its state. Everything else follows the declaration.
+DECLARED_OPERATOR_FIELDS = frozenset({"enabled", "paused_until"})
+DECLARED_MESSAGE = gettext_lazy(
+    "Declared in code: change or remove it in SCHEDULING_DECLARED_SCHEDULES; here only "
+    "enabled and paused_until may be changed."
+)
+
+
 def max_schedules(tenant: Tenant) -> int | None:
     """Return how many schedules ``tenant`` may have (None: no limit)."""
     limit = getattr(tenant, "max_schedules", None)
@@ -54,8 +65,9 @@ def max_schedules(tenant: Tenant) -> int | None:
 
 def count_towards_quota(tenant: Tenant) -> int:
     """Return how many of ``tenant``'s schedules count against its quota."""
-    total = Schedule.objects.filter(tenant=tenant).count()
-    # The built-in history retention cleanup is the app's, not the tenant's.
+    # Schedules declared in code and the built-in history retention cleanup are the
+    # project's and the app's, not the tenant's.
+    total = Schedule.objects.filter(tenant=tenant, declared=False).count()
     builtin = CleanupConfig.objects.filter(
         tenant=tenant, name=RETENTION_NAME, **{f"options__{RETENTION_OPTION}": True}
     ).count()
@@ -287,7 +299,19 @@ def update_schedule(
 
 
 def delete_schedule(*, schedule: Schedule, user: Actor = None, source: str = "api") -> None:
-    """Delete ``schedule``, keeping its last configuration in the audit trail."""
+    """Delete ``schedule``, keeping its last configuration in the audit trail.
+
+    A schedule declared in code cannot be deleted (``StateConflict``): remove its declaration
+    from SCHEDULING_DECLARED_SCHEDULES, which disables it and hands it over to operators.
+    """
+    if schedule.declared:
+        raise StateConflict(
+            _(
+                "%(name)s is declared in code; remove it from SCHEDULING_DECLARED_SCHEDULES "
+                "(the next migrate or scheduler start disables it and hands it over) to delete it."
+            )
+            % {"name": schedule.name}
+        )
     with transaction.atomic():
         before = snapshot(schedule)
         record_audit(
@@ -427,7 +451,15 @@ def set_schedule_enabled(
 
 
 # Fields a copy does not take over: identity, bookkeeping and the scheduler's state.
-NOT_COPIED = STATE_FIELDS | {"id", "schedule_ptr", "kind", "created_at", "updated_at", "tenant"}
+NOT_COPIED = STATE_FIELDS | {
+    "id",
+    "schedule_ptr",
+    "kind",
+    "created_at",
+    "updated_at",
+    "tenant",
+    "declared",  # a copy is the operators'
+}
 
 
 def copy_name(*, tenant: Tenant | None, kind: str, name: str) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import ValidationError
 from django.db.models import ManyToManyField, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -178,6 +178,7 @@ STATE_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
             ("next_run_at", "last_run_at"),
             ("last_status", "run_count", "consecutive_failures"),
             ("created_at", "updated_at"),
+            "declared",
         ]
     },
 )
@@ -208,6 +209,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         "consecutive_failures",
         "created_at",
         "updated_at",
+        "declared",
     ]
     autocomplete_fields = ["depends_on"]
     inlines = [ExecutionInline]
@@ -304,6 +306,22 @@ class ScheduleAdmin(TenantScopedAdmin):
             POLICY_FIELDSET,
             STATE_FIELDSET,
         ]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Model | None = None
+    ) -> list[str] | tuple[str, ...]:
+        fields = super().get_readonly_fields(request, obj)
+        if not (isinstance(obj, Schedule) and obj.declared):
+            return fields
+        # Declared in code (SCHEDULING_DECLARED_SCHEDULES): operators own only its state.
+        shown = flatten_fieldsets(self.get_fieldsets(request, obj))
+        editable = services.DECLARED_OPERATOR_FIELDS
+        return [*fields, *(f for f in shown if f not in editable and f not in fields)]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if isinstance(obj, Schedule) and obj.declared:
+            return False  # remove it from SCHEDULING_DECLARED_SCHEDULES instead
+        return super().has_delete_permission(request, obj)
 
     def formfield_for_manytomany(
         self, db_field: ManyToManyField[Model, Model], request: HttpRequest, **kwargs: object
@@ -632,6 +650,11 @@ class ScheduleLookupAdmin(TenantScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if isinstance(obj, Schedule) and obj.declared:
+            return False  # declared in code, like its kind's row
+        return super().has_delete_permission(request, obj)
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Model], search_term: str

@@ -147,6 +147,7 @@ READ_ONLY_FIELDS = [
     "tenant_slug",
     "trigger_description",
     *SCHEDULER_STATE,
+    "declared",
     "created_at",
     "updated_at",
 ]
@@ -212,6 +213,24 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
             raise PermissionDenied(_("Only an admin or owner of this tenant may do this."))
         return tenant
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        instance = self.instance
+        if isinstance(instance, Schedule) and instance.declared:
+            # Declared in code: only its state is the operators'; a value sent unchanged
+            # (a PUT of what GET gave) is no change.
+            refused = [
+                name
+                for name, value in attrs.items()
+                if name not in services.DECLARED_OPERATOR_FIELDS
+                and not _same_value(instance, name, value)
+            ]
+            if refused:
+                raise serializers.ValidationError(
+                    {name: [services.DECLARED_MESSAGE] for name in refused}
+                )
+        return attrs
+
     def create(self, validated_data: dict[str, Any]) -> Schedule:
         request = self.context["request"]
         try:
@@ -230,6 +249,16 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
             )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(api_errors(exc)) from exc
+
+
+def _same_value(schedule: Schedule, name: str, value: object) -> bool:
+    """Return whether ``value`` (validated) is what ``schedule`` holds in field ``name``."""
+    if name == "tenant":
+        return getattr(value, "pk", None) == schedule.tenant_id
+    if name == "depends_on":
+        current = set(schedule.depends_on.values_list("pk", flat=True))
+        return {dep.pk for dep in value} == current if isinstance(value, list) else False
+    return bool(getattr(schedule, name, None) == value)
 
 
 class PeriodicScanSerializer(ScheduleSerializer):

@@ -167,7 +167,18 @@ class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule])
         serializer.save()
 
     def perform_destroy(self, instance: Schedule) -> None:
-        services.delete_schedule(schedule=instance, user=self.request.user, source="api")
+        try:
+            services.delete_schedule(schedule=instance, user=self.request.user, source="api")
+        except StateConflict as exc:  # declared in code (SCHEDULING_DECLARED_SCHEDULES)
+            raise Conflict(str(exc)) from exc
+
+    @extend_schema(
+        responses={204: None, 409: serializers.ConflictSerializer},
+        description="A schedule declared in code (`declared`) answers 409: remove it from "
+        "SCHEDULING_DECLARED_SCHEDULES instead.",
+    )
+    def destroy(self, request: Request, *args: object, **kwargs: object) -> Response:
+        return super().destroy(request, *args, **kwargs)
 
     def _check_empty_body(self, request: Request) -> None:
         body = serializers.EmptySerializer(data=request.data)

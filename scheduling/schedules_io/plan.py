@@ -357,6 +357,15 @@ class Planner:
                 if before.get(key) != value
             }
             action = "update" if changes else "unchanged"
+            owned = sorted(set(changes) - services.DECLARED_OPERATOR_FIELDS)
+            if current is not None and current.declared and owned:
+                self.error(
+                    "declared in code (SCHEDULING_DECLARED_SCHEDULES): import may change only "
+                    f"enabled and paused_until; this entry changes {', '.join(owned)}",
+                    entry.index,
+                    field="name",
+                    **entry.where,
+                )
         self.plan.changes.append(
             Change(
                 action=action,
@@ -376,8 +385,8 @@ class Planner:
         for key, schedule in sorted(existing.items(), key=lambda kv: (str(kv[0][0]), *kv[0][1:])):
             if key in named or (self.only_kind and schedule.kind != self.only_kind):
                 continue
-            if is_builtin_retention(schedule):
-                continue  # migrate would bring it back; disable it instead
+            if is_builtin_retention(schedule) or schedule.declared:
+                continue  # migrate would bring it back (retention) or code owns it (declared)
             self.plan.changes.append(
                 Change(action="delete", schedule=schedule, tenant=tenants_by_pk[key[0]])
             )
@@ -455,7 +464,8 @@ def plan_import(
     ``tenants`` are the tenants the file may name (the caller's scope). ``only_tenant`` and
     ``only_kind`` apply a part of the file; ``prune`` plans the deletion of the schedules of
     the file's tenants (and kind) that the file does not name. The built-in history retention
-    cleanup is never pruned.
+    cleanup and the schedules declared in code are never pruned; an entry may change only the
+    state (enabled, paused_until) of a schedule declared in code.
     """
     return Planner(
         document,

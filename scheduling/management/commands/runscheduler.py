@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from scheduling.scheduler.service import SchedulerService
+from scheduling.schedules_io.declared import sync_at_start
 
 
 def positive_float(value: str) -> float:
@@ -60,6 +61,9 @@ class Command(BaseCommand):
         logging.getLogger("scheduling").setLevel(level)
         if not logging.getLogger("scheduling").handlers and not logging.getLogger().handlers:
             logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        # SCHEDULING_DECLARED_SCHEDULES, once, before the first full sync; it logs and never
+        # raises (a bad declaration or a database down must not keep the scheduler from starting).
+        sync_at_start()
         service = SchedulerService(
             max_seconds=options["max_seconds"],
             sync_interval=options["sync_interval"],
