@@ -119,3 +119,25 @@ register_task(
     refresh_feed, key="test_refresh_feed", label="Test: refresh feed", options=RefreshOptions
 )
 register_task(shout, key="test_shout", options=RefreshOptions)
+
+
+# -- a task type that does not poll: only terminating its process stops it ---------------------
+
+
+class BlockOptions(forms.Form):
+    seconds = forms.FloatField(min_value=0, max_value=3600, required=False, initial=30)
+    started = forms.CharField(required=False, help_text="the handler's pid, written as it starts")
+    finished = forms.CharField(required=False, help_text="written if the handler gets to its end")
+
+
+@task_type("test_block", label="Test: block without polling", options=BlockOptions)
+def block(task, context) -> dict:
+    """Sleep in one call, never looking at ``context.cancelled``: only killing it stops it."""
+    import os
+
+    if task.options.get("started"):
+        Path(task.options["started"]).write_text(str(os.getpid()))
+    time.sleep(float(task.options.get("seconds") or 0))
+    if task.options.get("finished"):
+        Path(task.options["finished"]).write_text("finished")
+    return {"slept": task.options.get("seconds") or 0}
