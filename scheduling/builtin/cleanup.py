@@ -57,7 +57,7 @@ def apscheduler_job_executions(tenant: Tenant | None) -> QuerySet[Model]:
     schedules the tenant has.
     """
     if tenant is None:  # a system cleanup: every schedule's job
-        return DjangoJobExecution.objects.filter(job_id__startswith="schedule:")
+        return DjangoJobExecution.objects.filter(job__id__startswith="schedule:")
     job_ids = (
         Schedule.objects.filter(tenant=tenant)
         .order_by()

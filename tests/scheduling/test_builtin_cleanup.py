@@ -202,6 +202,23 @@ def test_apscheduler_job_executions_cleanup_matches_the_tenants_job_ids(tenant):
     assert not remaining & {e.pk for e in old}
 
 
+def test_a_system_apscheduler_cleanup_covers_every_tenants_jobs_and_only_schedule_jobs(tenant):
+    old = [
+        job_execution(make_scan(tenant=tenant).job_id, 20),
+        job_execution(make_scan(tenant=make_tenant()).job_id, 20),
+    ]
+    recent = job_execution(make_scan(tenant=tenant).job_id, 1)
+    unrelated = job_execution("maintenance", 50)
+    cleanup = make_cleanup(tenant=None, cleanup_target="apscheduler_job_executions", retain_days=7)
+
+    result = run_cleanup_config(cleanup, context_for(cleanup))
+
+    assert result["deleted"] == 2
+    remaining = set(DjangoJobExecution.objects.values_list("pk", flat=True))
+    assert remaining == {recent.pk, unrelated.pk}
+    assert not remaining & {e.pk for e in old}
+
+
 def test_apscheduler_target_queryset_is_one_query(tenant, django_assert_num_queries):
     for _ in range(3):
         job_execution(make_scan(tenant=tenant).job_id, 10)
