@@ -238,3 +238,34 @@ def test_a_takeover_publishes_what_the_old_leader_had_not_and_the_rest_if_still_
             assert executor.requeue_stale() == 0  # not again before another period
         finally:
             assert executor.shutdown(grace=5).never_started == []
+
+
+def test_a_cancel_stamped_before_the_last_look_is_still_revoked_once(tmp_path, monkeypatch):
+    """A cancel commits after the leader looked, or its clock runs behind: still revoked."""
+    from celery import current_app
+
+    revoked: list[list[str]] = []
+    monkeypatch.setattr(
+        current_app.control, "revoke", lambda ids, **kwargs: revoked.append(list(ids))
+    )
+    executor = celery_executor.CeleryExecutor(
+        ExecutorContext(
+            identity="me",
+            worker="test:1",
+            writer=runner.DIRECT,
+            on_done=lambda execution_id: None,
+            lease_valid=lambda: True,
+        )
+    )
+    execution = queued_execution(tmp_path)
+    Execution.objects.filter(pk=execution.pk).update(
+        claimed_by="celery:me", status=Status.RUNNING, started_at=timezone.now()
+    )
+    assert executor.revoke_cancelled() == 0
+    # Cancelled with a timestamp from before that look (a late commit, a clock behind).
+    Execution.objects.filter(pk=execution.pk).update(
+        status=Status.CANCELLED, finished_at=timezone.now() - timedelta(seconds=5)
+    )
+    assert executor.revoke_cancelled() == 1
+    assert executor.revoke_cancelled() == 0  # once
+    assert revoked == [[celery_executor.publisher.task_id_of(execution.pk)]]

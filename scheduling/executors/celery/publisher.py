@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import deque
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from django.core.checks import Error
@@ -39,6 +40,10 @@ PUBLISHED_PREFIX = "celery:"
 
 
 publish_outage = OutageLog(logger)
+
+
+# How far before its previous look ``revoke_cancelled`` looks again (commit delays, clock skew).
+REVOKE_WINDOW = timedelta(seconds=60)
 
 
 def task_id_of(execution_id: int) -> str:
@@ -84,6 +89,7 @@ class CeleryExecutor(BaseExecutor):
         self._thread: threading.Thread | None = None
         # Cancelled executions finished since this instant are still to be revoked.
         self._revoked_up_to = timezone.now()
+        self._revoked: dict[int, datetime] = {}  # execution id -> when it was revoked
         # Execution id -> (monotonic publish time, timeout); pruned by ``requeue_stale``.
         self._published: dict[int, tuple[float, float]] = {}
 
@@ -190,18 +196,27 @@ class CeleryExecutor(BaseExecutor):
             self.context.on_done(execution_id)
 
     def revoke_cancelled(self) -> int:
-        """Revoke (terminating the worker child) the published executions cancelled since the
-        last look: ``runner.cancel`` has recorded them; stopping the handler is Celery's part.
+        """Revoke (terminating the worker child) the published executions cancelled lately:
+        ``runner.cancel`` has recorded them; stopping the handler is Celery's part.
+
+        ``finished_at`` comes from the clock of the process that cancelled, stamped before its
+        transaction committed: the look goes back ``REVOKE_WINDOW`` s before the last one, so
+        a late commit or a clock a little behind is still seen; each id is revoked once.
         """
-        since, self._revoked_up_to = self._revoked_up_to, timezone.now()
-        ids = list(
-            Execution.objects.filter(
+        now = timezone.now()
+        since, self._revoked_up_to = self._revoked_up_to - REVOKE_WINDOW, now
+        ids = [
+            pk
+            for pk in Execution.objects.filter(
                 status=Status.CANCELLED,
                 claimed_by=self.published_mark,
                 finished_at__gte=since,
                 started_at__isnull=False,
             ).values_list("pk", flat=True)
-        )
+            if pk not in self._revoked
+        ]
+        # Forget what has left the window: it is never selected again.
+        self._revoked = {pk: at for pk, at in self._revoked.items() if at >= since}
         if not ids:
             return 0
         from celery import current_app
@@ -213,6 +228,7 @@ class CeleryExecutor(BaseExecutor):
         except Exception as exc:  # broker down: the handler may finish; its result is discarded
             logger.warning("Could not revoke %d cancelled execution(s): %s", len(ids), exc)
             return 0
+        self._revoked.update(dict.fromkeys(ids, now))
         logger.info("Revoked %d cancelled Celery execution(s).", len(ids))
         return len(ids)
 
