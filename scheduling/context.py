@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import async_to_sync, sync_to_async
 from django.utils import timezone
 
 from .exceptions import ExecutionCancelled, ExecutionTimeout
@@ -89,48 +89,33 @@ def run_coroutine(
     cancelled: Callable[[], bool] = lambda: False,
     poll: float = 0.2,
 ) -> Any:
-    """Run ``coroutine`` to its end on a new event loop; cancel it at ``timeout`` or on request.
+    """Run ``coroutine`` to its end; cancel it at ``timeout`` or when ``cancelled()`` says so.
 
-    The loop runs on a thread of its own while this thread watches the clock and
-    ``cancelled()`` (which may query the database: this thread is synchronous). ORM calls
-    through ``sync_to_async`` work inside the coroutine. Raises ``ExecutionTimeout`` or
-    ``ExecutionCancelled`` once the coroutine has been cancelled.
+    Through ``async_to_sync``, as Django calls async code from sync code: the event loop runs
+    on a thread of its own while this thread serves the coroutine's thread-sensitive
+    ``sync_to_async`` calls, so its ORM calls use this thread's database connection (the one
+    the executor manages) and none is left open elsewhere. ``cancelled()`` runs here too.
+    Raises ``ExecutionTimeout`` or ``ExecutionCancelled`` once the coroutine is cancelled.
     """
-    loop = asyncio.new_event_loop()
-    task = loop.create_task(coroutine)
-    outcome: dict[str, Any] = {}
 
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        try:
-            outcome["result"] = loop.run_until_complete(task)
-        except BaseException as exc:  # the caller re-raises it
-            outcome["error"] = exc
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-    thread = threading.Thread(target=run, name="scheduling-async-handler", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    stop: type[Exception] | None = None
-    while thread.is_alive():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            stop = ExecutionTimeout
-        elif cancelled():
-            stop = ExecutionCancelled
-        if stop is not None:
-            loop.call_soon_threadsafe(task.cancel)
-            thread.join(5.0)  # a coroutine that swallows the cancellation is abandoned
-            break
-        thread.join(min(poll, left))
-    if stop is ExecutionTimeout:
-        raise ExecutionTimeout(f"The coroutine was cancelled after {timeout:g} s.")
-    if stop is ExecutionCancelled:
+    async def guarded() -> Any:
+        task = asyncio.ensure_future(coroutine)
+        check = sync_to_async(cancelled)
+        deadline = time.monotonic() + timeout
+        stop: type[Exception] | None = None
+        while stop is None:
+            left = deadline - time.monotonic()
+            done, _pending = await asyncio.wait({task}, timeout=max(0.0, min(poll, left)))
+            if done:
+                return task.result()
+            if left <= 0:
+                stop = ExecutionTimeout
+            elif await check():
+                stop = ExecutionCancelled
+        task.cancel()
+        await asyncio.wait({task}, timeout=5.0)  # let it clean up; then it is abandoned
+        if stop is ExecutionTimeout:
+            raise ExecutionTimeout(f"The coroutine was cancelled after {timeout:g} s.")
         raise ExecutionCancelled("The coroutine was cancelled on request.")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("result")
+
+    return async_to_sync(guarded)()
