@@ -12,8 +12,8 @@ from celery import shared_task
 from celery.signals import worker_process_shutdown
 from django.db import DatabaseError
 
-from .executors.celery.heartbeats import heartbeat
 from .executors.celery.worker import run_in_worker
+from .executors.heartbeats import heartbeat
 
 
 @shared_task(

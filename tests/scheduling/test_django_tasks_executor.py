@@ -36,16 +36,16 @@ from scheduling import checks, runner
 from scheduling.conf import conf
 from scheduling.executors import get_executor_class
 from scheduling.executors.base import ExecutorContext
-from scheduling.executors.celery.heartbeats import heartbeat, worker_lease_name
 from scheduling.executors.django_tasks import (
     ENQUEUED_PREFIX,
     TASK_PATH,
     DjangoTasksExecutor,
-    Item,
     run_in_worker,
     tasks_kinds,
 )
 from scheduling.executors.django_tasks.compat import framework
+from scheduling.executors.heartbeats import heartbeat, worker_lease_name
+from scheduling.executors.queueing import Item
 from scheduling.models import Execution, Kind, SchedulerLease, Status, TriggerKind
 from tests.factories import make_report, make_scan, make_tenant
 
@@ -319,7 +319,7 @@ def test_the_backend_and_queue_come_from_the_settings(tmp_path, recorded):
     with override_settings(
         TASKS=tasks, SCHEDULING_TASKS_BACKEND="other", SCHEDULING_TASKS_QUEUE="scans"
     ):
-        assert executor.enqueue_many([Item(execution.pk, 30.0, 0, None)]) == 1
+        assert executor.publish_many([Item(execution.pk, 30.0, 0, None)]) == 1
     ((task, _args, _kwargs),) = recorded
     assert (task.backend, task.queue_name) == ("other", "scans")
 
@@ -330,9 +330,9 @@ def test_a_backend_that_fails_keeps_the_rest_for_later(tmp_path, recorded):
     first, second = queued_execution(tmp_path), queued_execution(tmp_path)
     items = [Item(first.pk, 30.0, 0, None), Item(second.pk, 30.0, 0, None)]
     with override_settings(TASKS={"default": {"BACKEND": RECORDING, "QUEUES": ["x"]}}):
-        assert executor.enqueue_many(items) == 0  # the queue is not the backend's
+        assert executor.publish_many(items) == 0  # the queue is not the backend's
     assert recorded == []
-    assert executor.enqueue_many(items) == 2
+    assert executor.publish_many(items) == 2
 
 
 @pytest.mark.django_db
@@ -340,7 +340,7 @@ def test_executions_still_queued_are_enqueued_again_and_only_those(tmp_path, rec
     executor = DjangoTasksExecutor(context())
     waiting, started = queued_execution(tmp_path), queued_execution(tmp_path)
     items = [Item(e.pk, 30.0, 0, None) for e in (waiting, started)]
-    assert executor.enqueue_many(items) == 2
+    assert executor.publish_many(items) == 2
     Execution.objects.filter(pk=started.pk).update(status=Status.RUNNING)
 
     assert executor.requeue_stale() == 0  # not yet

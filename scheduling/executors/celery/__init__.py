@@ -24,12 +24,14 @@ Nothing here is a second source of truth: the execution row is. That makes deliv
   persistence): the leader re-publishes executions still ``queued`` after
   ``SCHEDULING_CELERY_REQUEUE_AFTER`` seconds; idempotence makes that safe.
 
-The package: ``publisher`` (the scheduler's side: ``CeleryExecutor``), ``worker`` (the body
-of the Celery task, ``scheduling.tasks.execute``) and ``heartbeats`` (which workers live).
+The package: ``publisher`` (the scheduler's side: ``CeleryExecutor``, a
+``QueueingExecutor`` of ``executors.queueing``) and ``worker`` (the body of the Celery task,
+``scheduling.tasks.execute``); which workers live is ``executors.heartbeats``, shared with the
+``django_tasks`` executor.
 Celery itself is imported only where it is used, so the app works without it installed.
 """
 
-from .heartbeats import (
+from ..heartbeats import (
     WORKER_LEASE_PREFIX,
     forget_dead_workers,
     heartbeat,

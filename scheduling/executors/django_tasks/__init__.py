@@ -17,7 +17,7 @@ As with the ``celery`` executor, the execution row is the only truth:
   handler cannot be stopped (task workers have no time limits), so its late result is
   discarded, as with the thread executor.
 - Lost workers: a worker process keeps a heartbeat row while it runs tasks (the Celery
-  workers' mechanism, ``celery.heartbeats``); the leader interrupts ``running`` executions
+  workers' mechanism, ``executors.heartbeats``); the leader interrupts ``running`` executions
   whose worker's heartbeat expired (and retries them per policy).
 - A leader that dies: its successor enqueues again the queued executions it had claimed but
   not marked as enqueued.
@@ -34,8 +34,6 @@ from .publisher import (
     ENQUEUED_PREFIX,
     TASK_PATH,
     DjangoTasksExecutor,
-    Item,
-    reap_lost_workers,
     task_options,
     tasks_kinds,
 )
@@ -45,8 +43,6 @@ __all__ = [
     "ENQUEUED_PREFIX",
     "TASK_PATH",
     "DjangoTasksExecutor",
-    "Item",
-    "reap_lost_workers",
     "run_in_worker",
     "task_options",
     "tasks_kinds",

@@ -1,4 +1,5 @@
-"""Worker heartbeats: each Celery worker process renews a ``SchedulerLease`` row while it lives.
+"""Worker heartbeats: each worker process of a queue (a Celery worker, a task framework worker)
+renews a ``SchedulerLease`` row while it lives.
 
 The leader reads them to tell lost workers from busy ones: ``running`` executions whose
 worker's heartbeat expired are interrupted (and retried per policy); those of live workers
@@ -7,6 +8,8 @@ are left alone.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -14,14 +17,14 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
-from ... import runner
-from ...conf import conf
-from ...models import ACTIVE_STATUSES, Execution, SchedulerLease, Status
+from .. import runner
+from ..conf import conf
+from ..models import ACTIVE_STATUSES, Execution, SchedulerLease, Status
 
-logger = logging.getLogger("scheduling.executors.celery")
+logger = logging.getLogger("scheduling.executors")
 
 
 WORKER_LEASE_PREFIX = "worker:"
@@ -47,11 +50,15 @@ def live_workers(now: datetime | None = None) -> dict[str, datetime | None]:
     )
 
 
-def reap_lost_workers(now: datetime | None = None) -> int:
-    """Interrupt ``running`` executions whose Celery worker's heartbeat expired.
+# What an execution of a lost worker records, unless the executor says otherwise.
+LOST_WORKER = "The Celery worker running this execution stopped (its heartbeat expired)."
 
-    Executions without a heartbeat row are not Celery's (the thread and process executors'
-    own watchdogs look after them); those of live workers are left to finish.
+
+def reap_lost_workers(now: datetime | None = None, *, reason: str = LOST_WORKER) -> int:
+    """Interrupt ``running`` executions whose worker's heartbeat expired, with ``reason``.
+
+    Executions without a heartbeat row are not a queue worker's (the thread and process
+    executors' own watchdogs look after them); those of live workers are left to finish.
     """
     now = now or timezone.now()
     running = dict(
@@ -73,12 +80,9 @@ def reap_lost_workers(now: datetime | None = None) -> int:
     executions = Execution.objects.select_related("schedule").filter(
         pk__in=lost, status=Status.RUNNING
     )
-    count = runner.interrupt(
-        executions,
-        "The Celery worker running this execution stopped (its heartbeat expired).",
-    )
+    count = runner.interrupt(executions, reason)
     if count:
-        logger.warning("Interrupted %d execution(s) of lost Celery workers.", count)
+        logger.warning("Interrupted %d execution(s) of lost workers: %s", count, reason)
     return count
 
 
@@ -201,3 +205,72 @@ class WorkerHeartbeat:
 
 
 heartbeat = WorkerHeartbeat()
+
+
+def run_in_worker(
+    execution_id: int, *, timeout: float | None, timeout_detail: str
+) -> Execution | None:
+    """Run one execution in this queue worker process and record its outcome.
+
+    The body of the ``celery`` and ``django_tasks`` executors' tasks. Idempotent:
+    ``runner.execute`` starts the execution only if it is still ``queued``, so a second
+    delivery runs nothing. The process keeps a heartbeat row while it lives: if it dies
+    mid-run, the leader marks the execution ``interrupted``. A watchdog records ``timed_out``
+    at ``timeout`` (``timeout_detail`` says what happens to the handler). A database error
+    propagates once the execution is handed to the heartbeat thread to be marked
+    ``interrupted`` when the database is back.
+    """
+    close_old_connections()
+    heartbeat.ensure()
+    _stop_heartbeat_at_exit()
+    execution = runner.load(execution_id)
+    if execution is not None:
+        # The scheduler claims occurrences a moment ahead (CLAIM_AHEAD): start each at its
+        # time (a queue that cannot defer may hand it over that early).
+        early = (execution.scheduled_for - timezone.now()).total_seconds()
+        time.sleep(max(0.0, min(early, conf.CLAIM_AHEAD)))
+    watchdog = None
+    if timeout:
+        watchdog = threading.Timer(timeout, _time_out, args=(execution_id, timeout_detail))
+        watchdog.daemon = True
+        watchdog.start()
+    try:
+        return runner.execute(execution_id, worker=heartbeat.worker, execution=execution)
+    except DatabaseError as exc:
+        logger.error("Database error while running execution %s: %s", execution_id, exc)
+        connection.close()
+        heartbeat.settle_later(
+            execution_id, f"The database was unavailable while recording the outcome: {exc}"
+        )
+        raise  # the task fails; a copy of it runs the execution only if it is still queued
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        close_old_connections()
+
+
+def _time_out(execution_id: int, detail: str) -> None:
+    try:
+        runner.time_out(execution_id, detail=detail)
+    except DatabaseError as exc:
+        logger.error("Could not mark execution %s timed out: %s", execution_id, exc)
+    finally:
+        connection.close()
+
+
+_exit_hook = threading.Lock()
+_exit_hook_pids: set[int] = set()
+
+
+def _stop_heartbeat_at_exit() -> None:
+    """Let this process's heartbeat row expire when it exits cleanly (a SIGTERM'd worker)."""
+    with _exit_hook:
+        if os.getpid() in _exit_hook_pids:
+            return
+        _exit_hook_pids.add(os.getpid())
+    atexit.register(_stop_heartbeat)
+
+
+def _stop_heartbeat() -> None:
+    with contextlib.suppress(DatabaseError):  # the row expires by itself
+        heartbeat.stop()
