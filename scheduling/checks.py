@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
 from typing import TYPE_CHECKING, Any
@@ -15,11 +16,13 @@ from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from .conf import conf
+from .exceptions import InvalidTrigger
 from .executors import EXECUTORS
 from .executors.choice import check_executors
-from .models import Kind
+from .models import Kind, Schedule
 from .schedules_io.declared import read_declarations
 from .status import get_lease, lease_health
+from .triggers import next_runs
 
 if TYPE_CHECKING:
     from django.apps import AppConfig
@@ -308,6 +311,65 @@ def check_scheduler(
     ]
 
 
+# At most this many schedules are listed one by one by check_cron_day_rule.
+LEGACY_DAY_RULE_LISTED = 20
+
+
+def check_cron_day_rule(**kwargs: object) -> list[CheckMessage]:
+    """List the cron schedules that still use the old day rule (``Schedule.legacy_day_rule``):
+    their id, expression, and next runs under the old rule and under cron's (W006)."""
+    try:
+        flagged = list(
+            Schedule.objects.filter(legacy_day_rule=True).order_by("pk")[
+                : LEGACY_DAY_RULE_LISTED + 1
+            ]
+        )
+        total = len(flagged)
+        if total > LEGACY_DAY_RULE_LISTED:
+            total = Schedule.objects.filter(legacy_day_rule=True).count()
+    except (DatabaseError, RuntimeError):
+        # No table yet (a command before ``migrate``), or no database access at all (a test
+        # without one): nothing to list.
+        return []
+    messages: list[CheckMessage] = []
+    for schedule in flagged[:LEGACY_DAY_RULE_LISTED]:
+        zone = zoneinfo.ZoneInfo(schedule.effective_timezone)
+
+        def runs(legacy: bool, schedule: Schedule = schedule, zone: Any = zone) -> str:
+            schedule.legacy_day_rule = legacy
+            try:
+                times = next_runs(schedule, 3)
+            except InvalidTrigger as exc:
+                return f"none ({exc})"
+            return ", ".join(t.astimezone(zone).strftime("%Y-%m-%d %H:%M") for t in times) or (
+                "none"
+            )
+
+        old, new = runs(True), runs(False)
+        messages.append(
+            Warning(
+                f"Schedule {schedule.pk} ({schedule.kind} {schedule.name!r}) has the cron "
+                f"expression {schedule.cron_expression!r}, whose days change under cron's rule. "
+                f"Next runs ({schedule.effective_timezone}) with the old rule, which it keeps "
+                f"until saved again: {old}; with cron's rule: {new}.",
+                hint="Both day fields are restricted: cron runs a day that matches EITHER, "
+                "the old rule required BOTH. Check the days, then save the schedule (admin, "
+                "API, `manage.py scheduling`, or its declaration) to adopt cron's rule.",
+                id="scheduling.W006",
+            )
+        )
+    if total > LEGACY_DAY_RULE_LISTED:
+        messages.append(
+            Warning(
+                f"{total - LEGACY_DAY_RULE_LISTED} more schedules use the old cron day rule.",
+                hint="List them with Schedule.objects.filter(legacy_day_rule=True); the admin "
+                "shows a notice on each.",
+                id="scheduling.W006",
+            )
+        )
+    return messages
+
+
 # Hints of the checks of SCHEDULING_DECLARED_SCHEDULES, by id (its messages name the entry).
 DECLARED_HINTS = {
     "scheduling.E050": "A list of dicts, one per schedule: {'kind': 'task', 'task_type': "
@@ -349,6 +411,7 @@ def register() -> None:
     for check in CHECKS:
         register_check(check, Tags.compatibility)
     register_check(check_declared_schedules, DECLARED_TAG)
+    register_check(check_cron_day_rule, "scheduling")
     # Not tagged "database": Django runs those only with --database, and this check exists
     # to be run by a plain `check --deploy`.
     register_check(check_scheduler, "scheduling", deploy=True)

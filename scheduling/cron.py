@@ -84,6 +84,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -151,15 +152,20 @@ class _Days:
 
     def match(self, day: int, weekday: int, length: int) -> bool:
         """Whether ``day`` of a month of ``length`` days, a ``weekday`` (0 = Sunday), matches."""
+        in_dom, in_dow = self.parts(day, weekday, length)
+        if self.dom_star or self.dow_star:
+            return in_dom and in_dow
+        return in_dom or in_dow
+
+    def parts(self, day: int, weekday: int, length: int) -> tuple[bool, bool]:
+        """Whether the day-of-month field, and the day-of-week field, each match the day."""
         in_dom = day in self.dom or (length - day) in self.dom_last
         in_dow = (
             weekday in self.dow
             or (weekday, (day + 6) // 7) in self.dow_nth
             or (weekday in self.dow_last and day > length - 7)
         )
-        if self.dom_star or self.dow_star:
-            return in_dom and in_dow
-        return in_dom or in_dow
+        return in_dom, in_dow
 
 
 def _error(field: int, message: str) -> InvalidTrigger:
@@ -333,6 +339,7 @@ class CronExpression:
                 f"expected 5 fields ({' '.join(FIELD_NAMES)}), got {len(fields)}{extra}"
             )
         self.expression = text
+        self.fields = tuple(fields)
         self.minutes = _parse_simple(_MINUTE, fields[_MINUTE])
         self.hours = _parse_simple(_HOUR, fields[_HOUR])
         self.months = _parse_simple(_MONTH, fields[_MONTH])
@@ -375,6 +382,24 @@ class CronExpression:
                 for first in range(7)
             )
         return self._possible
+
+    @property
+    def days_are_ored(self) -> bool:
+        """Whether both day fields are restricted, so that a day matching either one runs."""
+        return not (self._days.dom_star or self._days.dow_star)
+
+    def and_rule_differs(self) -> bool:
+        """Whether requiring BOTH day fields to match (APScheduler's rule, which this project
+        used before it followed cron) would pick other days in some month it runs in."""
+        if not self.days_are_ored:
+            return False
+        return any(
+            len(set(self._days.parts(day, (first + day - 1) % 7, length))) == 2
+            for month in self.months
+            for length in ((28, 29) if month == 2 else (calendar.monthrange(2001, month)[1],))
+            for first in range(7)
+            for day in range(1, length + 1)
+        )
 
     def matches(self, wall: datetime) -> bool:
         """Whether the minute of the naive ``wall`` matches (seconds are ignored)."""
@@ -437,3 +462,91 @@ class CronExpression:
 def _require_naive(wall: datetime) -> None:
     if wall.tzinfo is not None:
         raise ValueError("CronExpression works on naive wall-clock times")
+
+
+# -- the day clause of a sentence -------------------------------------------------------------
+
+_ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth"}
+_WEEKDAY_TITLES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def _nth(number: int) -> str:
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def _weekday_title(text: str) -> str:
+    return _WEEKDAY_TITLES[_value(_DOW, text, text) % 7]
+
+
+def _describe_item(field: int, item: str) -> str:
+    """One list item of a day field, as words ("day 15", "the last Friday")."""
+    lowered = item.lower()
+    if field == _DOM:
+        if (last := _LAST_DOM_RE.fullmatch(lowered)) is not None:
+            offset = int(last.group("offset") or 0)
+            if not offset:
+                return "the last day"
+            if offset == 1:
+                return "the day before the last day"
+            return f"the {_nth(offset)} day before the last day"
+        name: Callable[[str], str] = str
+    else:
+        if (last_dow := _LAST_DOW_RE.fullmatch(lowered)) is not None:
+            return f"the last {_weekday_title(last_dow.group('day'))} of the month"
+        if (nth := _NTH_DOW_RE.fullmatch(lowered)) is not None:
+            ordinal = _ORDINALS[int(nth.group("nth"))]
+            return f"the {ordinal} {_weekday_title(nth.group('day'))} of the month"
+        name = _weekday_title
+    match = _RANGE_RE.fullmatch(lowered)
+    if match is None:  # not reached for an expression that parsed
+        return item
+    start, end, step = match.group("start", "end", "step")
+    unit = "day" if field == _DOM else "day of the week"
+    if step is not None:
+        every = f"every {_nth(int(step))} {unit}" if step != "1" else f"every {unit}"
+        if start == "*":
+            return every
+        if end is None:
+            return f"{every} from {'day ' if field == _DOM else ''}{name(start)}"
+        return f"{every} from {name(start)} through {name(end)}"
+    if start == "*":
+        return f"every {unit}"
+    if end is not None:
+        return f"{'days ' if field == _DOM else ''}{name(start)} through {name(end)}"
+    return f"day {start}" if field == _DOM else name(start)
+
+
+def describe_days(cron: CronExpression, *, both: bool = False) -> str:
+    """The day clause of ``cron`` ("on day 1 of the month, or on Monday"), or "" for every day.
+
+    It says what the evaluation does: with both day fields restricted a day matching either
+    runs ("or"); with one of them starting with ``*`` a day must match both ("but only").
+    ``both=True`` describes the two fields as ANDed whatever they are (the old rule).
+    """
+    dom_text, dow_text = cron.fields[_DOM], cron.fields[_DOW]
+    plain = ("*", "?")
+    if dom_text in plain and dow_text in plain:
+        return ""
+    if dom_text not in plain:
+        items = dom_text.split(",")
+        if len(items) > 1 and all(item.isdigit() for item in items):
+            dom = f"days {_join(items)} of the month"
+        else:
+            dom = _join([_describe_item(_DOM, item) for item in items])
+            # "of the month" once, unless the last item says it already.
+            dom = dom if dom.endswith("of the month") else f"{dom} of the month"
+        if dow_text in plain:
+            return f"on {dom}"
+    dow = _join([_describe_item(_DOW, item) for item in dow_text.split(",")])
+    if dom_text in plain:
+        return f"on {dow}"
+    if cron.days_are_ored and not both:
+        return f"on {dom}, or on {dow}"
+    return f"on {dom}, but only on {dow}"

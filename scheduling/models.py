@@ -52,6 +52,13 @@ class TriggerType(models.TextChoices):
     INTERVAL = "interval", _("Interval")
     CRON = "cron", _("Cron")
     ONCE = "once", _("Once")
+    CALENDAR = "calendar", _("Calendar")
+
+
+class CalendarUnit(models.TextChoices):
+    DAY = "day", _("Days")
+    WEEK = "week", _("Weeks")
+    MONTH = "month", _("Months")
 
 
 class Overlap(models.TextChoices):
@@ -171,6 +178,15 @@ def trigger_fingerprint(fields: JobFields) -> bytes:
         fields.interval_seconds,
         fields.cron_expression,
         fields.run_at,
+        # Only where they matter, so that the fingerprints of other schedules stay as they
+        # were (a changed fingerprint rewrites the job and forgets its pending run time).
+        *(("legacy_day_rule",) if fields.legacy_day_rule else ()),
+        *(
+            (fields.calendar_every, fields.calendar_unit, fields.calendar_time)
+            + (fields.calendar_weekdays,)
+            if fields.trigger_type == "calendar"
+            else ()
+        ),
         fields.start_at,
         fields.end_at,
         fields.effective_timezone,
@@ -229,6 +245,43 @@ class Schedule(models.Model):
         max_length=200,
         blank=True,
         help_text=_("Five fields (minute hour day month weekday) or @hourly, @daily, @weekly..."),
+    )
+    # Set by migration 0006 on a cron schedule whose days change under cron's rule (both day
+    # fields restricted: either matches, where APScheduler required both). It keeps the old
+    # reading until the schedule is saved again; ``manage.py check`` lists such schedules.
+    legacy_day_rule = models.BooleanField(
+        _("old day rule"),
+        default=False,
+        editable=False,
+        help_text=_(
+            "Both day fields must match, as before this version followed cron; saving the "
+            "schedule again switches it to cron's rule (either matches)."
+        ),
+    )
+    calendar_every = models.PositiveSmallIntegerField(
+        _("repeat every"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("Calendar: the number of days, weeks or months from one run to the next."),
+    )
+    calendar_unit = models.CharField(
+        _("calendar unit"), max_length=8, choices=CalendarUnit, blank=True
+    )
+    calendar_time = models.TimeField(
+        _("at (wall-clock time)"),
+        null=True,
+        blank=True,
+        help_text=_("Calendar: the time of day in the schedule's time zone, kept across DST."),
+    )
+    calendar_weekdays = models.CharField(
+        _("on weekdays"),
+        max_length=64,
+        blank=True,
+        help_text=_(
+            "Calendar, in weeks: mon,tue,wed,thu,fri,sat,sun; empty means the weekday of the "
+            "start (else of the creation)."
+        ),
     )
     run_at = models.DateTimeField(_("run at"), null=True, blank=True)
     start_at = models.DateTimeField(_("start at"), null=True, blank=True)
@@ -338,6 +391,14 @@ class Schedule(models.Model):
                     Q(trigger_type="interval", interval_seconds__gt=0)
                     | (Q(trigger_type="cron") & ~Q(cron_expression=""))
                     | Q(trigger_type="once", run_at__isnull=False)
+                    | (
+                        Q(
+                            trigger_type="calendar",
+                            calendar_every__gt=0,
+                            calendar_time__isnull=False,
+                        )
+                        & ~Q(calendar_unit="")
+                    )
                 ),
                 name="schedule_trigger_configured",
             ),
@@ -351,6 +412,12 @@ class Schedule(models.Model):
         indexes = [
             models.Index(fields=["tenant", "kind", "enabled"], name="schedule_tenant_kind_idx"),
             models.Index(fields=["enabled", "next_run_at"], name="schedule_enabled_next_idx"),
+            # manage.py check lists these on every run: a partial index keeps that cheap.
+            models.Index(
+                fields=["id"],
+                condition=Q(legacy_day_rule=True),
+                name="schedule_legacy_day_rule_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -361,6 +428,9 @@ class Schedule(models.Model):
             self.timezone = self.default_timezone()
         if not self.kind:
             self.kind = getattr(type(self), "KIND", "") or self.kind
+        if kwargs.get("update_fields") is None:
+            # A schedule saved whole takes cron's day rule (see ``legacy_day_rule``).
+            self.legacy_day_rule = False
         if not self._state.adding and kwargs.get("update_fields") is None:
             kwargs["update_fields"] = [
                 f.name

@@ -1,8 +1,10 @@
 """Schedule fields -> APScheduler trigger; validation; next-N-runs preview; human text.
 
-Cron expressions are interpreted in the schedule's time zone with standard crontab semantics
-(weekday 0 and 7 are Sunday), which APScheduler 3.x's ``CronTrigger.from_crontab`` does not
-give, and with an explicit daylight-saving policy:
+Cron expressions are interpreted in the schedule's time zone with crontab(5) semantics
+(``scheduling.cron``: Vixie cron's day rule, weekday 0 and 7 are Sunday, and the extensions
+``L``, ``L-n``, ``nL``, ``n#k``, ``?``), which APScheduler's ``CronTrigger`` does not give.
+Calendar schedules repeat every N days, weeks or months at a wall time. Both keep their wall
+time across daylight-saving transitions with an explicit policy:
 
 - spring-forward gap (a wall time that does not exist): ``run_at_next_valid_time`` fires at
   the first instant after the gap (02:30 on 29 March 2026 in Berlin fires at 03:00 CEST),
@@ -15,10 +17,13 @@ Interval schedules keep their period in elapsed time: they are computed in UTC.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
+import re
 import zoneinfo
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -29,6 +34,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .conf import conf
+from .cron import ALIASES, CronExpression, describe_days
 from .exceptions import InvalidTrigger
 
 if TYPE_CHECKING:
@@ -49,6 +55,16 @@ class TriggerFields(Protocol):
     @property
     def cron_expression(self) -> str: ...
     @property
+    def legacy_day_rule(self) -> bool: ...
+    @property
+    def calendar_every(self) -> int | None: ...
+    @property
+    def calendar_unit(self) -> str: ...
+    @property
+    def calendar_time(self) -> time | None: ...
+    @property
+    def calendar_weekdays(self) -> str: ...
+    @property
     def run_at(self) -> datetime | None: ...
     @property
     def start_at(self) -> datetime | None: ...
@@ -66,65 +82,10 @@ class TriggerFields(Protocol):
     def effective_timezone(self) -> str: ...
 
 
-CRON_ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
-_DOW_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+CRON_ALIASES = ALIASES
 # How far a wall clock can jump at a transition (a few zones shift by more than one hour).
 _MAX_SHIFT = timedelta(hours=3)
 _EPSILON = timedelta(microseconds=1)
-
-
-def _dow_value(token: str) -> int:
-    token = token.strip().lower()
-    if token[:3] in _DOW_NAMES:
-        return _DOW_NAMES.index(token[:3])
-    value = int(token)
-    if not 0 <= value <= 7:
-        raise InvalidTrigger(f"weekday {value} is out of range (0-7, 0 and 7 are Sunday)")
-    return value % 7
-
-
-def _parse_dow(field: str) -> str:
-    """Turn a crontab weekday field (0/7 = Sunday) into APScheduler weekday names."""
-    if field in ("*", "?"):
-        return "*"
-    days: set[int] = set()
-    for item in field.split(","):
-        rng, _sep, step_text = item.partition("/")
-        try:
-            step = int(step_text) if step_text else 1
-        except ValueError:
-            raise InvalidTrigger(f"bad step {step_text!r} in the weekday field") from None
-        if step < 1:
-            raise InvalidTrigger("a step must be at least 1")
-        try:
-            if rng == "*":
-                first, last = 0, 6
-            elif "-" in rng:
-                a, b = rng.split("-", 1)
-                first, last = _dow_value(a), _dow_value(b)
-                if b.strip() == "7":
-                    last = 7
-            else:
-                first = last = _dow_value(rng)
-                if step_text:
-                    last = 6
-        except ValueError:
-            raise InvalidTrigger(f"bad weekday {rng!r}") from None
-        if first > last:
-            raise InvalidTrigger(f"weekday range {rng!r} runs backwards")
-        days.update(d % 7 for d in range(first, last + 1, step))
-    # APScheduler numbers weekdays from Monday; names avoid any ambiguity.
-    order = [1, 2, 3, 4, 5, 6, 0]
-    return ",".join(_DOW_NAMES[d] for d in order if d in days)
 
 
 def normalize_cron(expression: str) -> str:
@@ -133,31 +94,101 @@ def normalize_cron(expression: str) -> str:
     return CRON_ALIASES.get(expr.lower(), expr)
 
 
-def parse_cron(expression: str) -> dict[str, str]:
-    """Return APScheduler CronTrigger keyword arguments for a crontab expression."""
-    expr = normalize_cron(expression)
-    if expr.startswith("@"):
-        raise InvalidTrigger(
-            f"unknown alias {expr!r}; use one of {', '.join(sorted(CRON_ALIASES))}"
-        )
-    parts = expr.split(" ")
+def parse_cron(expression: str) -> CronExpression:
+    """Parse a crontab expression (raises ``InvalidTrigger`` naming the field and token)."""
+    return CronExpression(expression)
+
+
+# -- the rule before cron semantics -----------------------------------------------------------
+# Until this project followed crontab(5), expressions went to APScheduler's CronTrigger, which
+# requires BOTH day fields to match and reads a few tokens of its own (``last``, ``1st mon``).
+# A schedule whose days that changes keeps the old reading until it is saved again
+# (``Schedule.legacy_day_rule``); these functions are that reading.
+
+_LEGACY_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+_LEGACY_DOW_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def _legacy_dow_value(token: str) -> int:
+    token = token.strip().lower()
+    if token[:3] in _LEGACY_DOW_NAMES:
+        return _LEGACY_DOW_NAMES.index(token[:3])
+    value = int(token)
+    if not 0 <= value <= 7:
+        raise InvalidTrigger(f"weekday {value} is out of range (0-7, 0 and 7 are Sunday)")
+    return value % 7
+
+
+def _legacy_dow(field: str) -> str:
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for item in field.split(","):
+        rng, _sep, step_text = item.partition("/")
+        try:
+            step = int(step_text) if step_text else 1
+            if rng == "*":
+                first, last = 0, 6
+            elif "-" in rng:
+                a, b = rng.split("-", 1)
+                first, last = _legacy_dow_value(a), _legacy_dow_value(b)
+                if b.strip() == "7":
+                    last = 7
+            else:
+                first = last = _legacy_dow_value(rng)
+                if step_text:
+                    last = 6
+        except ValueError:
+            raise InvalidTrigger(f"bad weekday item {item!r}") from None
+        if step < 1 or first > last:
+            raise InvalidTrigger(f"bad weekday item {item!r}")
+        days.update(d % 7 for d in range(first, last + 1, step))
+    order = [1, 2, 3, 4, 5, 6, 0]  # APScheduler numbers weekdays from Monday
+    return ",".join(_LEGACY_DOW_NAMES[d] for d in order if d in days)
+
+
+def legacy_cron_trigger(expression: str) -> CronTrigger:
+    """The APScheduler trigger the expression had before (its wall times as if UTC)."""
+    parts = normalize_cron(expression).split(" ")
     if len(parts) != 5:
-        raise InvalidTrigger(f"expected 5 fields (minute hour day month weekday), got {len(parts)}")
-    fields = dict(zip(CRON_FIELDS, parts, strict=True))
-    fields["day_of_week"] = _parse_dow(fields["day_of_week"])
+        raise InvalidTrigger(f"expected 5 fields, got {len(parts)}")
+    fields = dict(zip(_LEGACY_FIELDS, parts, strict=True))
+    fields["day_of_week"] = _legacy_dow(fields["day_of_week"])
     try:
-        CronTrigger(timezone=UTC, **fields)
+        return CronTrigger(timezone=UTC, **fields)
     except ValueError as exc:
         raise InvalidTrigger(str(exc)) from None
-    return fields
 
 
-class ZonedCronTrigger(BaseTrigger):
-    """A crontab trigger evaluated on the wall clock of a zone, with DST gap/fold policies."""
+def cron_meaning_changed(expression: str) -> bool:
+    """Whether ``expression`` runs on other days under cron's rule than it did before.
+
+    True when both day fields are restricted and requiring both would pick other days, or
+    when only the old reading accepts it; False for an expression neither reading accepts.
+    """
+    try:
+        legacy_cron_trigger(expression)
+    except InvalidTrigger:
+        return False
+    try:
+        cron = CronExpression(expression)
+    except InvalidTrigger:
+        return True
+    return cron.and_rule_differs()
+
+
+# -- triggers on the wall clock ---------------------------------------------------------------
+
+
+class WallClockTrigger(BaseTrigger):
+    """A trigger whose times are naive wall-clock times of a zone, with DST gap/fold policies.
+
+    A subclass says which wall times come next (``_next_wall``); this class maps them onto
+    UTC instants, applies the start and end, the stagger offset and the jitter.
+    """
 
     def __init__(
         self,
-        expression: str,
         *,
         tz: str = "UTC",
         gap_policy: str = "run_at_next_valid_time",
@@ -167,21 +198,23 @@ class ZonedCronTrigger(BaseTrigger):
         jitter: int | None = None,
         offset: int = 0,
     ) -> None:
-        self.expression = normalize_cron(expression)
         self.offset = offset
-        self.fields = parse_cron(expression)
         self.tz = zoneinfo.ZoneInfo(tz)
         self.gap_policy = gap_policy
         self.fold_policy = fold_policy
         self.start_date = start_date
         self.end_date = end_date
         self.jitter = jitter or None
-        # Wall-clock times are iterated as if they were UTC, then mapped onto the zone.
-        self._wall = CronTrigger(timezone=UTC, **self.fields)
+
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        """The first naive wall time strictly after ``wall`` that fires, or None."""
+        raise NotImplementedError
+
+    def _rebuild(self) -> None:
+        """Rebuild what ``__getstate__`` leaves out (attributes starting with ``_``)."""
 
     def __getstate__(self) -> dict[str, object]:
-        state = self.__dict__.copy()
-        state.pop("_wall", None)
+        state = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
         state["tz"] = self.tz.key
         return state
 
@@ -189,10 +222,7 @@ class ZonedCronTrigger(BaseTrigger):
         state = dict(state)
         state["tz"] = zoneinfo.ZoneInfo(str(state["tz"]))
         self.__dict__.update(state)
-        self._wall = CronTrigger(timezone=UTC, **self.fields)
-
-    def __repr__(self) -> str:
-        return f"<ZonedCronTrigger {self.expression!r} tz={self.tz.key}>"
+        self._rebuild()
 
     def _transition(self, before: datetime, after: datetime) -> datetime:
         """Return the first instant in (before, after] with ``after``'s UTC offset."""
@@ -230,7 +260,7 @@ class ZonedCronTrigger(BaseTrigger):
         offset = timedelta(seconds=getattr(self, "offset", 0))
         if not offset:
             return self._next(previous_fire_time, now)
-        # A staggered trigger fires ``offset`` after each cron time.
+        # A staggered trigger fires ``offset`` after each wall time.
         previous = previous_fire_time - offset if previous_fire_time is not None else None
         fire = self._next(previous, now - offset)
         return fire + offset if fire is not None else None
@@ -248,24 +278,167 @@ class ZonedCronTrigger(BaseTrigger):
         wall = threshold.astimezone(self.tz).replace(tzinfo=None)
         if self._near_transition(threshold):
             wall -= _MAX_SHIFT
-        cursor = self._wall.get_next_fire_time(None, wall.replace(tzinfo=UTC))
+        # The first wall time at or after ``wall``.
+        cursor = self._next_wall(wall - _EPSILON)
         best: datetime | None = None
         best_wall: datetime | None = None
         for _i in range(10_000):
             if cursor is None:
                 break
-            naive = cursor.replace(tzinfo=None)
-            if best_wall is not None and naive > best_wall + _MAX_SHIFT:
+            if best_wall is not None and cursor > best_wall + _MAX_SHIFT:
                 break
-            for instant in self.instants(naive):
+            for instant in self.instants(cursor):
                 if instant >= threshold and (best is None or instant < best):
-                    best, best_wall = instant, naive
+                    best, best_wall = instant, cursor
             if best is not None and not self._near_transition(best):
                 break
-            cursor = self._wall.get_next_fire_time(cursor, cursor + _EPSILON)
+            cursor = self._next_wall(cursor)
         if best is None or (self.end_date is not None and best > self.end_date):
             return None
         return self._apply_jitter(best, self.jitter, now)
+
+
+class ZonedCronTrigger(WallClockTrigger):
+    """A crontab trigger (``scheduling.cron``) evaluated on the wall clock of a zone.
+
+    ``legacy=True`` evaluates the expression as before this project followed crontab(5):
+    both day fields must match (see ``cron_meaning_changed``).
+    """
+
+    def __init__(self, expression: str, *, legacy: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.expression = normalize_cron(expression)
+        self.legacy = legacy
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.__dict__.pop("fields", None)  # a job pickled before this version
+        if "legacy" not in self.__dict__:
+            # Pickled before the cron rule changed: it was built with the old reading.
+            self.legacy = cron_meaning_changed(self.expression)
+        if self.legacy:
+            self._wall = legacy_cron_trigger(self.expression)
+        else:
+            self._cron = CronExpression(self.expression)
+
+    def __repr__(self) -> str:
+        legacy = " legacy" if self.legacy else ""
+        return f"<ZonedCronTrigger {self.expression!r} tz={self.tz.key}{legacy}>"
+
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        if not self.legacy:
+            return self._cron.next_after(wall)
+        fire = self._wall.get_next_fire_time(None, (wall + _EPSILON).replace(tzinfo=UTC))
+        return fire.replace(tzinfo=None) if fire is not None else None
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAY_TITLES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_WEEKDAY_WORDS = {
+    **{name: number for number, name in enumerate(WEEKDAYS)},
+    **{title.lower(): number for number, title in enumerate(_WEEKDAY_TITLES)},
+}
+
+
+def parse_weekdays(text: str) -> list[int]:
+    """``"mon,thu"`` -> ``[0, 3]`` (Monday is 0); raises ``InvalidTrigger`` naming the token."""
+    days: set[int] = set()
+    for token in (t.strip().lower() for t in text.split(",")):
+        if not token:
+            continue
+        if token not in _WEEKDAY_WORDS:
+            raise InvalidTrigger(
+                f"unknown weekday {token!r}; use {', '.join(WEEKDAYS)} (comma-separated)"
+            )
+        days.add(_WEEKDAY_WORDS[token])
+    return sorted(days)
+
+
+def format_weekdays(days: Sequence[int]) -> str:
+    """``[0, 3]`` -> ``"mon,thu"``: the stored form of ``Schedule.calendar_weekdays``."""
+    return ",".join(WEEKDAYS[day] for day in sorted(set(days)))
+
+
+class CalendarTrigger(WallClockTrigger):
+    """Every ``every`` days, weeks or months at the wall time ``at``, counted from ``anchor``.
+
+    - ``day``: the anchor date and every ``every``-th day after it;
+    - ``week``: the listed ``weekdays`` (Monday 0; none: the anchor's weekday) of the anchor's
+      week (weeks start on Monday) and of every ``every``-th week after it, from the anchor on;
+    - ``month``: the anchor's day of the month, every ``every``-th month; in a month without
+      that day (the 31st in April), its last day.
+
+    The wall time keeps across DST transitions, with the gap and fold policies of cron.
+    """
+
+    def __init__(
+        self,
+        *,
+        every: int,
+        unit: str,
+        at: time,
+        anchor: date,
+        weekdays: Sequence[int] = (),
+        **kwargs: Any,
+    ) -> None:
+        if every < 1:
+            raise InvalidTrigger(
+                "a calendar schedule repeats every 1 or more days, weeks or months"
+            )
+        if unit not in ("day", "week", "month"):
+            raise InvalidTrigger(f"unknown calendar unit {unit!r}; use day, week or month")
+        super().__init__(**kwargs)
+        self.every = every
+        self.unit = unit
+        self.at = at.replace(tzinfo=None)
+        self.anchor = anchor
+        self.weekdays = tuple(sorted(set(weekdays))) or (anchor.weekday(),)
+
+    def __repr__(self) -> str:
+        return (
+            f"<CalendarTrigger every {self.every} {self.unit} at {self.at:%H:%M} "
+            f"from {self.anchor} tz={self.tz.key}>"
+        )
+
+    def _next_wall(self, wall: datetime) -> datetime | None:
+        day = wall.date()
+        try:
+            if datetime.combine(day, self.at) <= wall:
+                day += timedelta(days=1)
+            found = self._first_date(max(day, self.anchor))
+        except (OverflowError, ValueError):  # past the year 9999
+            return None
+        return datetime.combine(found, self.at) if found is not None else None
+
+    def _first_date(self, day: date) -> date | None:
+        """The first date of the series on or after ``day`` (not before the anchor)."""
+        anchor, every = self.anchor, self.every
+        if self.unit == "day":
+            periods = -(-(day - anchor).days // every)
+            return anchor + timedelta(days=periods * every)
+        if self.unit == "week":
+            monday = anchor - timedelta(days=anchor.weekday())
+            week = (day - monday).days // 7
+            week += -week % every  # the first week of the series from ``day``'s on
+            for _i in range(2):
+                start = monday + timedelta(weeks=week)
+                for weekday in self.weekdays:
+                    found = start + timedelta(days=weekday)
+                    if found >= day:
+                        return found
+                week += every
+            return None  # unreachable: the next period's first weekday is after ``day``
+        first_month = anchor.year * 12 + anchor.month - 1
+        months = day.year * 12 + day.month - 1 - first_month
+        periods = max(0, -(-months // every))
+        for _i in range(2):
+            year, month = divmod(first_month + periods * every, 12)
+            length = calendar.monthrange(year, month + 1)[1]
+            found = date(year, month + 1, min(anchor.day, length))
+            if found >= day:
+                return found
+            periods += 1
+        return None  # unreachable: the next period's month is after ``day``'s
 
 
 def _interval_start(schedule: TriggerFields) -> datetime:
@@ -282,6 +455,13 @@ def stagger_offset(schedule: TriggerFields) -> int:
         return 0
     digest = hashlib.blake2b(str(schedule.pk).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % schedule.jitter_seconds
+
+
+def calendar_anchor(schedule: TriggerFields) -> date:
+    """The date a calendar schedule counts from: the local date of its start, else of its
+    creation (of now, for a schedule not saved yet), in the schedule's time zone."""
+    instant = schedule.start_at or schedule.created_at or timezone.now()
+    return instant.astimezone(zoneinfo.ZoneInfo(schedule.effective_timezone)).date()
 
 
 def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigger:
@@ -301,18 +481,33 @@ def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigge
             timezone=UTC,
             jitter=jitter_seconds,
         )
+    wall_clock: dict[str, Any] = {
+        "tz": schedule.effective_timezone,
+        "gap_policy": schedule.dst_gap_policy,
+        "fold_policy": schedule.dst_fold_policy,
+        "start_date": schedule.start_at,
+        "end_date": schedule.end_at,
+        "jitter": jitter_seconds,
+        "offset": offset,
+    }
     if schedule.trigger_type == "cron":
         if not schedule.cron_expression:
             raise InvalidTrigger("a cron schedule needs a cron expression")
         return ZonedCronTrigger(
-            schedule.cron_expression,
-            tz=schedule.effective_timezone,
-            gap_policy=schedule.dst_gap_policy,
-            fold_policy=schedule.dst_fold_policy,
-            start_date=schedule.start_at,
-            end_date=schedule.end_at,
-            jitter=jitter_seconds,
-            offset=offset,
+            schedule.cron_expression, legacy=schedule.legacy_day_rule, **wall_clock
+        )
+    if schedule.trigger_type == "calendar":
+        if not schedule.calendar_every or not schedule.calendar_unit:
+            raise InvalidTrigger("a calendar schedule needs calendar_every and calendar_unit")
+        if schedule.calendar_time is None:
+            raise InvalidTrigger("a calendar schedule needs calendar_time")
+        return CalendarTrigger(
+            every=schedule.calendar_every,
+            unit=schedule.calendar_unit,
+            at=schedule.calendar_time,
+            anchor=calendar_anchor(schedule),
+            weekdays=parse_weekdays(schedule.calendar_weekdays or ""),
+            **wall_clock,
         )
     if schedule.trigger_type == "once":
         if schedule.run_at is None:
@@ -391,6 +586,8 @@ def validate_trigger(schedule: Schedule) -> None:
     elif kind == "once":
         if schedule.run_at is None:
             errors.setdefault("run_at", []).append(_("A once schedule needs a run time."))
+    elif kind == "calendar":
+        _validate_calendar(schedule, errors)
     else:
         errors.setdefault("trigger_type", []).append(_("Unknown trigger type."))
 
@@ -406,22 +603,49 @@ def validate_trigger(schedule: Schedule) -> None:
             )
 
 
+def _validate_calendar(schedule: Schedule, errors: dict[str, list[str]]) -> None:
+    if schedule.calendar_every is None:
+        errors.setdefault("calendar_every", []).append(
+            _("A calendar schedule needs a number of days, weeks or months.")
+        )
+    elif schedule.calendar_every < 1:
+        errors.setdefault("calendar_every", []).append(_("It must be at least 1."))
+    if schedule.calendar_unit not in ("day", "week", "month"):
+        errors.setdefault("calendar_unit", []).append(
+            _("A calendar schedule repeats in days, weeks or months (day, week, month).")
+        )
+    if schedule.calendar_time is None:
+        errors.setdefault("calendar_time", []).append(
+            _("A calendar schedule needs a time of day (HH:MM, in the schedule's time zone).")
+        )
+    if schedule.calendar_weekdays.strip():
+        if schedule.calendar_unit != "week":
+            errors.setdefault("calendar_weekdays", []).append(
+                _("Weekdays apply only to a schedule that repeats in weeks.")
+            )
+        else:
+            try:
+                parse_weekdays(schedule.calendar_weekdays)
+            except InvalidTrigger as exc:
+                errors.setdefault("calendar_weekdays", []).append(f"{exc}.")
+
+
 def describe(schedule: Schedule) -> str:
     """Return the trigger as a sentence: "At 02:30, Monday through Friday (Europe/Berlin)"."""
     tz_name = schedule.effective_timezone
     if schedule.trigger_type == "interval" and schedule.interval_seconds:
         return _describe_interval(schedule.interval_seconds)
     if schedule.trigger_type == "cron" and schedule.cron_expression:
-        from cron_descriptor import ExpressionDescriptor, Options
-
-        options = Options()
-        options.use_24hour_time_format = True
-        options.verbose = False
         try:
-            text = ExpressionDescriptor(normalize_cron(schedule.cron_expression), options)
-            return f"{text.get_description()} ({tz_name})"
+            text = _describe_cron(schedule.cron_expression, legacy=schedule.legacy_day_rule)
         except Exception:  # cron-descriptor raises several types on odd input
-            return f"cron {schedule.cron_expression} ({tz_name})"
+            text = f"cron {schedule.cron_expression}"
+        return f"{text} ({tz_name})"
+    if schedule.trigger_type == "calendar" and schedule.calendar_every:
+        try:
+            return f"{_describe_calendar(schedule)} ({tz_name})"
+        except (InvalidTrigger, ValueError, TypeError):
+            return _("Not configured")
     if schedule.trigger_type == "once" and schedule.run_at:
         local = schedule.run_at.astimezone(zoneinfo.ZoneInfo(tz_name))
         return _("Once at %(when)s (%(tz)s)") % {
@@ -429,6 +653,72 @@ def describe(schedule: Schedule) -> str:
             "tz": tz_name,
         }
     return _("Not configured")
+
+
+_EXTENDED = re.compile(r"[lL#]")
+
+
+def _describe_cron(expression: str, *, legacy: bool = False) -> str:
+    """A sentence ("At 09:00, on the last Friday of the month, only in March"): the times and month
+    come from cron-descriptor, the days from ``scheduling.cron`` (its rule and extensions)."""
+    from cron_descriptor import DescriptionTypeEnum, ExpressionDescriptor, Options
+
+    fields = normalize_cron(expression).split(" ")
+    options = Options()
+    options.use_24hour_time_format = True
+    options.verbose = False
+    dom, dow = fields[2], fields[4]
+    if legacy:
+        note = _("(the old rule: both day fields must match, until the schedule is saved again)")
+        try:
+            cron = CronExpression(expression)
+        except InvalidTrigger:  # a token only APScheduler read (last, 1st mon)
+            text = ExpressionDescriptor(" ".join(fields), options).get_description()
+            return f"{text} {note}"
+    else:
+        note = ""
+        cron = CronExpression(expression)
+        if "?" not in (dom, dow) and "*" in (dom, dow) and not _EXTENDED.search(dom + dow):
+            # One day field or none, in plain syntax: cron-descriptor's sentence is right.
+            return ExpressionDescriptor(" ".join(fields), options).get_description()
+    # Days left out: cron-descriptor's day clause knows neither the rule nor L-n, n#k lists.
+    descriptor = ExpressionDescriptor(f"{fields[0]} {fields[1]} * {fields[3]} *", options)
+    text = descriptor.get_description()
+    months = descriptor.get_description(DescriptionTypeEnum.MONTH)
+    times = text[: len(text) - len(months)] if months and text.endswith(months) else text
+    days = describe_days(cron, both=legacy)
+    text = f"{times}, {days}{months}" if days else f"{times}{months}"
+    return f"{text} {note}" if note else text
+
+
+def _describe_calendar(schedule: Schedule) -> str:
+    every, unit = schedule.calendar_every or 1, schedule.calendar_unit
+    names = {
+        "day": (_("day"), _("days")),
+        "week": (_("week"), _("weeks")),
+        "month": (_("month"), _("months")),
+    }
+    singular, plural = names[unit]
+    text = (
+        _("Every %(unit)s") % {"unit": singular}
+        if every == 1
+        else (_("Every %(count)d %(units)s") % {"count": every, "units": plural})
+    )
+    at = schedule.calendar_time.strftime("%H:%M") if schedule.calendar_time else "?"
+    anchor = calendar_anchor(schedule)
+    if unit == "week":
+        days = parse_weekdays(schedule.calendar_weekdays or "") or [anchor.weekday()]
+        titles = [_WEEKDAY_TITLES[day] for day in days]
+        joined = titles[0] if len(titles) == 1 else f"{', '.join(titles[:-1])} and {titles[-1]}"
+        text += " " + _("on %(days)s") % {"days": joined}
+    elif unit == "month":
+        text += " " + _("on day %(day)d") % {"day": anchor.day}
+        if anchor.day > 28:
+            text += " " + _("(the last day in shorter months)")
+    text += " " + _("at %(time)s") % {"time": at}
+    if every > 1 or unit == "month":
+        text += ", " + _("from %(date)s") % {"date": anchor.isoformat()}
+    return text
 
 
 def _describe_interval(seconds: int) -> str:

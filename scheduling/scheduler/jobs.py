@@ -7,7 +7,7 @@ kept stable across releases so rows written by an older version still load and f
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from apscheduler.job import Job
@@ -100,6 +100,11 @@ class ScheduleRow(NamedTuple):
     trigger_type: str
     interval_seconds: int | None
     cron_expression: str
+    legacy_day_rule: bool
+    calendar_every: int | None
+    calendar_unit: str
+    calendar_time: time | None
+    calendar_weekdays: str
     run_at: datetime | None
     start_at: datetime | None
     end_at: datetime | None
