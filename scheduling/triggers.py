@@ -608,8 +608,6 @@ def _validate_calendar(schedule: Schedule, errors: dict[str, list[str]]) -> None
         errors.setdefault("calendar_every", []).append(
             _("A calendar schedule needs a number of days, weeks or months.")
         )
-    elif schedule.calendar_every < 1:
-        errors.setdefault("calendar_every", []).append(_("It must be at least 1."))
     if schedule.calendar_unit not in ("day", "week", "month"):
         errors.setdefault("calendar_unit", []).append(
             _("A calendar schedule repeats in days, weeks or months (day, week, month).")

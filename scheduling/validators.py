@@ -61,6 +61,7 @@ def null_character_errors(instance: Model) -> dict[str, StrOrPromise]:
 DAY = 86_400
 NUMBER_LIMITS: dict[str, int] = {
     "interval_seconds": 100 * 366 * DAY,
+    "calendar_every": 1_000,  # every 1,000 months is 83 years: beyond any plan
     "jitter_seconds": 7 * DAY,
     "timeout_seconds": 7 * DAY,
     "retry_backoff_seconds": 30 * DAY,

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import itertools
 import pickle
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -181,6 +182,222 @@ class TestDescribe:
         )
 
 
+class TestCronRule:
+    """The issue's example: ``0 0 1 * 1`` is the 1st of each month AND every Monday."""
+
+    def test_both_day_fields_restricted_runs_on_either(self):
+        schedule = unsaved(cron_expression="0 0 1 * 1", timezone="Europe/Berlin")
+        runs = triggers.next_runs(schedule, 5, now=utc(2026, 12, 2))
+        assert [r.astimezone(BERLIN).date().isoformat() for r in runs] == [
+            "2026-12-07",
+            "2026-12-14",
+            "2026-12-21",
+            "2026-12-28",
+            "2027-01-01",
+        ]
+
+    def test_the_old_rule_runs_on_mondays_that_are_the_first(self):
+        schedule = unsaved(
+            cron_expression="0 0 1 * 1", timezone="Europe/Berlin", legacy_day_rule=True
+        )
+        runs = triggers.next_runs(schedule, 3, now=utc(2026, 12, 2))
+        assert [r.astimezone(BERLIN).date().isoformat() for r in runs] == [
+            "2027-02-01",
+            "2027-03-01",
+            "2027-11-01",
+        ]
+
+    def test_sentence_preview_and_trigger_agree(self):
+        schedule = unsaved(cron_expression="0 0 1 * 1", timezone="Europe/Berlin")
+        assert triggers.describe(schedule) == (
+            "At 00:00, on day 1 of the month, or on Monday (Europe/Berlin)"
+        )
+        trigger = triggers.build_trigger(schedule)
+        start = utc(2026, 12, 2)
+        assert fire_times(trigger, start, utc(2027, 1, 2)) == triggers.next_runs(
+            schedule, 5, now=start
+        )
+
+    @pytest.mark.parametrize(
+        ("expression", "changed"),
+        [
+            ("0 0 1 * 1", True),
+            ("0 0 1-7 * mon", True),
+            ("0 0 L * 5", False),  # only the new reading has L: nothing to keep
+            ("0 0 last * 5", True),  # APScheduler's own token: kept with the old reading
+            ("0 0 * * 1", False),
+            ("0 0 */2 * 1", False),
+            ("0 0 1 * *", False),
+            ("0 0 1-31 * 0-7", False),  # either or both: every day
+            ("@weekly", False),
+            ("not cron", False),
+        ],
+    )
+    def test_which_expressions_change_meaning(self, expression, changed):
+        assert triggers.cron_meaning_changed(expression) is changed
+
+
+class TestExtendedSentences:
+    @pytest.mark.parametrize(
+        ("expression", "sentence"),
+        [
+            ("30 2 * * 1-5", "At 02:30, Monday through Friday"),
+            ("0 9 L * *", "At 09:00, on the last day of the month"),
+            ("0 9 L-3 * *", "At 09:00, on the 3rd day before the last day of the month"),
+            ("0 9 * * 5L", "At 09:00, on the last Friday of the month"),
+            ("0 9 * * 1#2", "At 09:00, on the second Monday of the month"),
+            ("0 9 ? * 1", "At 09:00, on Monday"),
+            ("0 9 */2 * 1", "At 09:00, on every 2nd day of the month, but only on Monday"),
+            ("0 9 1,15 * 5", "At 09:00, on days 1 and 15 of the month, or on Friday"),
+            (
+                "0 9 * * 1#1,5",
+                "At 09:00, on the first Monday of the month and Friday",
+            ),
+            (
+                "0 9 L * * ",
+                "At 09:00, on the last day of the month",
+            ),
+            (
+                "*/15 9-17 L * *",
+                "Every 15 minutes, between 09:00 and 17:59, on the last day of the month",
+            ),
+            (
+                "0 9 * jan,jul 5L",
+                "At 09:00, on the last Friday of the month, only in January and July",
+            ),
+        ],
+    )
+    def test_sentence(self, expression, sentence):
+        assert triggers.describe(unsaved(cron_expression=expression)) == f"{sentence} (UTC)"
+
+    def test_the_old_rule_says_so(self):
+        text = triggers.describe(unsaved(cron_expression="0 0 1 * 1", legacy_day_rule=True))
+        assert "but only on Monday" in text and "old rule" in text
+
+
+class TestCalendar:
+    def calendar(self, **fields) -> PeriodicScan:
+        defaults = {
+            "trigger_type": "calendar",
+            "calendar_every": 1,
+            "calendar_unit": "day",
+            "calendar_time": time(9, 0),
+            "timezone": "Europe/Berlin",
+            "start_at": datetime(2027, 1, 4, tzinfo=BERLIN),  # a Monday
+        }
+        return unsaved(**{**defaults, **fields})
+
+    def local_runs(self, schedule, n, now=None) -> list[str]:
+        runs = triggers.next_runs(schedule, n, now=now or utc(2026, 12, 2))
+        return [r.astimezone(ZoneInfo(schedule.timezone)).strftime("%Y-%m-%d %H:%M") for r in runs]
+
+    def test_every_two_weeks_on_given_weekdays_keeps_the_wall_time_across_dst(self):
+        schedule = self.calendar(
+            calendar_every=2, calendar_unit="week", calendar_weekdays="mon,thu"
+        )
+        runs = triggers.next_runs(schedule, 12, now=utc(2027, 3, 1))
+        local = [r.astimezone(BERLIN) for r in runs]
+        assert {r.strftime("%H:%M") for r in local} == {"09:00"}
+        assert {r.utcoffset() for r in local} == {timedelta(hours=1), timedelta(hours=2)}
+        assert [r.strftime("%a %d %b") for r in local[:4]] == [
+            "Mon 01 Mar",
+            "Thu 04 Mar",
+            "Mon 15 Mar",
+            "Thu 18 Mar",
+        ]
+        # Every other week from the start's week: never two consecutive weeks.
+        weeks = sorted({r.isocalendar().week for r in local})
+        assert all(b - a == 2 for a, b in itertools.pairwise(weeks))
+
+    def test_weekly_without_weekdays_is_the_weekday_of_the_start(self):
+        schedule = self.calendar(calendar_every=3, calendar_unit="week")
+        assert self.local_runs(schedule, 3) == [
+            "2027-01-04 09:00",
+            "2027-01-25 09:00",
+            "2027-02-15 09:00",
+        ]
+
+    def test_monthly_on_the_31st_uses_the_last_day_of_shorter_months(self):
+        schedule = self.calendar(
+            calendar_unit="month", start_at=datetime(2027, 1, 31, tzinfo=BERLIN)
+        )
+        assert self.local_runs(schedule, 4) == [
+            "2027-01-31 09:00",
+            "2027-02-28 09:00",
+            "2027-03-31 09:00",
+            "2027-04-30 09:00",
+        ]
+
+    def test_nothing_before_the_start_then_every_n_days(self):
+        schedule = self.calendar(
+            calendar_every=10, start_at=datetime(2027, 1, 4, 12, 0, tzinfo=BERLIN)
+        )
+        # 09:00 on the 4th is before the start: the first run is ten days on.
+        assert self.local_runs(schedule, 2) == ["2027-01-14 09:00", "2027-01-24 09:00"]
+
+    @pytest.mark.django_db
+    def test_without_a_start_it_counts_from_the_creation_date(self):
+        with time_machine.travel(utc(2027, 5, 5, 12), tick=False):
+            schedule = make_scan(
+                tenant=make_tenant(),
+                scan_type="test_echo",
+                target="x",
+                trigger_type="calendar",
+                calendar_every=2,
+                calendar_unit="day",
+                calendar_time=time(6, 0),
+                timezone="UTC",
+            )
+        assert self.local_runs(schedule, 2, now=utc(2027, 5, 5, 12)) == [
+            "2027-05-07 06:00",
+            "2027-05-09 06:00",
+        ]
+
+    def test_the_spring_gap_and_the_autumn_fold_follow_the_policies(self):
+        daily = {"calendar_time": time(2, 30), "start_at": datetime(2027, 3, 1, tzinfo=BERLIN)}
+        spring = utc(2027, 3, 27, 12)
+        assert triggers.next_runs(self.calendar(**daily), 2, now=spring) == [
+            utc(2027, 3, 28, 1, 0),  # 02:30 does not exist: 03:00 CEST
+            utc(2027, 3, 29, 0, 30),
+        ]
+        assert triggers.next_runs(self.calendar(**daily, dst_gap_policy="skip"), 1, now=spring) == [
+            utc(2027, 3, 29, 0, 30)
+        ]
+        autumn = utc(2027, 10, 30, 12)
+        assert triggers.next_runs(self.calendar(**daily), 2, now=autumn) == [
+            utc(2027, 10, 31, 0, 30),  # the first 02:30 (CEST)
+            utc(2027, 11, 1, 1, 30),
+        ]
+        assert triggers.next_runs(
+            self.calendar(**daily, dst_fold_policy="twice"), 3, now=autumn
+        ) == [utc(2027, 10, 31, 0, 30), utc(2027, 10, 31, 1, 30), utc(2027, 11, 1, 1, 30)]
+
+    @pytest.mark.parametrize(
+        ("fields", "sentence"),
+        [
+            ({}, "Every day at 09:00 (Europe/Berlin)"),
+            (
+                {"calendar_every": 2, "calendar_unit": "week", "calendar_weekdays": "thu,mon"},
+                "Every 2 weeks on Monday and Thursday at 09:00, from 2027-01-04 (Europe/Berlin)",
+            ),
+            (
+                {"calendar_every": 3, "calendar_unit": "month"},
+                "Every 3 months on day 4 at 09:00, from 2027-01-04 (Europe/Berlin)",
+            ),
+        ],
+    )
+    def test_sentence(self, fields, sentence):
+        assert triggers.describe(self.calendar(**fields)) == sentence
+
+    def test_survives_pickling(self):
+        trigger = triggers.build_trigger(
+            self.calendar(calendar_every=2, calendar_unit="week", calendar_weekdays="fri")
+        )
+        copy = pickle.loads(pickle.dumps(trigger))
+        now = utc(2027, 6, 1)
+        assert copy.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
+
+
 @pytest.mark.django_db
 class TestValidation:
     def errors(self, **fields) -> dict:
@@ -210,6 +427,22 @@ class TestValidation:
                 },
                 "end_at",
             ),
+            ({"cron_expression": "0 0 W * *"}, "cron_expression"),
+            ({"cron_expression": "0 0 * * 1#6"}, "cron_expression"),
+            ({"trigger_type": "calendar", "calendar_unit": "day"}, "calendar_every"),
+            ({"trigger_type": "calendar", "calendar_every": 0}, "calendar_every"),
+            ({"trigger_type": "calendar", "calendar_every": 1001}, "calendar_every"),
+            ({"trigger_type": "calendar", "calendar_every": 2}, "calendar_unit"),
+            ({"trigger_type": "calendar", "calendar_unit": "year"}, "calendar_unit"),
+            ({"trigger_type": "calendar", "calendar_every": 1}, "calendar_time"),
+            (
+                {"trigger_type": "calendar", "calendar_unit": "day", "calendar_weekdays": "mon"},
+                "calendar_weekdays",
+            ),
+            (
+                {"trigger_type": "calendar", "calendar_unit": "week", "calendar_weekdays": "fun"},
+                "calendar_weekdays",
+            ),
             ({"cron_expression": "* * * * *", "scan_type": "nope"}, "scan_type"),
             ({"cron_expression": "* * * * *", "options": {"bogus": 1}}, "options"),
             (
@@ -224,6 +457,30 @@ class TestValidation:
     )
     def test_invalid_input_is_rejected_naming_the_field(self, fields, field):
         assert field in self.errors(**fields)
+
+    def test_a_refused_cron_token_is_named(self):
+        message = self.errors(cron_expression="0 0 15W * *")["cron_expression"][0]
+        assert "day-of-month" in message and "'15W'" in message and "nearest weekday" in message
+
+    def test_an_unknown_weekday_is_named(self):
+        message = self.errors(
+            trigger_type="calendar",
+            calendar_every=1,
+            calendar_unit="week",
+            calendar_time=time(9),
+            calendar_weekdays="mon,funday",
+        )["calendar_weekdays"][0]
+        assert "'funday'" in message
+
+    def test_a_valid_calendar_schedule_passes(self):
+        unsaved(
+            tenant=make_tenant(),
+            trigger_type="calendar",
+            calendar_every=2,
+            calendar_unit="week",
+            calendar_time=time(9),
+            calendar_weekdays="Mon, thursday",
+        ).full_clean()
 
     def test_never_firing_cron_says_so(self):
         message = self.errors(cron_expression="0 0 30 2 *")["cron_expression"][0]
