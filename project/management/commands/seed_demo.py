@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +32,8 @@ FIRST_RUN_DELAY = timedelta(seconds=10)
 
 
 def demo_schedules(port: int) -> list[tuple[type[Schedule], str, dict[str, object]]]:
-    """Return (model, name, fields) of every demo schedule: each fires within a minute."""
+    """Return (model, name, fields) of every demo schedule: all but the last two fire within a
+    minute; those two show a calendar schedule and cron's last-weekday syntax."""
     base = f"127.0.0.1:{port}"
     every_minute = {"trigger_type": "cron", "cron_expression": "* * * * *"}
     return [
@@ -113,6 +114,30 @@ def demo_schedules(port: int) -> list[tuple[type[Schedule], str, dict[str, objec
                 "cleanup_target": "apscheduler_job_executions",
                 "retain_days": 1,
                 **every_minute,
+            },
+        ),
+        (
+            ScheduledTask,
+            "Fortnightly digest (calendar)",
+            {
+                "task_type": "demo_digest",
+                "options": {"period_hours": 24 * 14},
+                "trigger_type": "calendar",
+                "calendar_every": 2,
+                "calendar_unit": "week",
+                "calendar_weekdays": "mon",
+                "calendar_time": time(9, 0),
+            },
+        ),
+        (
+            Report,
+            "Month-end summary (last Friday)",
+            {
+                "report_type": "execution_summary",
+                "format": "html",
+                "options": {"period_hours": 24 * 31},
+                "trigger_type": "cron",
+                "cron_expression": "0 17 * * 5L",
             },
         ),
     ]
