@@ -2,9 +2,9 @@
 # Install the servers that the scale-out tests start on loopback ports (tests/servers.py):
 # Debian's `postgresql` and `redis-server` packages, each only when its binaries are absent.
 #
-# Runs unattended (CI: root, no stdin). Installing nothing is not an error: when a package
-# cannot be installed (not root, no apt-get, no network), this says so and exits 0, and the
-# tests that need the server skip with the reason.
+# Runs unattended (CI: root, no stdin). When a package cannot be installed (not root, no
+# apt-get, no network) this says why; under CI=true it exits 1 (a failed step of the test
+# command), elsewhere it exits 0 and the tests that need the server skip with the reason.
 set -uo pipefail
 
 have_postgres() {
@@ -13,6 +13,17 @@ have_postgres() {
 
 have_redis() {
     command -v redis-server >/dev/null
+}
+
+# Under CI=true a missing server is a failure (the tests that need it would only skip);
+# elsewhere a warning, and those tests skip with the reason.
+give_up() {
+    if [[ ${CI:-} == true ]]; then
+        echo "error: $1; CI=true needs PostgreSQL and Redis for the tests." >&2
+        exit 1
+    fi
+    echo "warning: $1; the tests that need them skip."
+    exit 0
 }
 
 missing=()
@@ -25,8 +36,7 @@ if ((${#missing[@]} == 0)); then
 fi
 
 if ! command -v apt-get >/dev/null; then
-    echo "warning: not installing ${missing[*]} (no apt-get); the tests that need them skip."
-    exit 0
+    give_up "not installing ${missing[*]} (no apt-get)"
 fi
 
 sudo=()
@@ -34,9 +44,7 @@ if ((EUID != 0)); then
     if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
         sudo=(sudo -n)
     else
-        echo "warning: not installing ${missing[*]} (not root, no passwordless sudo);" \
-            "the tests that need them skip."
-        exit 0
+        give_up "not installing ${missing[*]} (not root, no passwordless sudo)"
     fi
 fi
 
@@ -74,9 +82,9 @@ have_postgres || status=1
 have_redis || status=1
 if ((status)); then
     tail -n 20 "$log"
-    echo "warning: could not install ${missing[*]}; the tests that need them skip."
-else
-    echo "Installed ${missing[*]}."
+    rm -f "$log"
+    give_up "could not install ${missing[*]}"
 fi
+echo "Installed ${missing[*]}."
 rm -f "$log"
 exit 0

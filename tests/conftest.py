@@ -4,6 +4,8 @@ import uuid
 
 import pytest
 
+from tests.ci import fail_a_skip, under_ci
+
 
 @pytest.fixture
 def tenant(db):
@@ -43,3 +45,22 @@ def pytest_collection_modifyitems(config, items):
     is stable, so every xdist worker collects the same order.
     """
     items.sort(key=lambda item: "scale" not in item.nodeid.split("/")[:2])
+
+
+# -- under CI=true a skip is a failure (tests/ci.py) ----------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if under_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        fail_a_skip(report)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if under_ci() and report.skipped:
+        fail_a_skip(report)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from tests.ci import OTHER_RUN
 from tests.scale.harness import Cluster, seed_scans, skip_reason, wait_for
 
 pytestmark = [
@@ -28,7 +29,8 @@ pytestmark = [
     # suite's PostgreSQL run (DATABASE_URL) would only repeat them.
     pytest.mark.skipif(
         bool(os.environ.get("DATABASE_URL")),
-        reason="the cluster tests start their own PostgreSQL; they run in the SQLite run",
+        reason=f"{OTHER_RUN}the cluster tests start their own PostgreSQL; they run in the "
+        "SQLite run",
     ),
 ]
 

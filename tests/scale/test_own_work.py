@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.ci import OTHER_RUN
 from tests.scale.harness import Cluster, skip_reason, wait_for
 
 pytestmark = [
@@ -43,7 +44,8 @@ pytestmark = [
     # They bring their own servers, whatever database the rest of the suite runs on.
     pytest.mark.skipif(
         bool(os.environ.get("DATABASE_URL")),
-        reason="the cluster tests start their own PostgreSQL; they run in the SQLite run",
+        reason=f"{OTHER_RUN}the cluster tests start their own PostgreSQL; they run in the "
+        "SQLite run",
     ),
 ]
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from scheduling import services
 from scheduling.models import Schedule
 from scheduling.scheduler.notify import CHANNEL, ChangeListener, CommitWatch
+from tests.ci import OTHER_RUN
 from tests.factories import make_tenant
 from tests.scheduling.test_process import echo_scan, start_scheduler, stop, wait_for
 
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def listener():
     """A connection of the test's own that LISTENs on the scheduler's channel."""
     if not ChangeListener.available():
-        pytest.skip("LISTEN/NOTIFY is PostgreSQL's (psycopg 3.2+); this run uses SQLite.")
+        if connection.vendor != "postgresql":
+            pytest.skip(f"{OTHER_RUN}LISTEN/NOTIFY is PostgreSQL's; this run uses SQLite.")
+        pytest.skip("LISTEN/NOTIFY needs psycopg 3.2+.")
     import psycopg
 
     with psycopg.connect(**connection.get_connection_params(), autocommit=True) as conn:
@@ -56,7 +59,7 @@ def test_config_changes_notify_and_the_schedulers_own_updates_do_not(listener):
 @pytest.fixture
 def sqlite_only():
     if not CommitWatch.available():
-        pytest.skip("SQLite's commit watch; PostgreSQL notifies instead (tests above).")
+        pytest.skip(f"{OTHER_RUN}SQLite's commit watch; PostgreSQL notifies instead (tests above).")
 
 
 @pytest.mark.usefixtures("sqlite_only")
