@@ -371,6 +371,11 @@ class CronExpression:
         first, length = calendar.monthrange(year, month)
         return self._days_for((first + 1) % 7, length)  # Python's Monday 0 -> cron's Sunday 0
 
+    def days_for(self, first: int, length: int) -> tuple[int, ...]:
+        """The days the day fields match in a month of ``length`` days whose 1st is weekday
+        ``first`` (Python's numbering: Monday is 0); the month field is not consulted."""
+        return self._days_for((first + 1) % 7, length)
+
     def _can_match(self) -> bool:
         """Whether some day of some allowed month matches (every month of every length
         starts on every weekday in some year)."""

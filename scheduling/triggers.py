@@ -23,6 +23,7 @@ import re
 import zoneinfo
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.triggers.base import BaseTrigger
@@ -160,21 +161,63 @@ def legacy_cron_trigger(expression: str) -> CronTrigger:
         raise InvalidTrigger(str(exc)) from None
 
 
+@lru_cache(maxsize=4096)
 def cron_meaning_changed(expression: str) -> bool:
-    """Whether ``expression`` runs on other days under cron's rule than it did before.
+    """Whether ``expression`` fires at other times under crontab(5) than it did before.
 
-    True when both day fields are restricted and requiring both would pick other days, or
-    when only the old reading accepts it; False for an expression neither reading accepts.
+    Mostly the day rule (both day fields restricted: either matches now, both had to before),
+    but also what APScheduler read its own way: ``fri#2`` and ``friL`` were every Friday,
+    ``may/7`` was May only. Compared field by field: the minutes, the hours, the months, and
+    the days of a month of every kind (28 to 31 days, starting on any weekday: neither reading
+    depends on anything else). True too when only the old reading accepts the expression;
+    False when it never did.
     """
     try:
-        legacy_cron_trigger(expression)
+        legacy = legacy_cron_trigger(expression)
     except InvalidTrigger:
         return False
     try:
         cron = CronExpression(expression)
     except InvalidTrigger:
         return True
-    return cron.and_rule_differs()
+    if not any(c.isalpha() for c in cron.expression):
+        # Numbers only: both readings agree on every field; only the day rule differs.
+        return cron.and_rule_differs()
+    fields = {field.name: field for field in legacy.fields}
+
+    def old_matches(moment: datetime, *names: str) -> bool:
+        return all(
+            fields[name].get_next_value(moment) == fields[name].get_value(moment) for name in names
+        )
+
+    base = datetime(2001, 1, 1, tzinfo=UTC)
+    if {m for m in range(60) if old_matches(base.replace(minute=m), "minute")} != cron.minutes:
+        return True
+    if {h for h in range(24) if old_matches(base.replace(hour=h), "hour")} != cron.hours:
+        return True
+    if {m for m in range(1, 13) if old_matches(base.replace(month=m), "month")} != cron.months:
+        return True
+    # The days of a month depend only on its length and the weekday of its 1st, in both.
+    for year, month in _MONTH_KINDS:
+        first, length = calendar.monthrange(year, month)
+        old_days = tuple(
+            day
+            for day in range(1, length + 1)
+            if old_matches(datetime(year, month, day, tzinfo=UTC), "day", "day_of_week")
+        )
+        if old_days != cron.days_for(first, length):
+            return True
+    return False
+
+
+# One month of each kind (length, weekday of the 1st) from the 28-year cycle 2001-2028.
+_MONTH_KINDS = tuple(
+    {
+        calendar.monthrange(year, month): (year, month)
+        for year in range(2001, 2029)
+        for month in range(1, 13)
+    }.values()
+)
 
 
 # -- triggers on the wall clock ---------------------------------------------------------------
