@@ -11,18 +11,6 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-DEFAULT_DENY_NETWORKS = (
-    "127.0.0.0/8",  # loopback
-    "::1/128",
-    "0.0.0.0/8",  # "this network"
-    "::/128",
-    "169.254.0.0/16",  # link-local, incl. cloud metadata 169.254.169.254
-    "fe80::/10",
-    "100.100.100.200/32",  # Alibaba Cloud metadata
-    "fd00:ec2::254/128",  # AWS metadata over IPv6
-)
-
-
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
@@ -158,10 +146,16 @@ class Settings:
 
     @property
     def SCAN_DENY_NETWORKS(self) -> list[str]:
-        return list(self._get("SCAN_DENY_NETWORKS", DEFAULT_DENY_NETWORKS))
+        """CIDRs scans and webhooks never reach unless ``SCAN_ALLOW_NETWORKS`` has them.
+
+        A tenant's allow list cannot open them. Empty by default: addresses that are not
+        public are refused anyway (``scheduling.targets``); list your own public ranges here.
+        """
+        return list(self._get("SCAN_DENY_NETWORKS", []))
 
     @property
     def SCAN_ALLOW_NETWORKS(self) -> list[str]:
+        """CIDRs scans and webhooks of every tenant may reach, even if not public or denied."""
         return list(self._get("SCAN_ALLOW_NETWORKS", []))
 
     @property

@@ -24,10 +24,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
-from .exceptions import UnknownTaskType
+from .exceptions import TargetNotAllowed, UnknownTaskType
 from .registry import cleanup_targets, report_types, scan_types, task_types
+from .targets import ResolutionError, check_url
 from .tenancy import scope_q, sees_system, visible_tenant_ids
-from .triggers import TriggerFields, validate_trigger
+from .triggers import TriggerFields, cron_meaning_changed, validate_trigger
 from .validators import check_limits, null_character_errors, validate_timezone_name
 
 if TYPE_CHECKING:
@@ -171,6 +172,18 @@ def is_paused_at(paused_until: datetime | None, now: datetime | None = None) -> 
     return paused_until is not None and paused_until > (now or timezone.now())
 
 
+def _cron_rule_marker(fields: JobFields) -> tuple[str, ...]:
+    """Marks a job that reads its cron expression otherwise than the previous version did.
+
+    A schedule flagged ``legacy_day_rule`` keeps the fingerprint it had before the upgrade, so
+    its job (and the occurrence it has pending) stays; saving it clears the flag, which adds
+    this marker, and the sync rebuilds its job with cron's rule.
+    """
+    if fields.trigger_type != "cron" or fields.legacy_day_rule:
+        return ()
+    return ("cron rule",) if cron_meaning_changed(fields.cron_expression) else ()
+
+
 def trigger_fingerprint(fields: JobFields) -> bytes:
     """Digest of everything that shapes a schedule's job in the job store."""
     parts = [
@@ -180,7 +193,7 @@ def trigger_fingerprint(fields: JobFields) -> bytes:
         fields.run_at,
         # Only where they matter, so that the fingerprints of other schedules stay as they
         # were (a changed fingerprint rewrites the job and forgets its pending run time).
-        *(("legacy_day_rule",) if fields.legacy_day_rule else ()),
+        *_cron_rule_marker(fields),
         *(
             (fields.calendar_every, fields.calendar_unit, fields.calendar_time)
             + (fields.calendar_weekdays,)
@@ -1207,6 +1220,18 @@ class AlertRule(models.Model):
             errors["webhook_url"] = _(
                 "Give a webhook URL or e-mail the owners and admins: otherwise nobody is told."
             )
+        elif self.webhook_url and self.tenant_id:
+            # Checked again at every delivery (a name may resolve elsewhere later); refused
+            # here so that a rule never points at an internal address in the first place.
+            try:
+                check_url(self.webhook_url, tenant=self.tenant)
+            except ResolutionError as exc:
+                errors["webhook_url"] = _(
+                    "%(error)s The webhook's host must resolve when the rule is saved: its "
+                    "addresses are checked against the target policy."
+                ) % {"error": exc}
+            except (TargetNotAllowed, ValueError) as exc:
+                errors["webhook_url"] = str(exc)
         if errors:
             raise ValidationError(errors)
 

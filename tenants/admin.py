@@ -2,7 +2,8 @@
 
 A staff member who is not a superuser sees the tenants they are a member of, and the
 memberships of the tenants where they are an admin or owner, read-only: creating tenants,
-changing quotas and granting roles is left to users who see every tenant.
+changing quotas and granting roles is left to users who see every tenant. A tenant's scan allow
+list (internal networks its scans may reach) is read-only for everyone but superusers.
 """
 
 from __future__ import annotations
@@ -92,6 +93,15 @@ class TenantAdmin(ScopedReadOnlyAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
     tenant_attr = "pk"
+    # Opens internal networks to the tenant's scans and webhooks: superusers only, even where
+    # a resolver lets other staff change tenants.
+    superuser_fields = ["scan_allow_networks"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not getattr(request.user, "is_superuser", False):
+            fields += [f for f in self.superuser_fields if f not in fields]
+        return fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
         qs = super().get_queryset(request)

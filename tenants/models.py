@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from scheduling.targets import validate_network_list
 from scheduling.validators import validate_timezone_name as validate_timezone
 
 
@@ -44,6 +45,17 @@ class Tenant(models.Model):
         null=True,
         blank=True,
         help_text=_("Leave empty for the SCHEDULING_EXECUTION_RETENTION_DAYS default."),
+    )
+    scan_allow_networks = models.TextField(
+        _("scan allow list"),
+        blank=True,
+        default="",
+        validators=[validate_network_list],
+        help_text=_(
+            "Internal networks this tenant's scans and alert webhooks may reach besides public "
+            "addresses: CIDRs such as 10.20.0.0/16, one per line or comma-separated. Only "
+            "superusers can change it."
+        ),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 

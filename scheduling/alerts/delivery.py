@@ -4,9 +4,10 @@
 as an ``AlertDelivery``, sent or not. It decides nothing: whether to alert is up to
 ``scheduling.alerts.rules``, which calls it outside any transaction.
 
-Webhooks go through the scan target policy (``scheduling.targets``) and connect to the checked
-address itself, so a tenant cannot point the scheduler at the cloud metadata service or another
-internal address, not even through a name that resolves there later.
+Webhooks go through the scan target policy (``scheduling.targets``, with the rule's tenant's
+allow list) and connect to the checked address itself, so a tenant cannot point the scheduler
+at the cloud metadata service or another internal address, not even through a name that
+resolves there later. The rule's URL is checked when it is saved, too (``AlertRule.clean``).
 """
 
 from __future__ import annotations
@@ -282,7 +283,9 @@ def _post_webhook(alert: Alert) -> AlertDelivery:
     url = alert.rule.webhook_url
     recipient = redact_url(url)
     try:
-        status = post_json(url, webhook_payload(alert), timeout=conf.WEBHOOK_TIMEOUT)
+        status = post_json(
+            url, webhook_payload(alert), timeout=conf.WEBHOOK_TIMEOUT, tenant=alert.tenant
+        )
     except Exception as exc:
         # TargetNotAllowed lands here too: refused before any connection, recorded not ok.
         logger.warning("Alert webhook for schedule %s failed: %s", alert.schedule_id, exc)
@@ -302,11 +305,12 @@ def redact_url(url: str) -> str:
         return "(invalid URL)"
 
 
-def post_json(url: str, data: object, *, timeout: float) -> int:
+def post_json(url: str, data: object, *, timeout: float, tenant: Model | None = None) -> int:
     """POST ``data`` as JSON to ``url`` through the target policy; return the HTTP status.
 
-    Raises ``TargetNotAllowed`` before connecting when the host resolves to a forbidden
-    address. Redirects are not followed: they could lead past the policy.
+    ``tenant`` (the alert rule's) adds its own allow list to the policy. Raises
+    ``TargetNotAllowed`` before connecting when the host resolves to a forbidden address.
+    Redirects are not followed: they could lead past the policy.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -319,10 +323,14 @@ def post_json(url: str, data: object, *, timeout: float) -> int:
     connection: http.client.HTTPConnection
     if https:
         connection = CheckedHTTPSConnection(
-            parts.hostname, port, timeout=timeout, context=ssl.create_default_context()
+            parts.hostname,
+            port,
+            timeout=timeout,
+            context=ssl.create_default_context(),
+            tenant=tenant,
         )
     else:
-        connection = CheckedHTTPConnection(parts.hostname, port, timeout=timeout)
+        connection = CheckedHTTPConnection(parts.hostname, port, timeout=timeout, tenant=tenant)
     try:
         connection.request(
             "POST",

@@ -252,7 +252,14 @@ class HttpOptions(forms.Form):
         return cleaned
 
 
-def _read_body(response: http.client.HTTPResponse, sock: socket.socket, deadline: float) -> bytes:
+def _read_body(
+    response: http.client.HTTPResponse, sock: socket.socket, deadline: float
+) -> tuple[bytes, bool]:
+    """Read at most ``MAX_BODY_BYTES`` of the body; return it and False if it was cut short.
+
+    Cut short: the server closed the connection before the end that Content-Length or the
+    chunks announced. A body with neither ends when the server closes (HTTP/1.0): not short.
+    """
     chunks: list[bytes] = []
     size = 0
     while size < MAX_BODY_BYTES:
@@ -260,12 +267,17 @@ def _read_body(response: http.client.HTTPResponse, sock: socket.socket, deadline
         if remaining <= 0:
             raise TimeoutError("body not read in time")
         sock.settimeout(remaining)
-        chunk = response.read(min(64 * 1024, MAX_BODY_BYTES - size))
+        try:
+            chunk = response.read(min(64 * 1024, MAX_BODY_BYTES - size))
+        except http.client.IncompleteRead as exc:  # a chunked body cut short
+            chunks.append(exc.partial)
+            return b"".join(chunks), False
         if not chunk:
-            break
+            # http.client returns b"" when the connection closes before Content-Length bytes.
+            return b"".join(chunks), not response.length
         chunks.append(chunk)
         size += len(chunk)
-    return b"".join(chunks)
+    return b"".join(chunks), True
 
 
 def _decode(body: bytes, response: http.client.HTTPResponse) -> str:
@@ -301,23 +313,33 @@ def http_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
 
     connection: CheckedHTTPConnection | CheckedHTTPSConnection
     if https:
-        connection = CheckedHTTPSConnection(host, port, timeout=timeout, context=tls_context())
+        connection = CheckedHTTPSConnection(
+            host, port, timeout=timeout, context=tls_context(), tenant=context.tenant
+        )
     else:
-        connection = CheckedHTTPConnection(host, port, timeout=timeout)
+        connection = CheckedHTTPConnection(host, port, timeout=timeout, tenant=context.tenant)
     started = time.monotonic()
     deadline = started + timeout
-    body = b""
+    body, complete = b"", True
     try:
         connection.request(
             method,
             path,
             headers={"User-Agent": USER_AGENT, "Accept": "*/*", "Connection": "close"},
         )
-        connection.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        # Kept here: the connection drops its socket when the response ends the connection
+        # (HTTP/1.0, "Connection: close"), and the body is still read from it.
+        sock = connection.sock
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
         response = connection.getresponse()
-        if keyword:
-            body = _read_body(response, connection.sock, deadline)
+        try:
+            if keyword:
+                body, complete = _read_body(response, sock, deadline)
+        finally:
+            response.close()  # the connection no longer closes a response that ended it
         latency_ms = _elapsed_ms(started)
+    except http.client.RemoteDisconnected as exc:  # both an HTTPException and an OSError
+        raise ScanFailed(f"{url} closed the connection without sending a response.") from exc
     except http.client.HTTPException as exc:
         raise ScanFailed(
             f"{url} sent an invalid HTTP response: {_short(str(exc) or type(exc).__name__)}"
@@ -328,6 +350,11 @@ def http_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
         connection.close()
 
     status = response.status
+    if not complete:
+        raise ScanFailed(
+            f"{url} closed the connection before the end of the body "
+            f"(HTTP {status}, {len(body)} bytes read)."
+        )
     result: JSONObject = {
         "url": url,
         "method": method,
@@ -377,7 +404,7 @@ def tcp_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     timeout = scan_timeout(context, options["timeout"])
     where = f"{host} port {port}"
     try:
-        addresses = resolve_and_check(host, port)
+        addresses = resolve_and_check(host, port, tenant=context.tenant)
     except ResolutionError as exc:
         raise ScanFailed(str(exc)) from exc
     started = time.monotonic()
@@ -430,7 +457,7 @@ def tls_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     where = f"{host} port {port}"
     started = time.monotonic()
     try:
-        sock, address = open_connection(host, port, timeout=timeout)
+        sock, address = open_connection(host, port, timeout=timeout, tenant=context.tenant)
         with tls_context().wrap_socket(sock, server_hostname=host) as tls:
             cert = tls.getpeercert() or {}
             version = tls.version()
@@ -501,7 +528,7 @@ def dns_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
     options = _clean_options(DnsOptions, scan.options)
     started = time.monotonic()
     try:
-        addresses = resolve_and_check(host)
+        addresses = resolve_and_check(host, tenant=context.tenant)
     except ResolutionError as exc:
         raise ScanFailed(str(exc)) from exc
     result = {

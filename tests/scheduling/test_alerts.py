@@ -18,13 +18,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import django
 import pytest
 import time_machine
+from django.core.exceptions import ValidationError
 from django.db import OperationalError
 from django.db.models import F
 from django.test import override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from scheduling import alerts
-from scheduling.models import AlertDelivery, AlertState, Schedule, Status
+from scheduling.models import AlertDelivery, AlertRule, AlertState, Schedule, Status
 from tests.factories import (
     make_alert_rule,
     make_execution,
@@ -417,6 +419,107 @@ def test_webhook_with_an_unusable_url_is_recorded(tenant):
     [delivery] = fail(scan)
     assert delivery.ok is False
     assert "Not an http(s) URL" in delivery.detail
+
+
+# -- webhook URLs checked when the rule is saved ----------------------------------------------
+
+
+def rule_errors(tenant, webhook_url: str) -> list[str]:
+    rule = AlertRule(
+        tenant=tenant,
+        name="hook",
+        consecutive_failures=1,
+        email_admins=False,
+        webhook_url=webhook_url,
+    )
+    try:
+        rule.full_clean()
+    except ValidationError as exc:
+        return exc.message_dict.get("webhook_url", [])
+    return []
+
+
+@pytest.mark.parametrize(
+    ("webhook_url", "address"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("https://10.0.0.5/hook", "10.0.0.5"),
+        ("http://192.168.1.1:8080/hook", "192.168.1.1"),
+        ("http://100.64.0.1/hook", "100.64.0.1"),
+        ("http://[fd00::1]/hook", "fd00::1"),
+        ("http://[::ffff:127.0.0.1]/hook", "::ffff:127.0.0.1"),
+        ("http://[64:ff9b::a9fe:a9fe]/hook", "64:ff9b::a9fe:a9fe"),
+        ("http://168.63.129.16/hook", "168.63.129.16"),
+    ],
+)
+def test_a_webhook_url_to_an_internal_address_is_refused_when_the_rule_is_saved(
+    tenant, webhook_url, address
+):
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=[]):
+        [error] = rule_errors(tenant, webhook_url)
+    assert f"Target address {address} is forbidden by the target policy" in error
+
+
+def test_a_webhook_url_whose_name_resolves_to_loopback_is_refused_naming_the_address(tenant):
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=[]):
+        [error] = rule_errors(tenant, "http://localhost:8080/hook")
+    assert "Target localhost resolves to" in error
+    assert "127.0.0.1" in error or "::1" in error
+    assert "not a public address" in error
+
+
+def test_a_webhook_url_that_does_not_resolve_is_refused_when_the_rule_is_saved(tenant):
+    [error] = rule_errors(tenant, "https://nonexistent.invalid/hook")
+    assert error.startswith("Cannot resolve nonexistent.invalid")
+    assert "must resolve when the rule is saved" in error
+
+
+def test_a_webhook_url_must_be_http_or_https(tenant):
+    assert rule_errors(tenant, "ftp://8.8.8.8/hook") == ["Enter an http:// or https:// URL."]
+
+
+def test_a_webhook_url_to_a_public_address_or_an_allowed_network_is_accepted(tenant):
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=[]):
+        assert rule_errors(tenant, "https://8.8.8.8/hook") == []
+        tenant.scan_allow_networks = "10.0.0.0/8"
+        assert rule_errors(tenant, "https://10.0.0.5/hook") == []
+        assert rule_errors(make_tenant(), "https://10.0.0.5/hook") != []
+
+
+def test_a_webhook_rule_is_refused_in_the_admin_naming_the_address(tenant, client):
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    data = {
+        "tenant": tenant.pk,
+        "name": "hook",
+        "enabled": "on",
+        "consecutive_failures": "1",
+        "webhook_url": "http://10.1.2.3/hook",
+        "cooldown_seconds": "3600",
+    }
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=[]):
+        response = client.post(reverse("admin:scheduling_alertrule_add"), data)
+    assert response.status_code == 200
+    assert "Target address 10.1.2.3 is forbidden" in response.content.decode()
+    assert not AlertRule.objects.exists()
+
+
+def test_the_tenants_allow_list_applies_to_its_webhooks_at_run_time(webhook_server):
+    lab = make_tenant(scan_allow_networks="127.0.0.0/8")
+    other = make_tenant()
+    for tenant in (lab, other):
+        make_alert_rule(
+            tenant=tenant,
+            consecutive_failures=1,
+            email_admins=False,
+            webhook_url=hook_url(webhook_server),
+        )
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=[]):
+        [sent] = fail(make_scan(tenant=lab))
+        [refused] = fail(make_scan(tenant=other))
+    assert (sent.ok, sent.detail) == (True, "HTTP 204")
+    assert refused.ok is False
+    assert "127.0.0.1 is forbidden by the target policy" in refused.detail
+    assert len(webhook_server.received) == 1
 
 
 # -- scope -------------------------------------------------------------------------------------

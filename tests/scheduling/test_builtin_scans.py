@@ -23,7 +23,7 @@ from scheduling.context import ExecutionContext
 from scheduling.exceptions import TargetNotAllowed
 from scheduling.models import PeriodicScan, Status
 from scheduling.registry import scan_types
-from tests.factories import make_execution, make_scan
+from tests.factories import make_execution, make_scan, make_tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -269,6 +269,236 @@ def test_blocked_target_fails_the_execution_with_a_clear_error(tenant):
     assert execution.status == Status.FAILED
     assert execution.error.startswith("TargetNotAllowed: ")
     assert "169.254.169.254" in execution.error
+
+
+# -- http: servers that end the connection ---------------------------------------------------
+
+
+class Http10Handler(Handler):
+    """An HTTP/1.0 server: no Content-Length, the body ends when it closes the connection."""
+
+    protocol_version = "HTTP/1.0"
+
+    def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+@contextmanager
+def serve_http10():
+    server = QuietServer(("127.0.0.1", 0), Http10Handler)
+    server.errors = []
+    server.requests = []
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@contextmanager
+def serve_raw(reply: bytes):
+    """Accept connections, read the request, send ``reply`` (perhaps nothing) and close."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                conn, _address = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_http10_scan_with_keyword_reads_the_body_until_the_server_closes(tenant):
+    # Issue 17, item 10: http.client lets go of the socket of a response that ends the
+    # connection; the body is read from it all the same (was: AttributeError).
+    with serve_http10() as server:
+        scan = make_scan(
+            tenant=tenant,
+            scan_type="http",
+            target=url(server),
+            options={"keyword": "all systems go", "expected_status": 200},
+        )
+        result = run_scan(scan)
+    assert result["status_code"] == 200
+    assert result["keyword_found"] is True
+    assert result["ok"] is True
+
+
+def test_http10_scan_without_the_keyword_fails_with_a_clear_message(tenant):
+    with serve_http10() as server:
+        scan = make_scan(
+            tenant=tenant, scan_type="http", target=url(server), options={"keyword": "needle"}
+        )
+        with pytest.raises(ScanFailed, match=r"'needle' not found .*\(HTTP 200, 27 bytes read\)"):
+            run_scan(scan)
+
+
+def test_http10_keyword_scan_through_the_runner_is_recorded_as_succeeded(tenant):
+    with serve_http10() as server:
+        scan = make_scan(
+            tenant=tenant, scan_type="http", target=url(server), options={"keyword": "hello"}
+        )
+        execution = runner.claim(scan, timezone.now())
+        runner.execute(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == Status.SUCCEEDED, execution.error
+    assert execution.result["keyword_found"] is True
+
+
+def test_http_scan_of_a_server_that_closes_without_a_response_fails_clearly(tenant):
+    with serve_raw(b"") as target:
+        scan = make_scan(
+            tenant=tenant, scan_type="http", target=target, options={"keyword": "hello"}
+        )
+        execution = runner.claim(scan, timezone.now())
+        runner.execute(execution.pk)
+    execution.refresh_from_db()
+    assert execution.status == Status.FAILED
+    assert execution.error == (
+        f"ScanFailed: {target} closed the connection without sending a response."
+    )
+
+
+@pytest.mark.parametrize(
+    ("reply", "read"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhello, cut", 10),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n20\r\nab", 5),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_http_keyword_scan_of_a_body_cut_short_fails_clearly(tenant, reply, read):
+    # The keyword is in the part that came: a truncated response is still a failure.
+    with serve_raw(reply) as target:
+        scan = make_scan(
+            tenant=tenant, scan_type="http", target=target, options={"keyword": "hello"}
+        )
+        with pytest.raises(ScanFailed) as info:
+            run_scan(scan)
+    assert str(info.value) == (
+        f"{target} closed the connection before the end of the body (HTTP 200, {read} bytes read)."
+    )
+
+
+def test_http_keyword_scan_of_a_raw_http10_reply_without_length_succeeds(tenant):
+    with serve_raw(b"HTTP/1.0 200 OK\r\n\r\nhello from 1996") as target:
+        scan = make_scan(
+            tenant=tenant, scan_type="http", target=target, options={"keyword": "1996"}
+        )
+        result = run_scan(scan)
+    assert result["keyword_found"] is True
+
+
+# -- per-tenant allow lists ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_global_allow_list():
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=[]):
+        yield
+
+
+@pytest.mark.usefixtures("no_global_allow_list")
+def test_a_tenants_allow_list_applies_to_that_tenants_scans_only(http_server):
+    lab = make_tenant(scan_allow_networks="127.0.0.0/8")
+    other = make_tenant()
+    scan = make_scan(tenant=lab, scan_type="http", target=url(http_server))
+    assert run_scan(scan)["status_code"] == 200
+    foreign = make_scan(tenant=other, scan_type="http", target=url(http_server))
+    with pytest.raises(TargetNotAllowed, match=r"127\.0\.0\.1.*not a public address"):
+        run_scan(foreign)
+    assert len(http_server.requests) == 1
+
+
+@pytest.mark.usefixtures("no_global_allow_list")
+def test_a_tenants_allow_list_applies_to_tcp_and_dns_scans_and_through_the_runner():
+    lab = make_tenant(scan_allow_networks="127.0.0.0/8, ::1/128")
+    other = make_tenant()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        for tenant, allowed in ((lab, True), (other, False)):
+            tcp = make_scan(tenant=tenant, scan_type="tcp", target=f"127.0.0.1:{port}")
+            dns = make_scan(tenant=tenant, scan_type="dns", target="localhost")
+            for scan in (tcp, dns):
+                execution = runner.claim(scan, timezone.now())
+                runner.execute(execution.pk)
+                execution.refresh_from_db()
+                if allowed:
+                    assert execution.status == Status.SUCCEEDED, execution.error
+                else:
+                    assert execution.status == Status.FAILED
+                    assert execution.error.startswith("TargetNotAllowed: ")
+
+
+@pytest.mark.usefixtures("no_global_allow_list")
+def test_a_system_scan_gets_the_global_policy_only(http_server):
+    scan = make_scan(tenant=None, scan_type="http", target=url(http_server))
+    with pytest.raises(TargetNotAllowed, match="127.0.0.1"):
+        run_scan(scan)
+    with override_settings(SCHEDULING_SCAN_ALLOW_NETWORKS=["127.0.0.1/32"]):
+        assert run_scan(scan)["status_code"] == 200
+
+
+@pytest.mark.usefixtures("no_global_allow_list")
+def test_scans_of_two_tenants_running_at_once_keep_their_own_policies(http_server):
+    # The thread executor runs several tenants' executions at once.
+    lab = make_tenant(scan_allow_networks="127.0.0.0/8")
+    other = make_tenant()
+    target = f"127.0.0.1:{http_server.server_address[1]}"
+    calls = {}
+    for tenant in (lab, other):
+        scan = make_scan(tenant=tenant, scan_type="tcp", target=target)
+        execution = make_execution(schedule=scan, status=Status.RUNNING, finished_at=None)
+        context = ExecutionContext(
+            execution=execution,
+            schedule=scan,
+            tenant=tenant,
+            scheduled_for=execution.scheduled_for,
+            timeout=30,
+        )
+        calls[tenant.slug] = (scan, context)
+    outcomes: dict[str, list[str]] = {slug: [] for slug in calls}
+    barrier = threading.Barrier(2)
+
+    def run(slug):
+        scan, context = calls[slug]
+        barrier.wait()
+        for _ in range(30):
+            try:
+                scans.tcp_check(scan, context)
+                outcomes[slug].append("ok")
+            except TargetNotAllowed:
+                outcomes[slug].append("refused")
+
+    threads = [threading.Thread(target=run, args=(slug,)) for slug in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == {lab.slug: ["ok"] * 30, other.slug: ["refused"] * 30}
 
 
 # -- tcp -------------------------------------------------------------------------------------
