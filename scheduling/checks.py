@@ -333,7 +333,10 @@ def check_cron_day_rule(**kwargs: object) -> list[CheckMessage]:
         return []
     messages: list[CheckMessage] = []
     for schedule in flagged[:LEGACY_DAY_RULE_LISTED]:
-        zone = zoneinfo.ZoneInfo(schedule.effective_timezone)
+        try:
+            zone = zoneinfo.ZoneInfo(schedule.effective_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            zone = zoneinfo.ZoneInfo("UTC")  # next_runs says what is wrong
 
         def runs(legacy: bool, schedule: Schedule = schedule, zone: Any = zone) -> str:
             schedule.legacy_day_rule = legacy

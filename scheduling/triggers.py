@@ -223,6 +223,15 @@ _MONTH_KINDS = tuple(
 # -- triggers on the wall clock ---------------------------------------------------------------
 
 
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    """The zone ``name``; ``InvalidTrigger`` when this machine does not know it (a name that a
+    newer or older tzdata does not have), so that one such schedule cannot stop a sync."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidTrigger(f"unknown time zone {name!r}") from exc
+
+
 class WallClockTrigger(BaseTrigger):
     """A trigger whose times are naive wall-clock times of a zone, with DST gap/fold policies.
 
@@ -242,7 +251,7 @@ class WallClockTrigger(BaseTrigger):
         offset: int = 0,
     ) -> None:
         self.offset = offset
-        self.tz = zoneinfo.ZoneInfo(tz)
+        self.tz = _zone(tz)
         self.gap_policy = gap_policy
         self.fold_policy = fold_policy
         self.start_date = start_date
@@ -504,7 +513,7 @@ def calendar_anchor(schedule: TriggerFields) -> date:
     """The date a calendar schedule counts from: the local date of its start, else of its
     creation (of now, for a schedule not saved yet), in the schedule's time zone."""
     instant = schedule.start_at or schedule.created_at or timezone.now()
-    return instant.astimezone(zoneinfo.ZoneInfo(schedule.effective_timezone)).date()
+    return instant.astimezone(_zone(schedule.effective_timezone)).date()
 
 
 def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigger:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .. import services, triggers, validators
+from ..exceptions import InvalidTrigger
 
 if TYPE_CHECKING:
     from ..models import Schedule
@@ -23,6 +24,10 @@ TRIGGER_FIELDS = [
     "interval_seconds",
     "cron_expression",
     "run_at",
+    "calendar_every",
+    "calendar_unit",
+    "calendar_time",
+    "calendar_weekdays",
     "start_at",
     "end_at",
     "timezone",
@@ -32,6 +37,63 @@ TRIGGER_FIELDS = [
     "dst_fold_policy",
     "paused_until",
 ]
+
+
+WEEKDAY_CHOICES = list(
+    zip(
+        triggers.WEEKDAYS,
+        [
+            _("Monday"),
+            _("Tuesday"),
+            _("Wednesday"),
+            _("Thursday"),
+            _("Friday"),
+            _("Saturday"),
+            _("Sunday"),
+        ],
+        strict=True,
+    )
+)
+
+
+class WeekdaysField(forms.MultipleChoiceField):
+    """``Schedule.calendar_weekdays`` as a checkbox per weekday, stored as "mon,thu"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("choices", WEEKDAY_CHOICES)
+        kwargs.setdefault(
+            "widget", forms.CheckboxSelectMultiple(attrs={"class": "scheduling-weekdays"})
+        )
+        kwargs.setdefault("required", False)
+        kwargs.setdefault(
+            "help_text",
+            _(
+                "Only for a schedule that repeats in weeks. None ticked: the weekday of the "
+                "start (else of the creation)."
+            ),
+        )
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        # The stored comma string (initial data) as the list of names the checkboxes show.
+        if isinstance(value, str):
+            return split_weekdays(value)
+        return value
+
+    def clean(self, value: Any) -> str:
+        names = super().clean(value)
+        return triggers.format_weekdays([triggers.WEEKDAYS.index(name) for name in names])
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return super().has_changed(self.prepare_value(initial), data)
+
+
+def split_weekdays(text: str) -> list[str]:
+    """``"Thursday,mon"`` -> ``["mon", "thu"]``: the checkboxes of a stored weekday string."""
+    try:
+        return [triggers.WEEKDAYS[day] for day in triggers.parse_weekdays(text)]
+    except InvalidTrigger:  # stored by other means: tick what can be read
+        return [name.strip().lower() for name in text.split(",") if name.strip()]
 
 
 class PauseForm(forms.Form):

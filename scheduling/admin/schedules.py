@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import ValidationError
+from django.db.models import Field as DBField
 from django.db.models import ManyToManyField, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -48,7 +50,7 @@ from .base import (
     tenant_ids_for,
     truncate,
 )
-from .forms import PauseForm, ScheduleAdminForm
+from .forms import PauseForm, ScheduleAdminForm, WeekdaysField
 
 if TYPE_CHECKING:
     # django-stubs' names for a fieldset's fields, a fieldset's options and a list of fieldsets.
@@ -120,21 +122,34 @@ class ExecutionInline(admin.TabularInline):
 
 
 def trigger_fieldset(
-    name: StrOrPromise, trigger_type: str, fields: _FieldGroups, chosen: str
+    name: StrOrPromise, trigger_types: Collection[str], fields: _FieldGroups, chosen: str
 ) -> tuple[StrOrPromise, _FieldOpts]:
     # The chosen type's fields are open; the others are collapsed (usable without JavaScript)
     # and the admin's script hides them altogether until their type is chosen.
-    classes = ["scheduling-trigger", f"scheduling-trigger-{trigger_type}"]
-    if trigger_type != chosen:
+    classes = ["scheduling-trigger", *(f"scheduling-trigger-{t}" for t in trigger_types)]
+    if chosen not in trigger_types:
         classes.append("collapse")
     return (name, {"classes": classes, "fields": fields})
 
 
 TRIGGER_TYPE_FIELDS: dict[str, tuple[StrOrPromise, _FieldGroups]] = {
     TriggerType.INTERVAL: (_("Interval"), ["interval_seconds"]),
-    TriggerType.CRON: (_("Cron"), ["cron_expression", ("dst_gap_policy", "dst_fold_policy")]),
+    TriggerType.CRON: (_("Cron"), ["cron_expression"]),
     TriggerType.ONCE: (_("Once"), ["run_at"]),
+    TriggerType.CALENDAR: (
+        _("Calendar"),
+        [("calendar_every", "calendar_unit"), "calendar_time", "calendar_weekdays"],
+    ),
 }
+# Fields that several trigger types share: one fieldset, shown with any of them (a field may
+# appear only once in a form).
+SHARED_TRIGGER_FIELDS: list[tuple[StrOrPromise, tuple[str, ...], _FieldGroups]] = [
+    (
+        _("Daylight saving time"),
+        (TriggerType.CRON, TriggerType.CALENDAR),
+        [("dst_gap_policy", "dst_fold_policy")],
+    ),
+]
 
 
 TRIGGER_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
@@ -261,6 +276,13 @@ class ScheduleAdmin(TenantScopedAdmin):
             )
             actions.append({"name": "run_now", "label": gettext("Run now"), "url": url})
         context["scheduling_object_actions"] = actions
+        if obj is not None and obj.pk is not None and obj.legacy_day_rule:
+            # A notice above the form: the runs under the old day rule and under cron's.
+            runs = views.day_rule_comparison(obj)
+            context["scheduling_day_rule"] = [
+                (gettext("Next runs under the old rule"), runs["old"], "old"),
+                (gettext("Next runs under cron's rule, once saved"), runs["cron"], "cron"),
+            ]
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     def run_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -292,10 +314,14 @@ class ScheduleAdmin(TenantScopedAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Schedule | None = None) -> _FieldsetSpec:
         chosen = self.chosen_trigger_type(request, obj)
         editable = self.has_change_permission(request, obj) if obj else True
-        trigger_sets = [
-            trigger_fieldset(name, trigger_type, fields, chosen)
+        by_type = [
+            (name, (trigger_type,), fields)
             for trigger_type, (name, fields) in TRIGGER_TYPE_FIELDS.items()
-            if editable or trigger_type == chosen
+        ]
+        trigger_sets = [
+            trigger_fieldset(name, trigger_types, fields, chosen)
+            for name, trigger_types, fields in [*by_type, *SHARED_TRIGGER_FIELDS]
+            if editable or chosen in trigger_types
         ]
         return [
             (None, {"fields": ["tenant", "name", "description", "enabled", "paused_until"]}),
@@ -322,6 +348,16 @@ class ScheduleAdmin(TenantScopedAdmin):
         if isinstance(obj, Schedule) and obj.declared:
             return False  # remove it from SCHEDULING_DECLARED_SCHEDULES instead
         return super().has_delete_permission(request, obj)
+
+    def formfield_for_dbfield(
+        self, db_field: DBField[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        if db_field.name == "calendar_weekdays":
+            # Checkboxes, also in the preview's form (built with this method).
+            return WeekdaysField(label=capfirst(db_field.verbose_name))
+        if db_field.name == "calendar_every":
+            kwargs.setdefault("min_value", 1)  # the model's validator, also in the browser
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_manytomany(
         self, db_field: ManyToManyField[Model, Model], request: HttpRequest, **kwargs: object

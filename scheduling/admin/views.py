@@ -81,6 +81,27 @@ def upcoming_runs(schedule: Schedule, n: int = PREVIEW_COUNT) -> Preview:
     }
 
 
+class DayRuleComparison(TypedDict):
+    """The next runs of a schedule that keeps the old day rule, under it and under cron's."""
+
+    old: Preview
+    cron: Preview
+
+
+def day_rule_comparison(schedule: Schedule, n: int = PREVIEW_COUNT) -> DayRuleComparison:
+    """Return the next ``n`` runs of ``schedule`` under the old day rule (both day fields must
+    match) and under cron's (either matches), which saving the schedule adopts."""
+    kept = schedule.legacy_day_rule
+    try:
+        schedule.legacy_day_rule = True
+        old = upcoming_runs(schedule, n)
+        schedule.legacy_day_rule = False
+        cron = upcoming_runs(schedule, n)
+    finally:
+        schedule.legacy_day_rule = kept
+    return {"old": old, "cron": cron}
+
+
 def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> HttpResponse:
     """Return the next runs of the trigger in the submitted form, before it is saved.
 

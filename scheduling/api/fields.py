@@ -12,8 +12,10 @@ from django.core.exceptions import FieldError
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from ..exceptions import InvalidTrigger
 from ..models import Schedule
 from ..tenancy import get_tenant_model
+from ..triggers import format_weekdays, parse_weekdays
 from .permissions import tenant_ids
 
 if TYPE_CHECKING:
@@ -82,3 +84,47 @@ class RegisteredKeyField(serializers.CharField):
         self.registry = registry
         kwargs.setdefault("max_length", 64)
         super().__init__(**kwargs)
+
+
+class WallTimeField(serializers.TimeField):
+    """A time of day on the schedule's wall clock: "HH:MM" or "HH:MM:SS", without an offset
+    (the schedule's time zone applies); returned as "HH:MM:SS"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("input_formats", ["%H:%M", "%H:%M:%S"])
+        kwargs.setdefault("format", "%H:%M:%S")
+        super().__init__(**kwargs)
+
+
+class WeekdaysField(serializers.Field):
+    """Weekdays as the model stores them ("mon,thu"); also read from a list (["mon", "thu"]).
+
+    Known names come back in the stored order ("thu,Monday" -> "mon,thu"). Unknown ones are
+    passed on as they are: the model's validation names them, with the other fields' errors.
+    """
+
+    default_error_messages = {
+        "incorrect_type": _(
+            'Give the weekdays as a string ("mon,thu") or a list of names (["mon", "thu"]), '
+            "not {data_type}."
+        ),
+        "item_type": _('Each weekday of the list is a name such as "mon", not {data_type}.'),
+    }
+
+    def to_internal_value(self, data: object) -> str:
+        if isinstance(data, list):
+            for item in data:
+                if not isinstance(item, str):
+                    self.fail("item_type", data_type=type(item).__name__)
+            text = ",".join(data)
+        elif isinstance(data, str):
+            text = data
+        else:
+            self.fail("incorrect_type", data_type=type(data).__name__)
+        try:
+            return format_weekdays(parse_weekdays(text))
+        except InvalidTrigger:
+            return text
+
+    def to_representation(self, value: str) -> str:
+        return value

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 
+from ..triggers import WEEKDAYS
+
 if TYPE_CHECKING:
     from drf_spectacular.generators import SchemaGenerator
     from drf_spectacular.plumbing import ComponentRegistry
@@ -101,6 +103,31 @@ class RegisteredKeyFieldExtension(OpenApiSerializerFieldExtension):
             schema["enum"] = keys
         schema["description"] = f"A registered {self.target.registry.noun}: {', '.join(keys)}."
         return schema
+
+
+class WallTimeFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "scheduling.api.fields.WallTimeField"
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> OpenAPIObject:
+        # Not ``format: time``: that is RFC 3339's, with an offset; this is a wall-clock time.
+        # (No ``example``: schemathesis cannot combine schema examples with its strategies.)
+        if direction == "request":
+            return {
+                "type": "string",
+                "pattern": r"^([01]?[0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$",
+            }
+        return {"type": "string", "pattern": r"^[0-2][0-9]:[0-5][0-9]:[0-5][0-9]$"}
+
+
+class WeekdaysFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "scheduling.api.fields.WeekdaysField"
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> OpenAPIObject:
+        text = {"type": "string", "maxLength": 64}
+        if direction == "request":
+            names = {"type": "array", "items": {"type": "string", "enum": list(WEEKDAYS)}}
+            return {"oneOf": [text, names]}
+        return text
 
 
 def forbid_additional_properties(

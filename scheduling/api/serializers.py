@@ -8,6 +8,7 @@ dependency and quota rules, and record the audit trail. Their ``ValidationError`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from rest_framework.settings import api_settings
 from .. import services, triggers, validators
 from ..models import (
     AuditEntry,
+    CalendarUnit,
     CleanupConfig,
     Execution,
     PeriodicScan,
@@ -37,7 +39,13 @@ from ..models import (
 )
 from ..registry import cleanup_targets, report_types, scan_types, task_types
 from ..tenancy import get_tenant_model
-from .fields import RegisteredKeyField, TenantField, VisibleSchedulesField
+from .fields import (
+    RegisteredKeyField,
+    TenantField,
+    VisibleSchedulesField,
+    WallTimeField,
+    WeekdaysField,
+)
 from .permissions import ADMIN, effective_role, has_role, sees_system_rows
 
 if TYPE_CHECKING:
@@ -116,6 +124,10 @@ COMMON_FIELDS = [
     "interval_seconds",
     "cron_expression",
     "run_at",
+    "calendar_every",
+    "calendar_unit",
+    "calendar_time",
+    "calendar_weekdays",
     "start_at",
     "end_at",
     "timezone",
@@ -134,6 +146,20 @@ COMMON_FIELDS = [
     "max_executions",
     "depends_on",
 ]
+# The fields the trigger's validation reads (``triggers.validate_trigger``).
+TRIGGER_INPUTS = (
+    "trigger_type",
+    "interval_seconds",
+    "cron_expression",
+    "run_at",
+    "calendar_every",
+    "calendar_unit",
+    "calendar_time",
+    "calendar_weekdays",
+    "start_at",
+    "end_at",
+    "timezone",
+)
 SCHEDULER_STATE = [
     "next_run_at",
     "last_run_at",
@@ -146,6 +172,7 @@ READ_ONLY_FIELDS = [
     "kind",
     "tenant_slug",
     "trigger_description",
+    "legacy_day_rule",
     *SCHEDULER_STATE,
     "declared",
     "created_at",
@@ -181,6 +208,28 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
         help_text=_("Ids of schedules of the same tenant that must succeed first."),
     )
     trigger_description = serializers.SerializerMethodField()
+    calendar_unit = serializers.ChoiceField(
+        choices=CalendarUnit.choices,
+        allow_blank=True,
+        required=False,
+        help_text=_("Calendar: repeat in days, weeks or months (with calendar_every)."),
+    )
+    calendar_time = WallTimeField(
+        allow_null=True,
+        required=False,
+        help_text=_(
+            'Calendar: the time of day, "HH:MM" or "HH:MM:SS" in the schedule\'s time zone '
+            "(no offset); kept across DST by the DST policies."
+        ),
+    )
+    calendar_weekdays = WeekdaysField(
+        required=False,
+        help_text=_(
+            'Calendar, in weeks: the weekdays, as "mon,thu" or ["mon", "thu"] (mon tue wed thu '
+            "fri sat sun); returned as the comma-separated string. Empty: the weekday of the "
+            "start (else of the creation)."
+        ),
+    )
     # Empty until the first run; DRF drops allow_blank from read-only model fields.
     last_status = serializers.ChoiceField(choices=Status.choices, allow_blank=True, read_only=True)
 
@@ -194,6 +243,42 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
         super().__init__(*args, **kwargs)
         if self.instance is not None and "tenant" in self.fields:
             self.fields["tenant"].required = False
+
+    def to_internal_value(self, data: object) -> dict[str, Any]:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            # A field error stops DRF before the model layer: add the trigger's errors of the
+            # fields that did parse, so that one answer names every wrong field.
+            if isinstance(exc.detail, dict) and isinstance(data, Mapping):
+                errors: dict[str, Any] = exc.detail  # field -> its messages
+                for name, messages in self._trigger_errors(data).items():
+                    errors.setdefault(name, messages)
+            raise
+
+    def _trigger_errors(self, data: Mapping[str, Any]) -> dict[str, list[ErrorDetail]]:
+        """Return what ``validate_trigger`` finds wrong with the trigger fields of ``data``
+        that parse (over the schedule's own values on an update)."""
+        instance = self.instance
+        trial = copy.copy(instance) if isinstance(instance, Schedule) else self.Meta.model()
+        for name in TRIGGER_INPUTS:
+            if name not in data or name not in self.fields:
+                continue
+            try:
+                setattr(trial, name, self.fields[name].run_validation(data[name]))
+            except (serializers.ValidationError, DjangoValidationError):
+                if name == "trigger_type":
+                    return {}  # the other fields' rules depend on it
+        try:
+            problems = validators.null_character_errors(trial) or validators.check_limits(trial)
+            if problems:
+                raise DjangoValidationError(problems)
+            triggers.validate_trigger(trial)
+        except DjangoValidationError as exc:
+            return api_errors(exc)
+        except (ArithmeticError, ValueError, TypeError):
+            pass  # the field errors already refuse the request
+        return {}
 
     @extend_schema_field(str)
     def get_trigger_description(self, obj: Schedule) -> str:

@@ -16,7 +16,8 @@ Each entry of the setting is a dict::
 
 Any configuration field of the kind may appear under its model field name, with the values a
 schedules file takes (``values.import_value``: a datetime without an offset is read in the
-entry's ``timezone``, else the tenant's, else UTC). The type key may be given under the kind's
+entry's ``timezone``, else the tenant's, else UTC; ``calendar_time`` is a ``datetime.time`` or
+"HH:MM"; ``calendar_weekdays`` "mon,thu" or a list). The type key may be given under the kind's
 own field (``scan_type``, ``report_type``, ``cleanup_target``, ``task_type``) or as ``type``.
 ``adopt: True`` lets the declaration take over a schedule of the same name that operators made.
 

@@ -23,6 +23,9 @@ NOT_CONFIGURATION = STATE_FIELDS | {
     "created_at",
     "updated_at",
     "declared",  # whether SCHEDULING_DECLARED_SCHEDULES owns it: not configuration
+    # Whether the schedule keeps the old cron day rule until it is saved again: state of an
+    # upgrade, not configuration (an import that changes the schedule saves it, and clears it).
+    "legacy_day_rule",
 }
 # Always written, even at their default: without them an entry is hard to read.
 ALWAYS_EXPORTED = ("trigger_type", "timezone")

@@ -21,14 +21,29 @@ Every configuration field of the entry's kind may appear under its model field n
 (``description``, ``enabled``, ``paused_until``, ``interval_seconds``, ``run_at``,
 ``start_at``, ``end_at``, ``jitter_seconds``, ``timeout_seconds``, ``max_retries``,
 ``overlap``, ``report_type``, ``format``, ``recipients``, ``cleanup_target``,
-``retain_days`` ...). A field left out takes the model's default, also when the entry updates
-an existing schedule: the file is the whole truth about the schedules it names. Export leaves
-out the fields that are at their default. What the scheduler keeps (``next_run_at``,
-``run_count`` ...) and timestamps are not part of a schedule's configuration.
+``retain_days``, ``calendar_every`` ...). A field left out takes the model's default, also
+when the entry updates an existing schedule: the file is the whole truth about the schedules
+it names. Export leaves out the fields that are at their default. What the scheduler keeps
+(``next_run_at``, ``run_count`` ...), timestamps and ``legacy_day_rule`` are not part of a
+schedule's configuration.
 
 Datetimes are ISO 8601 strings; export writes them in UTC with the offset. A datetime without
 an offset is read in the entry's ``timezone`` (else the tenant's). A ``depends_on`` item may
 also be a plain name: a schedule of the same kind.
+
+A calendar schedule's ``calendar_time`` is a wall-clock time in its time zone, ``'09:30'`` or
+``'09:30:00'``, quoted (YAML 1.1 reads an unquoted 12:30 as a number; export quotes it); its
+``calendar_weekdays`` is ``mon,thu`` or a list ``[mon, thu]``::
+
+    - tenant: acme
+      kind: report
+      name: Fortnightly
+      report_type: execution_summary
+      trigger_type: calendar
+      calendar_every: 2
+      calendar_unit: week
+      calendar_time: '09:30:00'
+      calendar_weekdays: mon,thu
 
 Reading keeps the line of each entry and of each of its fields (YAML only), so that a problem
 can name where it is.
@@ -37,6 +52,7 @@ can name where it is.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +75,13 @@ class _Dumper(yaml.SafeDumper):
     """Block style; multi-line text as literal blocks."""
 
 
+# Text that a YAML 1.1 reader may take for a base-60 number ("09:30:00", "12:30"): quoted,
+# whatever PyYAML itself would read (its pattern wants no leading zero; others' do not).
+_SEXAGESIMAL = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
+    style = "|" if "\n" in value else ("'" if _SEXAGESIMAL.fullmatch(value) else None)
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 

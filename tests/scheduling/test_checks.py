@@ -1,13 +1,25 @@
 from __future__ import annotations
 
+import io
 import threading
+from datetime import UTC, datetime
 
 import pytest
+import time_machine
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from scheduling.checks import check_admin_index, check_database, check_settings, sqlite_warnings
+from scheduling.checks import (
+    LEGACY_DAY_RULE_LISTED,
+    check_admin_index,
+    check_cron_day_rule,
+    check_database,
+    check_settings,
+    sqlite_warnings,
+)
+from scheduling.models import Schedule
+from tests.factories import make_scan, make_tenant
 
 
 def ids(errors) -> set[str]:
@@ -112,3 +124,116 @@ def test_admin_listed_before_scheduling_warns_that_the_dashboard_link_is_missing
         (warning,) = check_admin_index()
     assert warning.id == "scheduling.W004"
     assert "before 'django.contrib.admin'" in warning.hint
+
+
+# -- W006: cron schedules that keep the old day rule ------------------------------------------
+
+CHECKED_AT = datetime(2027, 1, 20, 12, 0, tzinfo=UTC)
+
+
+def old_rule_schedules(count: int = 1, expression: str = "0 0 1 * 1") -> list[Schedule]:
+    """Cron schedules as migration 0006 leaves those whose days change: flagged."""
+    tenant = make_tenant()
+    schedules = [
+        make_scan(
+            tenant=tenant,
+            scan_type="test_echo",
+            target="x",
+            trigger_type="cron",
+            cron_expression=expression,
+            timezone="UTC",
+        )
+        for _ in range(count)
+    ]
+    Schedule.objects.filter(pk__in=[s.pk for s in schedules]).update(legacy_day_rule=True)
+    return schedules
+
+
+def day_rule_warnings() -> list:
+    with time_machine.travel(CHECKED_AT, tick=False):
+        return check_cron_day_rule()
+
+
+@pytest.mark.django_db
+class TestOldCronDayRuleCheck:
+    def test_a_flagged_schedule_is_listed_with_its_next_runs_under_both_rules(self):
+        (schedule,) = old_rule_schedules()
+        (warning,) = day_rule_warnings()
+        assert warning.id == "scheduling.W006"
+        assert f"Schedule {schedule.pk} (scan {schedule.name!r})" in warning.msg
+        assert "'0 0 1 * 1'" in warning.msg
+        # The old rule: Mondays that are the 1st. Cron's: every Monday and every 1st.
+        assert (
+            "with the old rule, which it keeps until saved again: "
+            "2027-02-01 00:00, 2027-03-01 00:00, 2027-11-01 00:00;" in warning.msg
+        )
+        assert "with cron's rule: 2027-01-25 00:00, 2027-02-01 00:00, 2027-02-08 00:00." in (
+            warning.msg
+        )
+        assert "(UTC)" in warning.msg
+        assert "save the schedule" in warning.hint
+
+    def test_the_next_runs_are_in_the_schedules_time_zone(self):
+        (schedule,) = old_rule_schedules()
+        Schedule.objects.filter(pk=schedule.pk).update(timezone="Europe/Berlin")
+        (warning,) = day_rule_warnings()
+        assert "(Europe/Berlin)" in warning.msg
+        assert "2027-02-01 00:00, 2027-03-01 00:00, 2027-11-01 00:00;" in warning.msg
+
+    def test_no_warning_without_flagged_schedules(self):
+        make_scan(
+            tenant=make_tenant(),
+            scan_type="test_echo",
+            target="x",
+            trigger_type="cron",
+            cron_expression="0 0 1 * 1",  # created now: cron's rule, nothing to warn about
+        )
+        assert day_rule_warnings() == []
+
+    def test_no_warning_once_the_schedule_is_saved_again(self):
+        (schedule,) = old_rule_schedules()
+        assert len(day_rule_warnings()) == 1
+        schedule.refresh_from_db()
+        schedule.save()
+        assert day_rule_warnings() == []
+
+    def test_beyond_twenty_the_rest_are_summed_up_in_one_warning(self):
+        schedules = old_rule_schedules(LEGACY_DAY_RULE_LISTED + 3)
+        warnings = day_rule_warnings()
+        assert LEGACY_DAY_RULE_LISTED == 20
+        assert len(warnings) == 21
+        assert {w.id for w in warnings} == {"scheduling.W006"}
+        listed = sorted(schedules, key=lambda s: s.pk)[:20]
+        for warning, schedule in zip(warnings, listed, strict=False):
+            assert warning.msg.startswith(f"Schedule {schedule.pk} ")
+        assert warnings[-1].msg == "3 more schedules use the old cron day rule."
+
+    def test_exactly_twenty_are_all_listed_without_a_summary(self):
+        old_rule_schedules(LEGACY_DAY_RULE_LISTED)
+        warnings = day_rule_warnings()
+        assert len(warnings) == 20
+        assert all(w.msg.startswith("Schedule ") for w in warnings)
+
+    def test_a_token_only_the_old_rule_read_shows_no_runs_under_cron(self):
+        old_rule_schedules(expression="0 0 last * *")
+        (warning,) = day_rule_warnings()
+        assert "2027-01-31 00:00, 2027-02-28 00:00, 2027-03-31 00:00;" in warning.msg
+        assert "with cron's rule: none (" in warning.msg
+
+    def test_a_time_zone_this_machine_does_not_know_is_named_not_raised(self):
+        (schedule,) = old_rule_schedules()
+        Schedule.objects.filter(pk=schedule.pk).update(timezone="Mars/Olympus")
+        (warning,) = day_rule_warnings()
+        assert "none (unknown time zone 'Mars/Olympus')" in warning.msg
+
+    def test_a_plain_manage_py_check_shows_it(self):
+        (schedule,) = old_rule_schedules()
+        err = io.StringIO()
+        with time_machine.travel(CHECKED_AT, tick=False):
+            call_command("check", stdout=io.StringIO(), stderr=err)  # no --deploy
+        assert "scheduling.W006" in err.getvalue()
+        assert f"Schedule {schedule.pk} " in err.getvalue()
+
+
+def test_the_day_rule_check_without_database_access_lists_nothing():
+    assert check_cron_day_rule() == []

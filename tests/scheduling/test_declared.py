@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+import zoneinfo
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from scheduling import schedules_io, services
+from scheduling import schedules_io, services, triggers
 from scheduling.api.serializers import COMMON_FIELDS
 from scheduling.checks import check_declared_schedules
 from scheduling.exceptions import StateConflict
@@ -479,3 +480,67 @@ def test_import_neither_changes_nor_prunes_declared_schedules(settings, tenant):
         prune=True,
     )
     assert pruned.valid and pruned.of("delete") == []
+
+
+# -- calendar schedules -------------------------------------------------------------------------
+
+
+def calendar_task(**fields: Any) -> dict[str, Any]:
+    """A declaration of a calendar task: Monday and Friday at 06:15, every week."""
+    calendar: dict[str, Any] = {
+        "trigger_type": "calendar",
+        "cron_expression": "",
+        "calendar_every": 1,
+        "calendar_unit": "week",
+        "calendar_time": "06:15",
+        "calendar_weekdays": ["fri", "mon"],
+        "timezone": "Europe/Berlin",
+    }
+    return task(**{**calendar, **fields})
+
+
+def test_a_calendar_schedule_is_declared_with_its_time_as_text(settings):
+    settings.SCHEDULING_DECLARED_SCHEDULES = [calendar_task()]
+    assert check_declared_schedules() == []
+    assert sync_declared_schedules().created == ["-/task/CRM sync"]
+    (schedule,) = declared_tasks()
+    assert (schedule.calendar_every, schedule.calendar_unit) == (1, "week")
+    assert schedule.calendar_time == time(6, 15)
+    assert schedule.calendar_weekdays == "mon,fri"
+    assert triggers.describe(schedule) == "Every week on Monday and Friday at 06:15 (Europe/Berlin)"
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    local = [run.astimezone(berlin) for run in triggers.next_runs(schedule, 4)]
+    assert {(run.strftime("%a"), run.hour, run.minute) for run in local} == {
+        ("Mon", 6, 15),
+        ("Fri", 6, 15),
+    }
+    # The same declaration, as text or as a time object, is no change.
+    assert sync_declared_schedules().unchanged == ["-/task/CRM sync"]
+    settings.SCHEDULING_DECLARED_SCHEDULES = [
+        calendar_task(calendar_time=time(6, 15), calendar_weekdays="mon,fri")
+    ]
+    assert sync_declared_schedules().unchanged == ["-/task/CRM sync"]
+    settings.SCHEDULING_DECLARED_SCHEDULES = [calendar_task(calendar_time="07:00")]
+    assert sync_declared_schedules().updated == ["-/task/CRM sync"]
+    schedule.refresh_from_db()
+    assert schedule.calendar_time == time(7, 0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "text"),
+    [
+        ({"calendar_time": "6h15"}, "calendar_time", "time of day"),
+        ({"calendar_time": None}, "calendar_time", "needs a time of day"),
+        ({"calendar_unit": "year"}, "calendar_unit", "not a valid choice"),
+        ({"calendar_every": 0}, "calendar_every", "greater than or equal to 1"),
+        ({"calendar_weekdays": "mon,funday"}, "calendar_weekdays", "unknown weekday 'funday'"),
+        ({"calendar_unit": "month"}, "calendar_weekdays", "only to a schedule that repeats"),
+    ],
+)
+def test_a_bad_calendar_declaration_is_reported_on_its_field(settings, fields, field, text):
+    settings.SCHEDULING_DECLARED_SCHEDULES = [calendar_task(**fields)]
+    errors = check_declared_schedules()
+    assert {e.id for e in errors} == {"scheduling.E055"}, [e.msg for e in errors]
+    messages = [e.msg for e in errors if f"('CRM sync'): {field}: " in e.msg]
+    assert any(text in message for message in messages), [e.msg for e in errors]
+    assert sync_declared_schedules().created == []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from scheduling import schedules_io
@@ -18,6 +19,7 @@ from scheduling.models import (
     Schedule,
     ScheduleDeletion,
 )
+from scheduling.schedules_io.values import export_value, import_value
 from tenants.models import Tenant
 from tests.factories import make_tenant
 
@@ -471,3 +473,43 @@ class TestValidateDatabase:
         assert "dependency cycle: scan/ok -> scan/unknown -> scan/ok" in [p.message for p in errors]
         assert [(p.name, p.level) for p in warnings] == [("dead", "warning")]
         assert all(p.schedule_id for p in errors if p.field != "depends_on")
+
+
+class TestCalendarValues:
+    """A calendar schedule's wall-clock time and weekdays between the file and the model."""
+
+    def test_a_time_is_written_as_text_and_read_back(self):
+        field = Schedule._meta.get_field("calendar_time")
+        assert export_value(time(9, 30)) == "09:30:00"
+        assert export_value(time(9, 30, 5, 250000)) == "09:30:05.250000"
+        for text, expected in [
+            ("9:30", time(9, 30)),
+            ("09:30:00", time(9, 30)),
+            ("09:30:05.250000", time(9, 30, 5, 250000)),
+        ]:
+            assert import_value(field, text, zone="UTC") == expected
+        assert import_value(field, time(6), zone="UTC") == time(6)
+
+    @pytest.mark.parametrize(
+        ("value", "text"),
+        [(750, "in quotes"), ("24:00", "time of day"), ("09:30+02:00", "time of day"), ([], "")],
+    )
+    def test_a_bad_time_is_refused(self, value, text):
+        field = Schedule._meta.get_field("calendar_time")
+        with pytest.raises(ValidationError) as caught:
+            import_value(field, value, zone="UTC")
+        assert text in " ".join(caught.value.messages)
+
+    def test_weekdays_are_read_from_text_or_a_list_in_the_stored_order(self):
+        field = Schedule._meta.get_field("calendar_weekdays")
+        assert import_value(field, "thu, Monday", zone="UTC") == "mon,thu"
+        assert import_value(field, ["sun", "mon"], zone="UTC") == "mon,sun"
+        assert import_value(field, "mon,funday", zone="UTC") == "mon,funday"  # the model says why
+        with pytest.raises(ValidationError):
+            import_value(field, {"mon": True}, zone="UTC")
+
+    def test_yaml_quotes_text_that_a_reader_could_take_for_a_base_60_number(self):
+        document = {"times": ["12:30", "09:30:00", "1:02:03.5", "127.0.0.1:80", "a:1"]}
+        text = schedules_io.dump(document)
+        assert "- '12:30'\n- '09:30:00'\n- '1:02:03.5'\n- 127.0.0.1:80\n- a:1\n" in text
+        assert schedules_io.parse(text, file_format="yaml").data == document

@@ -70,6 +70,17 @@ class TestFullSync:
         scan.refresh_from_db()
         assert scan.next_run_at == NOW + timedelta(seconds=300)
 
+    def test_a_time_zone_this_machine_does_not_know_stops_only_its_schedule(self, sync):
+        # A name a newer tzdata has and this machine lacks (or one a DBA wrote by hand).
+        tenant = make_tenant()
+        lost = echo_scan(tenant, trigger_type="cron", cron_expression="0 * * * *")
+        Schedule.objects.filter(pk=lost.pk).update(timezone="Mars/Olympus")
+        fine = echo_scan(tenant, interval_seconds=300)
+        result = sync.full()
+        assert "Mars/Olympus" in result.errors[lost.pk]
+        assert job_row(lost) is None
+        assert job_row(fine) is not None
+
     def test_is_idempotent_and_keeps_the_stored_next_run_time(self, sync, frozen):
         scan = echo_scan(make_tenant(), interval_seconds=60)
         sync.full()

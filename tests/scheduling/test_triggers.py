@@ -393,7 +393,7 @@ class TestCalendar:
         trigger = triggers.build_trigger(
             self.calendar(calendar_every=2, calendar_unit="week", calendar_weekdays="fri")
         )
-        copy = pickle.loads(pickle.dumps(trigger))
+        copy = pickle.loads(pickle.dumps(trigger))  # noqa: S301 - our own bytes
         now = utc(2027, 6, 1)
         assert copy.get_next_fire_time(None, now) == trigger.get_next_fire_time(None, now)
 

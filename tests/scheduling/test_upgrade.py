@@ -10,17 +10,27 @@ their import paths; those paths must keep resolving.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+import contextlib
+import pickle
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from unittest import mock
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 from django_apscheduler.models import DjangoJob
 
 from scheduling import runner
-from scheduling.models import Execution, PeriodicScan
+from scheduling.models import Execution, PeriodicScan, Schedule
+from scheduling.scheduler.jobs import make_job
+from scheduling.scheduler.jobstore import sign_state, verify_state
 from scheduling.scheduler.service import SchedulerService
-from tests.factories import make_tenant
+from scheduling.triggers import ZonedCronTrigger, cron_meaning_changed
+from tests.factories import make_scan, make_tenant
 from tests.scheduling.loops import hand_driven_loop
 
 SIGNING_KEY = "upgrade-test-signing-key"
@@ -112,3 +122,198 @@ def test_job_rows_of_the_flat_layout_load_stay_and_fire():
     handed = [(e.schedule_id, e.scheduled_for) for e in submitted]
     assert handed == [(4243, NOW), (4242, datetime(2026, 6, 2, 7, 0, tzinfo=UTC))]
     assert Execution.objects.filter(schedule_id=4242).count() == 1
+
+
+# -- the cron day rule (migration 0006) -------------------------------------------------------
+
+BEFORE_CRON_RULE = ("scheduling", "0005_tasks_system_cancel")
+CRON_RULE = ("scheduling", "0006_cron_rule_calendar")
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migration_0006_flags_exactly_the_cron_schedules_whose_days_change():
+    tenant = make_tenant()
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    try:
+        executor.migrate([BEFORE_CRON_RULE])
+        executor.loader.build_graph()
+        old_schedule = executor.loader.project_state([BEFORE_CRON_RULE]).apps.get_model(
+            "scheduling", "Schedule"
+        )
+
+        def old_row(**trigger: object) -> int:
+            return old_schedule.objects.create(
+                tenant_id=tenant.pk, kind="scan", name=f"old {trigger}", timezone="UTC", **trigger
+            ).pk
+
+        expected = {
+            old_row(trigger_type="cron", cron_expression=expression): flagged
+            for expression, flagged in [
+                ("0 0 1 * 1", True),  # the 1st or a Monday now; a Monday the 1st before
+                ("0 0 1-7 * mon", True),  # the first Monday before; every Monday and 1-7 now
+                ("0 0 * * 1", False),
+                ("0 0 */2 * 1", False),  # the day field starts with *: cron ANDs too
+                ("0 0 1 * *", False),
+                ("0 0 last * *", True),  # a token only the old reading accepted
+            ]
+        }
+        expected[old_row(trigger_type="interval", interval_seconds=300)] = False
+
+        executor = MigrationExecutor(connection)
+        executor.migrate([CRON_RULE])
+        flags = dict(Schedule.objects.values_list("pk", "legacy_day_rule"))
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    assert flags == expected
+
+
+@contextlib.contextmanager
+def pickling_as_before(state: dict) -> Iterator[None]:
+    """Make ``pickle`` write a ZonedCronTrigger as the previous version did: its class, then
+    ``state`` (that version's ``__getstate__``)."""
+    with mock.patch.object(ZonedCronTrigger, "__getstate__", lambda self: state):
+        yield
+
+
+def pickled_before(state: dict) -> bytes:
+    trigger = ZonedCronTrigger(state["expression"], tz=str(state["tz"]))
+    with pickling_as_before(state):
+        return pickle.dumps(trigger)
+
+
+def old_state(expression: str, day_of_week: str) -> dict:
+    """The state the previous version pickled: APScheduler's fields, the zone by name."""
+    minute, hour, day, month, _dow = expression.split()
+    return {
+        "expression": expression,
+        "offset": 0,
+        "fields": {
+            "minute": minute,
+            "hour": hour,
+            "day": day,
+            "month": month,
+            "day_of_week": day_of_week,  # the old parse_cron named the weekdays
+        },
+        "tz": "Europe/Berlin",
+        "gap_policy": "run_at_next_valid_time",
+        "fold_policy": "once",
+        "start_date": None,
+        "end_date": None,
+        "jitter": None,
+    }
+
+
+def walk(trigger, start: datetime, count: int) -> list[datetime]:
+    times, fire = [], trigger.get_next_fire_time(None, start)
+    while fire is not None and len(times) < count:
+        times.append(fire.astimezone(UTC))
+        fire = trigger.get_next_fire_time(fire, fire)
+    return times
+
+
+START = datetime(2027, 1, 20, 12, 0, tzinfo=UTC)
+
+
+def test_a_trigger_pickled_before_the_cron_rule_keeps_its_old_days():
+    trigger = pickle.loads(pickled_before(old_state("0 0 1 * 1", "mon")))  # noqa: S301
+    assert isinstance(trigger, ZonedCronTrigger)
+    assert trigger.legacy is True and cron_meaning_changed("0 0 1 * 1")
+    assert "fields" not in trigger.__getstate__()
+    old_days = [t.astimezone(BERLIN) for t in walk(trigger, START, 4)]
+    # Only the Mondays that are the 1st, at midnight in Berlin.
+    assert [t.date() for t in old_days] == [
+        date(2027, 2, 1),
+        date(2027, 3, 1),
+        date(2027, 11, 1),
+        date(2028, 5, 1),
+    ]
+    assert {t.hour for t in old_days} == {0}
+    # Pickled again by this version, it stays old; built anew, it follows cron's rule.
+    again = pickle.loads(pickle.dumps(trigger))  # noqa: S301 - our own bytes
+    assert again.legacy is True
+    assert walk(again, START, 4) == walk(trigger, START, 4)
+    new = ZonedCronTrigger("0 0 1 * 1", tz="Europe/Berlin")
+    assert [t.astimezone(BERLIN).date() for t in walk(new, START, 3)] == [
+        date(2027, 1, 25),
+        date(2027, 2, 1),
+        date(2027, 2, 8),
+    ]
+
+
+def test_a_trigger_pickled_before_the_cron_rule_whose_days_did_not_change_is_as_before():
+    for expression, day_of_week in [("0 0 * * 1", "mon"), ("0 0 */2 * 1", "mon")]:
+        trigger = pickle.loads(pickled_before(old_state(expression, day_of_week)))  # noqa: S301
+        assert trigger.legacy is False
+        fresh = ZonedCronTrigger(expression, tz="Europe/Berlin")
+        assert walk(trigger, START, 20) == walk(fresh, START, 20)
+    # And a row the flat layout really wrote (OLD_ROWS: 0 9 * * 1-5, Berlin).
+    _fingerprint, pickled = verify_state(base64.b64decode("".join(OLD_ROWS[4242][1])), SIGNING_KEY)
+    stored = pickle.loads(pickled)["trigger"]  # noqa: S301 - the test's own bytes
+    assert stored.legacy is False
+    fresh = ZonedCronTrigger("0 9 * * 1-5", tz="Europe/Berlin")
+    # Across the spring transition of 2027 (28 March).
+    start = datetime(2027, 3, 20, tzinfo=UTC)
+    assert walk(stored, start, 12) == walk(fresh, start, 12)
+
+
+@pytest.mark.django_db
+def test_a_job_row_pickled_before_the_cron_rule_fires_on_the_old_days_in_the_loop():
+    handed = []
+
+    class Collect:
+        def submit(self, execution, **kwargs):
+            handed.append(execution.scheduled_for)
+
+    service = SchedulerService(install_signal_handlers=False)
+    scheduler = hand_driven_loop(service, Collect())
+    with time_machine.travel(START, tick=False) as clock:
+        schedule = make_scan(
+            tenant=make_tenant(),
+            scan_type="test_echo",
+            target="x",
+            trigger_type="cron",
+            cron_expression="0 0 1 * 1",
+            timezone="Europe/Berlin",
+            overlap="allow",
+            max_instances=100,
+        )
+        # The row as the previous version wrote it: its trigger state, its fingerprint.
+        first = datetime(2027, 1, 31, 23, 0, tzinfo=UTC)  # Monday 1 February, 00:00 in Berlin
+        # The fingerprint the previous version gave the row: what this version gives the row
+        # once migration 0006 flagged it (a flagged schedule keeps its fingerprint).
+        row = Schedule.objects.get(pk=schedule.pk)
+        row.legacy_day_rule = True
+        fingerprint = row.trigger_fingerprint()
+        job = make_job(scheduler, schedule, START, next_run_time=first, fingerprint=fingerprint)
+        with pickling_as_before(old_state("0 0 1 * 1", "mon")):
+            blob = sign_state(job.__getstate__(), fingerprint)
+        DjangoJob.objects.create(id=job.id, next_run_time=first, job_state=blob)
+
+        def run_until(until: datetime) -> None:
+            while True:
+                due = DjangoJob.objects.values_list("next_run_time", flat=True).get(id=job.id)
+                if due > until:
+                    return
+                clock.move_to(due)
+                scheduler._process_jobs()
+
+        run_until(datetime(2027, 2, 15, tzinfo=UTC))
+        # Fired from the old row; written back by this version, still with the old reading.
+        assert service.store.lookup_job(job.id).trigger.legacy is True
+
+        # Migration 0006 flags the schedule: after the sync its job still has the old reading.
+        Schedule.objects.filter(pk=schedule.pk).update(legacy_day_rule=True)
+        result = service.sync.full()
+        # Left as it is: its stored next run time (a pending occurrence) is not recomputed.
+        assert (result.errors, result.written, result.unchanged) == ({}, 0, 1)
+        assert service.store.lookup_job(job.id).trigger.legacy is True
+        run_until(datetime(2027, 11, 15, tzinfo=UTC))
+    assert [when.astimezone(BERLIN).date() for when in handed] == [
+        date(2027, 2, 1),
+        date(2027, 3, 1),
+        date(2027, 11, 1),
+    ]
+    assert Execution.objects.filter(schedule=schedule).count() == 3

@@ -68,6 +68,9 @@ KNOWN_VALUES = {
     "timezone": st.sampled_from(["", "UTC", "Europe/Berlin", "America/New_York"]),
     "interval_seconds": st.integers(min_value=1, max_value=86_400),
     "cron_expression": st.sampled_from(["*/5 * * * *", "@daily", "0 9 * * 1-5"]),
+    "calendar_unit": st.sampled_from(["day", "week", "month"]),
+    "calendar_time": st.sampled_from(["09:30", "02:30:00", "0:00", "23:59:59"]),
+    "calendar_weekdays": st.sampled_from(["", "mon,thu", ["fri", "mon"], "sun"]),
     "options": st.just({}),
 }
 
