@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Real
@@ -13,6 +14,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning
 from django.core.checks import register as register_check
 from django.db import DatabaseError
+from django.urls import NoReverseMatch, reverse
 from django.utils.module_loading import import_string
 
 from .conf import conf
@@ -53,6 +55,8 @@ NUMBERS: dict[str, tuple[float, str]] = {
     "CELERY_REQUEUE_AFTER": (1, "scheduling.E031"),
     "CLAIM_AHEAD": (0, "scheduling.E035"),
 }
+# Settings of NUMBERS whose default is None (a value derived at run time).
+NULLABLE = {"TENANT_CONCURRENCY"}
 MAX_CLAIM_AHEAD = 5.0
 
 
@@ -104,6 +108,8 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
         )
     for name, (minimum, check_id) in NUMBERS.items():
         value = getattr(conf, name)
+        if value is None and name in NULLABLE:
+            continue
         if isinstance(value, bool) or not isinstance(value, Real) or value < minimum:
             errors.append(
                 Error(
@@ -164,7 +170,63 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
             )
         )
     errors.extend(_check_file_cleanup_roots())
+    errors.extend(_check_throttle_rates())
+    errors.extend(_check_monitoring())
     return errors
+
+
+def _check_monitoring() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    token = getattr(settings, "SCHEDULING_MONITORING_TOKEN", None)
+    if token is not None and not (isinstance(token, str) and token.strip() == token and token):
+        errors.append(
+            Error(
+                "SCHEDULING_MONITORING_TOKEN must be a non-empty string without surrounding "
+                "spaces, or None.",
+                hint="A long random string, e.g. from `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`; Prometheus sends it as "
+                "'authorization: {credentials: ...}'.",
+                id="scheduling.E047",
+            )
+        )
+    networks = getattr(settings, "SCHEDULING_MONITORING_ALLOW_NETWORKS", [])
+    bad = [] if isinstance(networks, list | tuple) else [networks]
+    for item in networks if isinstance(networks, list | tuple) else []:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            bad.append(item)
+    if bad:
+        errors.append(
+            Error(
+                f"SCHEDULING_MONITORING_ALLOW_NETWORKS has entries that are not networks: {bad!r}.",
+                hint="A list of CIDR strings such as '10.0.0.0/8' or '::1/128'; empty (the "
+                "default) answers every address.",
+                id="scheduling.E048",
+            )
+        )
+    return errors
+
+
+_RATE = re.compile(r"[0-9]+/(s|m|h|d)[a-z]*")
+
+
+def _check_throttle_rates() -> list[CheckMessage]:
+    value = getattr(settings, "SCHEDULING_API_THROTTLE_RATES", {})
+    if isinstance(value, dict) and all(
+        isinstance(scope, str)
+        and (rate is None or (isinstance(rate, str) and _RATE.fullmatch(rate)))
+        for scope, rate in value.items()
+    ):
+        return []
+    return [
+        Error(
+            f"SCHEDULING_API_THROTTLE_RATES must be a dict of scope to rate; got {value!r}.",
+            hint="For example {'scheduling': '600/minute', 'scheduling_run': '60/minute'}: "
+            "a number of requests per second, minute, hour or day, or None for no limit.",
+            id="scheduling.E046",
+        )
+    ]
 
 
 def _check_file_cleanup_roots() -> list[CheckMessage]:
@@ -311,6 +373,107 @@ def check_scheduler(
     ]
 
 
+# django-apscheduler's admins: DjangoJobAdmin unpickles job state without checking its
+# signature and its action runs jobs in the web request. scheduling.admin unregisters both.
+APSCHEDULER_ADMIN_MODELS = (
+    "django_apscheduler.DjangoJob",
+    "django_apscheduler.DjangoJobExecution",
+)
+
+
+def check_apscheduler_admin(**kwargs: object) -> list[CheckMessage]:
+    """Warn (scheduling.W007) when django-apscheduler's admins are registered."""
+    from django.apps import apps
+
+    if not (apps.is_installed("django.contrib.admin") and apps.is_installed("django_apscheduler")):
+        return []
+    from django.contrib import admin
+
+    registered = [
+        label
+        for label in APSCHEDULER_ADMIN_MODELS
+        if admin.site.is_registered(apps.get_model(label))
+    ]
+    if not registered:
+        return []
+    return [
+        Warning(
+            f"django-apscheduler's admin is registered for {', '.join(registered)}.",
+            hint="Unregister it (admin.site.unregister(...)): its 'Run the selected django jobs' "
+            "action unpickles job state without checking the signature and runs jobs inside "
+            "the web request. The scheduling admin (Schedules, Executions) shows next runs "
+            "and history instead.",
+            id="scheduling.W007",
+        )
+    ]
+
+
+# Keys this project publishes (the demo settings' default, the deployment examples'
+# placeholders): anyone can sign job state with them, and signed state is unpickled.
+PUBLIC_SIGNING_KEYS = frozenset(
+    {
+        "demo-only-secret-key-change-me-in-production",
+        "compose-only-secret-change-me",
+        "change-me-to-a-long-random-string",
+    }
+)
+
+
+# A deployment check (``manage.py check --deploy``), next to Django's security.W009 for
+# SECRET_KEY: the job-signing key is what keeps a database row from running code.
+def check_signing_key(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: object
+) -> list[CheckMessage]:
+    """Warn (scheduling.W008) when job state is signed with a published or weak key."""
+    key: object = conf.JOB_SIGNING_KEY
+    name = "SCHEDULING_JOB_SIGNING_KEY"
+    if key is None:
+        key, name = getattr(settings, "SECRET_KEY", ""), "SECRET_KEY"
+    if isinstance(key, bytes):
+        key = key.decode(errors="replace")
+    if not isinstance(key, str):
+        return []  # scheduling.E021 reports it
+    if key in PUBLIC_SIGNING_KEYS:
+        problem = "a key published with this project"
+    elif key.startswith("django-insecure-") or len(key) < 50 or len(set(key)) < 5:
+        problem = "short or guessable (fewer than 50 characters or 5 distinct ones)"
+    else:
+        return []
+    return [
+        Warning(
+            f"Job state is signed with {name}, which is {problem}.",
+            hint="Whoever knows the job-signing key can make the scheduler unpickle (run) "
+            "anything written to the job table. Set a long random SECRET_KEY or "
+            "SCHEDULING_JOB_SIGNING_KEY, e.g. from "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`.",
+            id="scheduling.W008",
+        )
+    ]
+
+
+# A deployment check: /healthz and /metrics answer anyone who can reach them unless
+# restricted; in front of a public site that is every tenant's totals to the internet.
+def check_monitoring_access(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: object
+) -> list[CheckMessage]:
+    """Warn (scheduling.W009) when neither a token nor networks restrict the endpoints."""
+    if conf.MONITORING_TOKEN or conf.MONITORING_ALLOW_NETWORKS:
+        return []
+    try:
+        reverse("scheduling-metrics")
+    except NoReverseMatch:
+        return []  # the project does not route them
+    return [
+        Warning(
+            "/healthz and /metrics answer every caller.",
+            hint="Set SCHEDULING_MONITORING_TOKEN (a bearer token) or "
+            "SCHEDULING_MONITORING_ALLOW_NETWORKS (the CIDRs of your probes and Prometheus), "
+            "or do not include scheduling.urls where the public can reach it.",
+            id="scheduling.W009",
+        )
+    ]
+
+
 # At most this many schedules are listed one by one by check_cron_day_rule.
 LEGACY_DAY_RULE_LISTED = 20
 
@@ -418,3 +581,6 @@ def register() -> None:
     # Not tagged "database": Django runs those only with --database, and this check exists
     # to be run by a plain `check --deploy`.
     register_check(check_scheduler, "scheduling", deploy=True)
+    register_check(check_apscheduler_admin, Tags.admin, Tags.security)
+    register_check(check_signing_key, Tags.security, deploy=True)
+    register_check(check_monitoring_access, Tags.security, deploy=True)

@@ -177,9 +177,13 @@ class Settings:
         return self._get("EXECUTION_RETENTION_DAYS", 90)
 
     @property
-    def TENANT_CONCURRENCY(self) -> int:
-        """Default limit of concurrent executions per tenant (0: no limit)."""
-        return self._get("TENANT_CONCURRENCY", 0)
+    def TENANT_CONCURRENCY(self) -> int | None:
+        """Default limit of concurrent executions per tenant (0: no limit).
+
+        None (the default): half the executor's workers, rounded up, so that one tenant
+        cannot fill the pool (``executors.thread.default_tenant_limit``).
+        """
+        return self._get("TENANT_CONCURRENCY", None)
 
     @property
     def MAX_SCHEDULES_PER_TENANT(self) -> int:
@@ -195,6 +199,16 @@ class Settings:
         return self._get("WEBHOOK_TIMEOUT", 5.0)
 
     @property
+    def MONITORING_TOKEN(self) -> str | None:
+        """Bearer token ``/healthz`` and ``/metrics`` require (None: no token asked)."""
+        return self._get("MONITORING_TOKEN", None)
+
+    @property
+    def MONITORING_ALLOW_NETWORKS(self) -> list[str]:
+        """CIDRs ``/healthz`` and ``/metrics`` answer (REMOTE_ADDR); empty: every address."""
+        return list(self._get("MONITORING_ALLOW_NETWORKS", []))
+
+    @property
     def HEALTH_MAX_HEARTBEAT_AGE(self) -> float:
         """Seconds after which the health endpoint calls the scheduler's heartbeat stale."""
         return self._get("HEALTH_MAX_HEARTBEAT_AGE", 30.0)
@@ -203,6 +217,20 @@ class Settings:
     def API_MAX_NEXT_RUNS(self) -> int:
         """Upper bound of ``count`` in the API's next-runs endpoint."""
         return self._get("API_MAX_NEXT_RUNS", 100)
+
+    @property
+    def API_THROTTLE_RATES(self) -> dict[str, str | None]:
+        """Request rates per user of the API's throttle scopes ("60/minute"; None: no limit).
+
+        ``scheduling`` counts every request, ``scheduling_run`` the actions that queue or
+        change work (run, pause, resume, enable, disable, cancel, retry). A project's dict is
+        merged over these defaults.
+        """
+        rates: dict[str, str | None] = {"scheduling": "600/minute", "scheduling_run": "60/minute"}
+        value: object = self._get("API_THROTTLE_RATES", {})
+        if isinstance(value, dict):  # anything else is reported by scheduling.E046
+            rates.update(value)
+        return rates
 
     @property
     def CLEANUP_BATCH_SIZE(self) -> int:

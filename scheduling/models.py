@@ -11,13 +11,15 @@ from __future__ import annotations
 import calendar
 import hashlib
 import zoneinfo
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypedDict, TypeVar
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, validate_email
-from django.db import models
+from django.db import models, transaction
 from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
@@ -28,7 +30,12 @@ from .exceptions import TargetNotAllowed, UnknownTaskType
 from .registry import cleanup_targets, report_types, scan_types, task_types
 from .targets import ResolutionError, check_url
 from .tenancy import scope_q, sees_system, visible_tenant_ids
-from .triggers import TriggerFields, cron_meaning_changed, validate_trigger
+from .triggers import (
+    TriggerFields,
+    cron_meaning_changed,
+    is_paused_indefinitely,
+    validate_trigger,
+)
 from .validators import check_limits, null_character_errors, validate_timezone_name
 
 if TYPE_CHECKING:
@@ -479,6 +486,9 @@ class Schedule(models.Model):
     def is_paused(self, now: datetime | None = None) -> bool:
         return is_paused_at(self.paused_until, now)
 
+    def is_paused_indefinitely(self) -> bool:
+        return is_paused_indefinitely(self.paused_until)
+
     def get_kind_object(self) -> Schedule:
         """Return this schedule as its concrete kind (PeriodicScan, Report, CleanupConfig)."""
         if type(self) is not Schedule:
@@ -893,10 +903,15 @@ class Execution(models.Model):
         traceback: str = "",
     ) -> bool:
         values = self.outcome_values(status, result=result, error=error, traceback=traceback)
-        updated = Execution.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(**values)
-        if updated:
-            for key, value in values.items():
-                setattr(self, key, value)
+        # No savepoint inside a caller's transaction: the outcome and its count are one write.
+        with transaction.atomic(savepoint=False):
+            updated = Execution.objects.filter(pk=self.pk, status__in=ACTIVE_STATUSES).update(
+                **values
+            )
+            if updated:
+                for key, value in values.items():
+                    setattr(self, key, value)
+                ExecutionCounter.objects.count_finished([self])
         return bool(updated)
 
     def mark_succeeded(self, result: object = None) -> bool:
@@ -1207,6 +1222,10 @@ class AlertRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def masked_webhook_url(self) -> str:
+        """Return the webhook URL as ``scheme://host/…``: its path and query carry secrets."""
+        return mask_url(self.webhook_url)
+
     def clean(self) -> None:
         errors: dict[str, StrOrPromise] = {}
         schedule = self.schedule if self.schedule_id and self.tenant_id else None
@@ -1234,6 +1253,20 @@ class AlertRule(models.Model):
                 errors["webhook_url"] = str(exc)
         if errors:
             raise ValidationError(errors)
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` as ``scheme://host[:port]/…``: no credentials, path, query or fragment."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "…"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
 
 
 class AlertState(models.Model):
@@ -1292,3 +1325,125 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_event_display()} via {self.get_channel_display()} to {self.recipient}"
+
+
+# Upper bounds (seconds) of the buckets of the ``/metrics`` histograms. Counted buckets are
+# stored by bound: changing a bound needs a migration that counts the history again.
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+INF_BUCKET = "+Inf"
+SUM_BUCKET = "sum_ms"
+
+
+def _bucket(seconds: float, bounds: tuple[float, ...]) -> str:
+    return next((str(b) for b in bounds if seconds <= b), INF_BUCKET)
+
+
+def counter_observations(execution: Execution) -> list[tuple[str, str, int]]:
+    """Return the (series, bucket, amount) increments a finished ``execution`` adds.
+
+    Series ``executions`` counts it; ``duration`` (executions that ran) and ``lateness``
+    (first attempts of scheduled occurrences that started) count it in one bucket, not
+    cumulatively, and add its milliseconds to the ``sum_ms`` bucket.
+    """
+    found: list[tuple[str, str, int]] = [(CounterSeries.EXECUTIONS, "", 1)]
+    if execution.status in RAN_STATUSES and execution.duration_ms is not None:
+        found.append(
+            (CounterSeries.DURATION, _bucket(execution.duration_ms / 1000, DURATION_BUCKETS), 1)
+        )
+        found.append((CounterSeries.DURATION, SUM_BUCKET, execution.duration_ms))
+    if (
+        execution.trigger == TriggerKind.SCHEDULE
+        and execution.attempt == 1
+        and execution.started_at is not None
+    ):
+        late = execution.started_at - execution.scheduled_for
+        found.append((CounterSeries.LATENESS, _bucket(late.total_seconds(), LATENESS_BUCKETS), 1))
+        found.append((CounterSeries.LATENESS, SUM_BUCKET, round(late / timedelta(milliseconds=1))))
+    return found
+
+
+class CounterSeries(models.TextChoices):
+    EXECUTIONS = "executions", _("Executions")
+    DURATION = "duration", _("Duration")
+    LATENESS = "lateness", _("Lateness")
+
+
+# (kind, status, series, bucket): the key of one counter row.
+CounterKey = tuple[str, str, str, str]
+
+
+class ExecutionCounterQuerySet(models.QuerySet["ExecutionCounter"]):
+    def count_finished(self, executions: Iterable[Execution]) -> None:
+        """Add finished ``executions`` to the counters, in the transaction of their outcome.
+
+        One UPDATE for the whole batch; a row is created the first time its key is seen.
+        """
+        totals: dict[CounterKey, int] = {}
+        for execution in executions:
+            for series, bucket, amount in counter_observations(execution):
+                key = (execution.schedule_kind, execution.status, series, bucket)
+                totals[key] = totals.get(key, 0) + amount
+        if not totals:
+            return
+        self._add({key: totals[key] for key in sorted(totals)})
+
+    def _add(self, totals: dict[CounterKey, int]) -> None:
+        if self._increment(totals) == len(totals):
+            return
+        # First use of some keys: create their rows at 0 (a concurrent creator's row wins the
+        # conflict), then add to those only; the rows that existed have their share already.
+        present = set(
+            self.filter(self._matching(totals)).values_list("kind", "status", "series", "bucket")
+        )
+        missing = {key: amount for key, amount in totals.items() if key not in present}
+        self.bulk_create(
+            [self.model(kind=k, status=s, series=r, bucket=b) for k, s, r, b in missing],
+            ignore_conflicts=True,
+        )
+        self._increment(missing)
+
+    def _matching(self, keys: Iterable[CounterKey]) -> Q:
+        where = Q()
+        for kind, status, series, bucket in keys:
+            where |= Q(kind=kind, status=status, series=series, bucket=bucket)
+        return where
+
+    def _increment(self, totals: dict[CounterKey, int]) -> int:
+        """Add each amount to its row in one UPDATE; return the number of rows found."""
+        increment = models.Case(
+            *(models.When(self._matching([key]), then=amount) for key, amount in totals.items()),
+            default=0,
+            output_field=models.BigIntegerField(),
+        )
+        return self.filter(self._matching(totals)).update(value=F("value") + increment)
+
+
+class ExecutionCounter(models.Model):
+    """A running total over finished executions, for ``/metrics`` (``scheduling.monitoring``).
+
+    Counted when an execution reaches its final status, in the transaction that writes it;
+    never decremented: deleting history (retention, ``purge``) leaves the totals alone, as
+    Prometheus expects of a counter. Totals are per schedule kind and status, never per tenant.
+    """
+
+    kind = models.CharField(_("schedule kind"), max_length=16, choices=Kind)
+    status = models.CharField(_("status"), max_length=16, choices=Status)
+    series = models.CharField(_("series"), max_length=16, choices=CounterSeries)
+    # A histogram bucket's upper bound in seconds, "+Inf" or "sum_ms"; empty for a count.
+    bucket = models.CharField(_("bucket"), max_length=16, blank=True)
+    value = models.BigIntegerField(_("value"), default=0)
+
+    objects = ExecutionCounterQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("execution counter")
+        verbose_name_plural = _("execution counters")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "status", "series", "bucket"], name="execution_counter_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status} {self.series} {self.bucket}: {self.value}"

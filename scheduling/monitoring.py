@@ -1,24 +1,30 @@
 """``/healthz`` and ``/metrics``: the scheduler as monitoring sees it, read from the database.
 
-Both are plain views without authentication, for load balancers, orchestrators and Prometheus
-on the internal network; they show no tenant names, no schedule names and no host names.
-Include them with ``path("", include("scheduling.urls"))`` where such endpoints belong.
+Both are plain views for load balancers, orchestrators and Prometheus; they show no tenant
+names, no schedule names and no host names. Include them with
+``path("", include("scheduling.urls"))`` where such endpoints belong. Two settings restrict
+them (``manage.py check --deploy`` warns, ``scheduling.W009``, while neither is set):
+``SCHEDULING_MONITORING_ALLOW_NETWORKS`` (CIDRs ``REMOTE_ADDR`` must be in, else 403) and
+``SCHEDULING_MONITORING_TOKEN`` (``Authorization: Bearer <token>`` required, else 401).
 
 ``/healthz`` answers 200 while a scheduler holds the lease with a heartbeat no older than
 ``SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE`` seconds, else 503 (also when the database cannot be
 read), with ``{"status": "ok" | "unhealthy" | "error", "leader_active",
-"heartbeat_age_seconds", "max_heartbeat_age_seconds"}``.
+"heartbeat_age_seconds", "max_heartbeat_age_seconds"}``. The 503 is an answer, not a server
+error: it is not logged by ``django.request`` (no error mail per probe while no scheduler runs).
 
-``/metrics`` is the Prometheus text format, computed from the database at scrape time, so every
+``/metrics`` is the Prometheus text format, read from the database at scrape time, so every
 web process answers the same and a restarted scheduler loses nothing. Series:
 
 ==============================================  =========  ==============================
-``scheduling_executions{kind,status}``          gauge      execution rows in the history
+``scheduling_executions_total{kind,status}``    counter    executions that finished with
+                                                           that status
 ``scheduling_execution_duration_seconds``       histogram  run time of executions that ran
 ``{kind}``                                                 (succeeded, failed, timed_out)
 ``scheduling_execution_lateness_seconds``       histogram  ``started_at - scheduled_for`` of
 ``{kind}``                                                 scheduled (not manual, retried or
-                                                           dependent) executions that started
+                                                           dependent) executions that
+                                                           started, counted when they finish
 ``scheduling_queue_depth{kind}``                gauge      queued executions
 ``scheduling_running_executions{kind}``         gauge      running executions
 ``scheduling_schedules{kind,state}``            gauge      schedules; state enabled|disabled
@@ -32,87 +38,129 @@ web process answers the same and a restarted scheduler loses nothing. Series:
 ``scheduling_last_sync_timestamp_seconds``      gauge      Unix time of the last sync
 ==============================================  =========  ==============================
 
-The execution counts and histograms are totals over the rows the history keeps. They are
-gauges rather than counters because retention deletes rows: a counter that goes down reads
-as a process restart to ``rate()``. Use ``delta()`` over windows shorter than the retention
-run's period, or alert on ratios of the current values. Series without a value (no lease row
-yet) are left out. Each scrape runs a handful of aggregate queries over the execution table.
+The execution counter and the histograms come from ``ExecutionCounter``: totals the
+scheduler adds to in the transaction that writes each final status, so a scrape reads a few
+dozen rows whatever the size of the history (``bench/metrics.py``). They are monotonic, as
+Prometheus counters are: retention and ``purge`` delete history, never counts, so use
+``rate()``/``increase()``. The data migration that created them counted the history kept at
+the time. The gauges are live queries that only read active executions (an index on status)
+and the schedule table. Series without a value (no lease row yet) are left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from datetime import timedelta
-from typing import Any, TypeAlias
+import hmac
+import ipaddress
+from collections.abc import Callable, Iterator
+from functools import wraps
 
 from django.db import DatabaseError
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from .conf import conf
 from .executors.celery import live_workers
-from .models import Execution, Kind, Schedule, Status, TriggerKind
+from .models import (
+    ACTIVE_STATUSES,
+    DURATION_BUCKETS,
+    FINISHED_STATUSES,
+    INF_BUCKET,
+    LATENESS_BUCKETS,
+    SUM_BUCKET,
+    CounterSeries,
+    Execution,
+    ExecutionCounter,
+    Kind,
+    Schedule,
+    Status,
+)
 from .status import get_lease, lease_health
 
-# Upper bounds (seconds) of the histogram buckets.
-DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 KINDS = [k.value for k in Kind]
-RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
-# A ``values()`` row of one kind: its count, its total and one count per bucket, the latter
-# named at run time (``le_0_5``), which no static row type can list.
-Row: TypeAlias = Mapping[str, Any]
-
-
-def _bucket_key(bound: float) -> str:
-    return f"le_{str(bound).replace('.', '_')}"
+# (kind, series) -> bucket -> value, summed over statuses.
+Histograms = dict[tuple[str, str], dict[str, int]]
 
 
 def _histogram(
-    name: str,
-    documentation: str,
-    rows: Mapping[str, Row],
-    bounds: tuple[float, ...],
-    total_seconds: Callable[[Row], float],
+    name: str, documentation: str, series: str, found: Histograms, bounds: tuple[float, ...]
 ) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, documentation, labels=["kind"])
     for kind in KINDS:
-        row = rows.get(kind, {})
-        count = row.get("count") or 0
-        buckets = [(str(b), float(row.get(_bucket_key(b)) or 0)) for b in bounds]
-        buckets.append(("+Inf", float(count)))
-        family.add_metric([kind], buckets, sum_value=total_seconds(row))
+        counts = found.get((kind, series), {})
+        cumulative, buckets = 0, []
+        for bound in bounds:
+            cumulative += counts.get(str(bound), 0)
+            buckets.append((str(bound), float(cumulative)))
+        buckets.append(("+Inf", float(cumulative + counts.get(INF_BUCKET, 0))))
+        family.add_metric([kind], buckets, sum_value=counts.get(SUM_BUCKET, 0) / 1000)
     return family
 
 
 class SchedulingCollector(Collector):
-    """Reads the scheduler's state and the execution history at scrape time."""
+    """Reads the counters and the scheduler's state at scrape time."""
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._executions()
-        yield from self._durations()
-        yield from self._lateness()
+        yield from self._counters()
+        yield from self._active()
         yield from self._schedules()
         yield from self._scheduler()
 
-    def _executions(self) -> Iterator[Metric]:
+    def _counters(self) -> Iterator[Metric]:
+        totals: dict[tuple[str, str], int] = {}
+        histograms: Histograms = {}
+        for kind, status, series, bucket, value in ExecutionCounter.objects.values_list(
+            "kind", "status", "series", "bucket", "value"
+        ):
+            if series == CounterSeries.EXECUTIONS:
+                totals[kind, status] = totals.get((kind, status), 0) + value
+            else:
+                counts = histograms.setdefault((kind, series), {})
+                counts[bucket] = counts.get(bucket, 0) + value
+        executions = CounterMetricFamily(
+            "scheduling_executions",
+            "Executions that finished, by schedule kind and final status.",
+            labels=["kind", "status"],
+        )
+        for kind in KINDS:
+            for status in FINISHED_STATUSES:
+                executions.add_metric([kind, status.value], totals.get((kind, status.value), 0))
+        yield executions
+        yield _histogram(
+            "scheduling_execution_duration_seconds",
+            "Run time of executions that ran (succeeded, failed, timed out).",
+            CounterSeries.DURATION,
+            histograms,
+            DURATION_BUCKETS,
+        )
+        yield _histogram(
+            "scheduling_execution_lateness_seconds",
+            "Delay from the scheduled time to the start of scheduled executions.",
+            CounterSeries.LATENESS,
+            histograms,
+            LATENESS_BUCKETS,
+        )
+
+    def _active(self) -> Iterator[Metric]:
+        # Reads only queued and running rows (execution_status_idx), not the history.
         counts = {
             (row["schedule_kind"], row["status"]): row["n"]
-            for row in Execution.objects.order_by()
+            for row in Execution.objects.filter(status__in=ACTIVE_STATUSES)
+            .order_by()
             .values("schedule_kind", "status")
             .annotate(n=Count("pk"))
         }
-        executions = GaugeMetricFamily(
-            "scheduling_executions",
-            "Execution rows in the history, by schedule kind and status.",
-            labels=["kind", "status"],
-        )
         queue = GaugeMetricFamily(
             "scheduling_queue_depth", "Queued executions, by schedule kind.", labels=["kind"]
         )
@@ -120,58 +168,10 @@ class SchedulingCollector(Collector):
             "scheduling_running_executions", "Running executions, by kind.", labels=["kind"]
         )
         for kind in KINDS:
-            for status in Status:
-                executions.add_metric([kind, status.value], counts.get((kind, status.value), 0))
             queue.add_metric([kind], counts.get((kind, Status.QUEUED.value), 0))
             running.add_metric([kind], counts.get((kind, Status.RUNNING.value), 0))
-        yield executions
         yield queue
         yield running
-
-    def _durations(self) -> Iterator[Metric]:
-        aggregates = {
-            _bucket_key(b): Count("pk", filter=Q(duration_ms__lte=b * 1000))
-            for b in DURATION_BUCKETS
-        }
-        rows = {
-            row["schedule_kind"]: row
-            for row in Execution.objects.filter(status__in=RAN_STATUSES, duration_ms__isnull=False)
-            .order_by()
-            .values("schedule_kind")
-            .annotate(count=Count("pk"), total_ms=Sum("duration_ms"), **aggregates)
-        }
-        yield _histogram(
-            "scheduling_execution_duration_seconds",
-            "Run time of executions that ran (succeeded, failed, timed out).",
-            rows,
-            DURATION_BUCKETS,
-            lambda row: (row.get("total_ms") or 0) / 1000,
-        )
-
-    def _lateness(self) -> Iterator[Metric]:
-        lateness = ExpressionWrapper(F("started_at") - F("scheduled_for"), DurationField())
-        # Aliased as start_delay: "lateness" would shadow the Execution.lateness property.
-        aggregates = {
-            _bucket_key(b): Count("pk", filter=Q(start_delay__lte=timedelta(seconds=b)))
-            for b in LATENESS_BUCKETS
-        }
-        rows = {
-            row["schedule_kind"]: row
-            for row in Execution.objects.filter(
-                trigger=TriggerKind.SCHEDULE, attempt=1, started_at__isnull=False
-            )
-            .order_by()
-            .alias(start_delay=lateness)
-            .values("schedule_kind")
-            .annotate(count=Count("pk"), total=Sum("start_delay"), **aggregates)
-        }
-        yield _histogram(
-            "scheduling_execution_lateness_seconds",
-            "Delay from the scheduled time to the start of scheduled executions.",
-            rows,
-            LATENESS_BUCKETS,
-            lambda row: row["total"].total_seconds() if row.get("total") else 0.0,
-        )
 
     def _schedules(self) -> Iterator[Metric]:
         counts = {
@@ -224,27 +224,85 @@ class SchedulingCollector(Collector):
             )
 
 
+def _client_allowed(request: HttpRequest) -> bool:
+    networks = conf.MONITORING_ALLOW_NETWORKS
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:10.0.0.1 from a dual-stack socket
+    return any(
+        address.version == network.version and address in network
+        for network in (ipaddress.ip_network(n, strict=False) for n in networks)
+    )
+
+
+def _token_given(request: HttpRequest) -> bool:
+    token = conf.MONITORING_TOKEN
+    if not token:
+        return True
+    scheme, _space, given = request.headers.get("Authorization", "").partition(" ")
+    # Constant time, so that the response time tells nothing about the token.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+def monitoring_access(
+    view: Callable[[HttpRequest], HttpResponse],
+) -> Callable[[HttpRequest], HttpResponse]:
+    """Answer 403 outside ``MONITORING_ALLOW_NETWORKS``, 401 without ``MONITORING_TOKEN``."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest) -> HttpResponse:
+        if not _client_allowed(request):
+            return HttpResponse(status=403)
+        if not _token_given(request):
+            response = HttpResponse(status=401)
+            response["WWW-Authenticate"] = 'Bearer realm="scheduling"'
+            return response
+        return view(request)
+
+    return wrapped
+
+
+def _unavailable(response: HttpResponse) -> HttpResponse:
+    """Mark a 503 that answers a probe as logged: ``django.request`` would log it as an error
+    (and ``AdminEmailHandler`` mail it) on every probe while no scheduler runs."""
+    response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log
+    return response
+
+
 @never_cache
 @require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
+@monitoring_access
+def healthz(request: HttpRequest) -> HttpResponse:
     """200 while the scheduler's heartbeat is fresh, 503 when it is stale or missing."""
     try:
         health = lease_health(get_lease(), timezone.now())
     except DatabaseError:
-        return JsonResponse({"status": "error", "error": "database unavailable"}, status=503)
+        return _unavailable(
+            JsonResponse({"status": "error", "error": "database unavailable"}, status=503)
+        )
     data = {
         "status": "ok" if health["healthy"] else "unhealthy",
         "leader_active": health["leader_active"],
         "heartbeat_age_seconds": health["heartbeat_age_seconds"],
         "max_heartbeat_age_seconds": health["max_heartbeat_age_seconds"],
     }
-    return JsonResponse(data, status=200 if health["healthy"] else 503)
+    if health["healthy"]:
+        return JsonResponse(data)
+    return _unavailable(JsonResponse(data, status=503))
 
 
 @never_cache
 @require_GET
+@monitoring_access
 def metrics(request: HttpRequest) -> HttpResponse:
-    """The Prometheus exposition of the scheduler's state and execution history."""
+    """The Prometheus exposition of the scheduler's state and execution counters."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SchedulingCollector())
     # The format the scraper asks for (Prometheus text 0.0.4 without an Accept header,

@@ -32,6 +32,7 @@ from .models import (
     RAN_STATUSES,
     RETRYABLE_STATUSES,
     Execution,
+    ExecutionCounter,
     Schedule,
     Status,
     TriggerKind,
@@ -77,6 +78,8 @@ def claim(
     try:
         with transaction.atomic():
             execution.save(force_insert=True)
+            if execution.is_finished:  # skipped or missed: final from the start
+                ExecutionCounter.objects.count_finished([execution])
     except IntegrityError:
         return None
     return execution

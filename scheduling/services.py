@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -32,7 +32,8 @@ from .models import (
     same_tenant,
 )
 from .retention import RETENTION_NAME, RETENTION_OPTION
-from .triggers import next_runs
+from .triggers import PAUSED_INDEFINITELY, next_runs
+from .validators import AUDIT_ENTRY_MAX_BYTES, AUDIT_VALUE_MAX_BYTES, json_size
 
 if TYPE_CHECKING:
     from _typeshed import SupportsRichComparison
@@ -270,11 +271,32 @@ def create_schedule(
     return schedule
 
 
+TENANT_FIXED_MESSAGE = gettext_lazy("The tenant of a schedule cannot be changed.")
+
+
+def check_tenant_unchanged(schedule: Schedule, tenant_id: int | None) -> None:
+    """Refuse moving the saved ``schedule`` to tenant ``tenant_id`` (``ValidationError``).
+
+    A schedule's quota, executions, audit trail and dependencies belong to its tenant: moving
+    it would skip the destination's quota and show the source's history to the destination.
+    """
+    if not schedule._state.adding and tenant_id != schedule.tenant_id:
+        raise ValidationError({"tenant": TENANT_FIXED_MESSAGE}, code="tenant_fixed")
+
+
 def update_schedule(
     *, schedule: Schedule, data: dict[str, Any], user: Actor = None, source: str = "api"
 ) -> Schedule:
-    """Apply ``data`` to ``schedule``, validate, save and record the changed fields."""
+    """Apply ``data`` to ``schedule``, validate, save and record the changed fields.
+
+    The tenant is fixed: ``data`` naming another one raises ``ValidationError``.
+    """
     data = dict(data)
+    if "tenant" in data or "tenant_id" in data:
+        tenant = data.pop("tenant", None)
+        check_tenant_unchanged(
+            schedule, data.pop("tenant_id", tenant.pk if tenant is not None else None)
+        )
     depends_on = data.pop("depends_on", None)
     before = snapshot(schedule)
     for name, value in data.items():
@@ -329,6 +351,10 @@ def _lock_tenant(tenant: Tenant) -> None:
     type(tenant)._default_manager.select_for_update().filter(pk=tenant.pk).exists()
 
 
+# Manual runs of one schedule (each with other options) that may wait to start at once.
+MAX_QUEUED_RUNS = 10
+
+
 def run_now(
     *,
     schedule: Schedule,
@@ -336,13 +362,55 @@ def run_now(
     source: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> Execution:
-    """Queue a manual run; the scheduler picks it up within its sync interval.
+    """Queue a manual run, or return the identical one still queued (see ``queue_run``)."""
+    execution, _created = queue_run(schedule=schedule, user=user, source=source, options=options)
+    return execution
 
-    ``options`` (already cleaned: ``kinds.clean_run_options``) are this run's own, merged
-    over the schedule's when it runs. With a ``source`` the run is recorded in the audit trail.
+
+def queue_run(
+    *,
+    schedule: Schedule,
+    user: Actor = None,
+    source: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[Execution, bool]:
+    """Queue a manual run; return it and whether it is new (like ``get_or_create``).
+
+    The scheduler picks it up within its sync interval. ``options`` (already cleaned:
+    ``kinds.clean_run_options``) are this run's own, merged over the schedule's when it runs.
+    While a manual run of ``schedule`` with the same options has not started, that run is
+    returned instead of queueing another (a button pressed 30 times runs once); a run with
+    other options is queued, up to ``MAX_QUEUED_RUNS`` waiting (then ``StateConflict``).
+    With a ``source`` a new run is recorded in the audit trail.
     """
     now = timezone.now()
     with transaction.atomic():
+        # Concurrent requests queue one run: they wait here for each other (a row lock on
+        # PostgreSQL; on SQLite the IMMEDIATE transaction already serializes writers). NO KEY
+        # UPDATE does not block the scheduler's inserts of executions referencing the row.
+        lock = Schedule.objects.filter(pk=schedule.pk)
+        if connection.features.has_select_for_no_key_update:
+            lock = lock.select_for_update(no_key=True)
+        else:
+            lock = lock.select_for_update()
+        lock.exists()
+        pending = list(
+            Execution.objects.queued()
+            .filter(schedule=schedule, trigger=TriggerKind.MANUAL)
+            .order_by("pk")
+        )
+        wanted = json.loads(json.dumps(options or {}))  # as stored: tuples become lists
+        for queued in pending:
+            if (queued.options or {}) == wanted:
+                return queued, False
+        if len(pending) >= MAX_QUEUED_RUNS:
+            raise StateConflict(
+                _(
+                    "%(count)d manual runs of %(name)s are queued already; wait for them to "
+                    "start (or cancel one) before queueing another."
+                )
+                % {"count": len(pending), "name": schedule.name}
+            )
         execution = Execution.for_occurrence(
             schedule, now, trigger=TriggerKind.MANUAL, options=options, now=now
         )
@@ -357,7 +425,7 @@ def run_now(
                 source=source,
                 changes={"execution": [None, execution.pk]},
             )
-    return execution
+    return execution, True
 
 
 def _signed_in(user: Actor) -> AbstractBaseUser | None:
@@ -396,7 +464,7 @@ def pause_schedule(
     user: Actor = None,
     source: str | None = None,
 ) -> Schedule:
-    """Pause ``schedule`` until ``until`` (or indefinitely: disabled); audited with a source."""
+    """Pause ``schedule`` until ``until`` (or until resumed); audited with a source."""
     return _change_one(
         schedule,
         lambda queryset: pause_schedules(queryset=queryset, until=until),
@@ -406,10 +474,20 @@ def pause_schedule(
     )
 
 
+RESUME_DISABLED_MESSAGE = gettext_lazy(
+    "%(name)s is disabled; resume only ends a pause: an admin must enable it."
+)
+
+
 def resume_schedule(
     *, schedule: Schedule, user: Actor = None, source: str | None = None
 ) -> Schedule:
-    """Resume a paused or disabled schedule; audited with a source."""
+    """End the pause of ``schedule``; audited with a source.
+
+    A disabled schedule stays disabled (``StateConflict``): enabling it is an admin's decision.
+    """
+    if not schedule.enabled:
+        raise StateConflict(RESUME_DISABLED_MESSAGE % {"name": schedule.name})
     return _change_one(
         schedule,
         lambda queryset: resume_schedules(queryset=queryset),
@@ -420,16 +498,17 @@ def resume_schedule(
 
 
 def pause_schedules(*, queryset: QuerySet[Schedule], until: datetime | None = None) -> int:
-    """Pause the schedules of ``queryset``; without ``until`` they stay paused until resumed."""
-    now = timezone.now()
-    if until is None:
-        return queryset.update(enabled=False, paused_until=None, updated_at=now)
-    return queryset.update(paused_until=until, updated_at=now)
+    """Pause the schedules of ``queryset``; without ``until`` they stay paused until resumed.
+
+    "Until resumed" is ``PAUSED_INDEFINITELY``, still a pause: ``enabled`` is left alone, so
+    that whoever may resume (an operator) can end it, and a disable stays an admin's.
+    """
+    return queryset.update(paused_until=until or PAUSED_INDEFINITELY, updated_at=timezone.now())
 
 
 def resume_schedules(*, queryset: QuerySet[Schedule]) -> int:
-    """Clear the pause of the schedules of ``queryset`` and enable them."""
-    return queryset.update(enabled=True, paused_until=None, updated_at=timezone.now())
+    """Clear the pause of the schedules of ``queryset``; disabled ones stay disabled."""
+    return queryset.update(paused_until=None, updated_at=timezone.now())
 
 
 def set_enabled(*, queryset: QuerySet[Schedule], enabled: bool) -> int:
@@ -546,5 +625,38 @@ def record_audit(
         # The FK's model is AUTH_USER_MODEL, which the stubs pin to the test settings' User.
         user=_signed_in(user),  # type: ignore[misc]
         source=source,
-        changes=changes or {},
+        changes=bounded_changes(changes or {}),
     )
+
+
+def _truncated(value: object, size: int, keep: int) -> str:
+    """A marker standing for ``value`` (``size`` bytes of JSON): its first ``keep`` characters."""
+    text = json.dumps(value, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return _("%(start)s… [truncated: %(size)d bytes]") % {"start": text[:keep], "size": size}
+
+
+def bounded_changes(changes: dict[str, list[object]]) -> dict[str, list[object]]:
+    """Return ``changes`` with each value and the whole under the audit limits.
+
+    A value longer than ``AUDIT_VALUE_MAX_BYTES`` as JSON becomes a string: its start and a
+    "[truncated: N bytes]" marker. If the entry is still over ``AUDIT_ENTRY_MAX_BYTES``, the
+    largest values are cut to a short marker until it fits.
+    """
+    cut: dict[str, list[object]] = {}
+    sizes: list[tuple[int, int, str, int]] = []  # (size kept, original size, field, 0/1)
+    for name, pair in changes.items():
+        values = list(pair)
+        for index, value in enumerate(values):
+            size = kept = json_size(value)
+            if size > AUDIT_VALUE_MAX_BYTES:
+                values[index] = _truncated(value, size, AUDIT_VALUE_MAX_BYTES // 4)
+                kept = json_size(values[index])
+            sizes.append((kept, size, name, index))
+        cut[name] = values
+    total = json_size(cut)
+    for kept, size, name, index in sorted(sizes, reverse=True):
+        if total <= AUDIT_ENTRY_MAX_BYTES:
+            break
+        cut[name][index] = _truncated(changes[name][index], size, 200)
+        total -= kept - json_size(cut[name][index])
+    return cut

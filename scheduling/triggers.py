@@ -568,6 +568,17 @@ def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigge
     raise InvalidTrigger(f"unknown trigger type {schedule.trigger_type!r}")
 
 
+# A pause without an end ("until resumed") is a pause until this instant: still a pause, which
+# an operator's resume clears, not a disable, which only an admin undoes. Far enough never to
+# come, and far enough below ``validators.LATEST`` for the trigger arithmetic beyond it.
+PAUSED_INDEFINITELY = datetime(8000, 1, 1, tzinfo=UTC)
+
+
+def is_paused_indefinitely(paused_until: datetime | None) -> bool:
+    """Return whether ``paused_until`` means "paused until someone resumes it"."""
+    return paused_until is not None and paused_until >= PAUSED_INDEFINITELY
+
+
 def first_fire_time(schedule: Schedule, now: datetime | None = None) -> datetime | None:
     """Return the first fire time of ``schedule`` at or after ``now``, honouring paused_until."""
     now = now or timezone.now()
@@ -577,7 +588,12 @@ def first_fire_time(schedule: Schedule, now: datetime | None = None) -> datetime
 
 
 def next_runs(schedule: Schedule, n: int = 5, *, now: datetime | None = None) -> list[datetime]:
-    """Return the next ``n`` fire times (aware, UTC) of a saved or unsaved schedule."""
+    """Return the next ``n`` fire times (aware, UTC) of a saved or unsaved schedule.
+
+    None while it is paused until resumed: when it fires again is someone's decision.
+    """
+    if is_paused_indefinitely(schedule.paused_until):
+        return []
     now = now or timezone.now()
     if schedule.paused_until and schedule.paused_until > now:
         now = schedule.paused_until

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import zoneinfo
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from django.core.exceptions import ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -80,9 +82,73 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def check_limits(schedule: Model) -> dict[str, list[StrOrPromise]]:
-    """Return errors for values so large (or dates so far) that trigger arithmetic overflows."""
+# Sizes past which input is abuse rather than configuration (issue 17): they bound what one
+# request can make the database, the audit trail and every later page that shows it carry.
+DESCRIPTION_MAX_LENGTH = 2_000  # characters
+MAX_RECIPIENTS = 50  # report recipients
+RECIPIENTS_MAX_LENGTH = MAX_RECIPIENTS * 255  # characters of the recipients text
+OPTIONS_MAX_BYTES = 16 * 1024  # a schedule's or a run's options, serialized as JSON (UTF-8)
+# The audit entry a change writes: a longer value is cut (with a marker), and the whole
+# entry's changes are kept under the entry limit (``services.bounded_changes``).
+AUDIT_VALUE_MAX_BYTES = OPTIONS_MAX_BYTES
+AUDIT_ENTRY_MAX_BYTES = 64 * 1024
+
+
+def json_size(value: object) -> int:
+    """Return the size in bytes of ``value`` serialized as compact JSON (UTF-8)."""
+    text = json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"), ensure_ascii=False)
+    return len(text.encode())
+
+
+def check_options_size(options: object) -> StrOrPromise | None:
+    """Return an error if ``options`` serialize to more than ``OPTIONS_MAX_BYTES``."""
+    try:
+        size = json_size(options)
+    except (TypeError, ValueError):
+        return None  # not JSON at all: the field's own validation says so
+    if size > OPTIONS_MAX_BYTES:
+        return _("Options may take at most %(max)d bytes as JSON; these take %(size)d.") % {
+            "max": OPTIONS_MAX_BYTES,
+            "size": size,
+        }
+    return None
+
+
+def check_sizes(schedule: Model) -> dict[str, list[StrOrPromise]]:
+    """Return errors for a description, recipients or options past the abuse limits."""
     errors: dict[str, list[StrOrPromise]] = {}
+    description = getattr(schedule, "description", None)
+    if isinstance(description, str) and len(description) > DESCRIPTION_MAX_LENGTH:
+        errors["description"] = [
+            _("Ensure this value has at most %(max)d characters (it has %(length)d).")
+            % {"max": DESCRIPTION_MAX_LENGTH, "length": len(description)}
+        ]
+    recipients = getattr(schedule, "recipients", None)
+    if isinstance(recipients, str):
+        count = len([r for r in recipients.replace(",", "\n").splitlines() if r.strip()])
+        if count > MAX_RECIPIENTS:
+            errors["recipients"] = [
+                _("A report may have at most %(max)d recipients (this has %(count)d).")
+                % {"max": MAX_RECIPIENTS, "count": count}
+            ]
+        elif len(recipients) > RECIPIENTS_MAX_LENGTH:
+            errors["recipients"] = [
+                _("Ensure this value has at most %(max)d characters (it has %(length)d).")
+                % {"max": RECIPIENTS_MAX_LENGTH, "length": len(recipients)}
+            ]
+    if hasattr(schedule, "options"):
+        message = check_options_size(schedule.options)
+        if message is not None:
+            errors["options"] = [message]
+    return errors
+
+
+def check_limits(schedule: Model) -> dict[str, list[StrOrPromise]]:
+    """Return errors for values so large (or dates so far) that trigger arithmetic overflows.
+
+    And for texts and options past the abuse limits (``check_sizes``).
+    """
+    errors: dict[str, list[StrOrPromise]] = check_sizes(schedule)
     for name, maximum in NUMBER_LIMITS.items():
         value = getattr(schedule, name, None)
         minimum = NUMBER_MINIMUMS.get(name)

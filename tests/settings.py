@@ -11,6 +11,9 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 # Most tests count a tenant's schedules from zero; the tests of the built-in "History
 # retention" cleanup turn it on with override_settings.
 SCHEDULING_RETENTION_SCHEDULE = False
+# Tests make many API requests per user id (ids repeat across tests, the cache does not
+# reset): no rate limits, except in the tests of the limits (tests/scheduling/api/test_limits.py).
+SCHEDULING_API_THROTTLE_RATES = {"scheduling": None, "scheduling_run": None}
 
 _database = DATABASES["default"]  # noqa: F405
 

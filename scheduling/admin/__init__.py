@@ -5,9 +5,11 @@
 - ``executions``: read-only executions, report artifacts and the scheduler lease.
 - ``policies``: alert rules, blackout windows and the audit trail.
 - ``forms``, ``views``, ``dashboard``: the pages the schedule admins add to Django's.
+- ``apscheduler``: django-apscheduler's own admins, unregistered (they unpickle unsigned state
+  and run jobs in the web request).
 """
 
-from . import executions, policies, schedules
+from . import apscheduler, executions, policies, schedules
 from .base import (
     MANAGE_ROLE,
     OPERATE_ROLE,
@@ -21,6 +23,8 @@ from .base import (
     tenant_ids_for,
 )
 
+apscheduler.unregister_apscheduler_admins()
+
 __all__ = [
     "MANAGE_ROLE",
     "OPERATE_ROLE",
@@ -29,6 +33,7 @@ __all__ = [
     "ReadOnlyAdmin",
     "TenantFilter",
     "TenantScopedAdmin",
+    "apscheduler",
     "executions",
     "has_role",
     "policies",

@@ -30,6 +30,7 @@ from ..models import (
 from . import views
 from .base import (
     ADMIN_CSS,
+    MANAGE_ROLE,
     OBJECT_ACTIONS_TEMPLATE,
     VIEW_ROLE,
     ReadOnlyAdmin,
@@ -65,6 +66,10 @@ def download_link(artifact: ReportArtifact) -> str:
 
 # How many refusals of a cancel or retry action are listed by name; the rest are counted.
 CONFLICTS_SHOWN = 5
+
+
+# What a run leaves about the servers: shown only to who may manage the execution's tenant.
+INTERNAL_FIELDS = frozenset({"traceback_block", "worker", "claimed_by"})
 
 
 def pre_block(text: str) -> str:
@@ -143,6 +148,9 @@ class ExecutionAdmin(ReadOnlyAdmin):
         fields = super().get_fields(request, obj)
         if not getattr(obj, "options", None):
             fields = [name for name in fields if name != "options_block"]
+        if not has_object_role(request, MANAGE_ROLE, obj):
+            # Host names and server paths: for the tenant's admins and owners, and superusers.
+            fields = [name for name in fields if name not in INTERNAL_FIELDS]
         return fields
 
     # -- cancel and retry: the change page's buttons and the changelist's actions ------------

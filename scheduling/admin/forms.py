@@ -163,9 +163,25 @@ class ScheduleAdminForm(forms.ModelForm):
     # Set by ScheduleAdmin.save_model on a change: the schedule as it was, for the audit trail.
     audit_before: dict[str, Any] | None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The tenant is fixed once saved (the admin shows it read-only): remembered before
+        # construct_instance puts posted values on the instance.
+        self.saved_tenant_id = None if self.instance._state.adding else self.instance.tenant_id
+
     def _post_clean(self) -> None:
         super()._post_clean()  # type: ignore[misc]  # BaseModelForm's; the stubs omit it
         schedule = self.instance
+        if not schedule._state.adding and "tenant" in self.fields:
+            moved = schedule.tenant_id
+            schedule.tenant_id = self.saved_tenant_id  # the rule compares with the saved one
+            try:
+                services.check_tenant_unchanged(schedule, moved)
+            except ValidationError as exc:
+                self.add_error("tenant", exc.messages)
+                return
+            finally:
+                schedule.tenant_id = moved
         # A system schedule (no tenant) has no quota, but its dependencies are checked too.
         if schedule._state.adding and schedule.tenant_id and schedule.tenant is not None:
             try:

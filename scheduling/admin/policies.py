@@ -15,9 +15,17 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from ..models import AlertRule, AuditEntry, BlackoutWindow, Schedule
-from .base import MANAGE_ROLE, ReadOnlyAdmin, TenantFilter, TenantScopedAdmin, tenant_ids_for
+from .base import (
+    MANAGE_ROLE,
+    ReadOnlyAdmin,
+    TenantFilter,
+    TenantScopedAdmin,
+    has_object_role,
+    tenant_ids_for,
+)
 
 if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
     from django_stubs_ext import StrOrPromise
 
 
@@ -72,6 +80,34 @@ class AlertRuleAdmin(ScheduleRuleAdmin):
     @admin.display(description=_("webhook"), boolean=True)
     def has_webhook(self, obj: AlertRule) -> bool:
         return bool(obj.webhook_url)
+
+    @admin.display(description=_("webhook URL"))
+    def masked_webhook_url(self, obj: AlertRule) -> str:
+        return obj.masked_webhook_url() or "-"
+
+    def get_fieldsets(self, request: HttpRequest, obj: models.Model | None = None) -> _FieldsetSpec:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or has_object_role(request, MANAGE_ROLE, obj):
+            return fieldsets
+        # The URL's path and query carry secrets: the tenant's admins and owners see it whole.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": [
+                        "masked_webhook_url" if field == "webhook_url" else field
+                        for field in options["fields"]
+                    ],
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: models.Model | None = None
+    ) -> list[str] | tuple[str, ...]:
+        return [*super().get_readonly_fields(request, obj), "masked_webhook_url"]
 
 
 @admin.register(BlackoutWindow)

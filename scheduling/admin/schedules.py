@@ -21,6 +21,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from .. import services, triggers
+from ..exceptions import StateConflict
 from ..kinds import relation_of
 from ..models import (
     CleanupConfig,
@@ -289,18 +290,20 @@ class ScheduleAdmin(TenantScopedAdmin):
         """The "Run now" button: queue a manual run, then say which execution it is."""
 
         def run(schedule: Schedule) -> None:
-            execution = self.queue_run(request, schedule)
+            execution, created = self.queue_run(request, schedule)
             link = format_html(
                 '<a href="{}">{}</a>',
                 views.change_url(self, execution),
                 gettext("execution %(id)s") % {"id": execution.pk},
             )
+            if created:
+                text = gettext("Run queued as {}; the scheduler starts it within seconds.")
+            else:
+                text = gettext("A run is already queued: {}; the scheduler starts it soon.")
             self.message_user(
                 request,
-                format_html(
-                    gettext("Run queued as {}; the scheduler starts it within seconds."), link
-                ),
-                messages.SUCCESS,
+                format_html(text, link),
+                messages.SUCCESS if created else messages.WARNING,
             )
 
         return views.object_action(self, request, object_id, run)
@@ -337,6 +340,8 @@ class ScheduleAdmin(TenantScopedAdmin):
         self, request: HttpRequest, obj: Model | None = None
     ) -> list[str] | tuple[str, ...]:
         fields = super().get_readonly_fields(request, obj)
+        if isinstance(obj, Schedule) and not obj._state.adding and "tenant" not in fields:
+            fields = [*fields, "tenant"]  # fixed once saved (services.check_tenant_unchanged)
         if not (isinstance(obj, Schedule) and obj.declared):
             return fields
         # Declared in code (SCHEDULING_DECLARED_SCHEDULES): operators own only its state.
@@ -412,6 +417,10 @@ class ScheduleAdmin(TenantScopedAdmin):
     def state(self, obj: Schedule) -> str:
         if not obj.enabled:
             return format_html('<span class="scheduling-state-off">{}</span>', _("Disabled"))
+        if obj.is_paused_indefinitely():
+            return format_html(
+                '<span class="scheduling-state-paused">{}</span>', _("Paused until resumed")
+            )
         if obj.paused_until is not None and obj.is_paused():
             until = views.format_run(obj.paused_until, obj.effective_timezone)
             return format_html(
@@ -423,7 +432,7 @@ class ScheduleAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("next run"), ordering="next_run_at")
     def next_run(self, obj: Schedule) -> str:
-        if obj.next_run_at is None:
+        if obj.next_run_at is None or obj.is_paused_indefinitely():
             return "-"
         when = views.format_run(obj.next_run_at, obj.effective_timezone)
         return format_html(
@@ -504,18 +513,36 @@ class ScheduleAdmin(TenantScopedAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         # Queues only: the scheduler process claims the execution within its sync interval.
         schedules = self.permitted(request, queryset, OPERATE_ROLE)
+        queued, waiting = 0, []
         for schedule in schedules:
-            self.queue_run(request, schedule)
-        self.report(
+            try:
+                execution, created = self.queue_run(request, schedule)
+            except StateConflict as exc:  # too many manual runs of it queued already
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            if created:
+                queued += 1
+            else:
+                waiting.append(
+                    gettext("%(name)s (execution %(id)s)")
+                    % {"name": schedule.name, "id": execution.pk}
+                )
+        if queued or not waiting:
+            self.report(
+                request,
+                queued,
+                "%(count)d run queued; the scheduler starts it within seconds.",
+                "%(count)d runs queued; the scheduler starts them within seconds.",
+            )
+        self.skipped(
             request,
-            len(schedules),
-            "%(count)d run queued; the scheduler starts it within seconds.",
-            "%(count)d runs queued; the scheduler starts them within seconds.",
+            waiting,
+            _("Already queued, not queued again: %(names)s."),
         )
 
-    def queue_run(self, request: HttpRequest, schedule: Schedule) -> Execution:
-        """Queue a manual run of ``schedule`` by the user (audited): the action's and button's."""
-        return services.run_now(schedule=schedule, user=request.user, source="admin")
+    def queue_run(self, request: HttpRequest, schedule: Schedule) -> tuple[Execution, bool]:
+        """Queue a manual run of ``schedule`` by the user (audited), or return the queued one."""
+        return services.queue_run(schedule=schedule, user=request.user, source="admin")
 
     @admin.action(description=_("Pause selected schedules…"), permissions=["operate"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> TemplateResponse | None:
@@ -532,7 +559,7 @@ class ScheduleAdmin(TenantScopedAdmin):
                 services.pause_schedule(
                     schedule=schedule, until=until, user=request.user, source="admin"
                 )
-        self.skipped(request, disabled, _("Already paused or disabled, left as is: %(names)s."))
+        self.skipped(request, disabled, _("Disabled, left as is: %(names)s."))
         done = len(schedules) - len(disabled)
         if until is None:
             self.report(
@@ -553,18 +580,22 @@ class ScheduleAdmin(TenantScopedAdmin):
 
     @admin.action(description=_("Resume selected schedules"), permissions=["operate"])
     def resume(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
+        # Resume ends a pause; a disabled schedule stays disabled (enabling is an admin's).
         schedules = self.permitted(request, queryset, OPERATE_ROLE)
         now = timezone.now()
         running = [s.name for s in schedules if s.enabled and not s.is_paused(now)]
-        for schedule in schedules:
-            if not schedule.enabled or schedule.is_paused(now):
-                services.resume_schedule(schedule=schedule, user=request.user, source="admin")
+        disabled = [s.name for s in schedules if not s.enabled]
+        paused = [s for s in schedules if s.enabled and s.is_paused(now)]
+        for schedule in paused:
+            services.resume_schedule(schedule=schedule, user=request.user, source="admin")
         self.skipped(request, running, _("Not paused, left as is: %(names)s."))
-        self.report(
+        self.skipped(
             request,
-            len(schedules) - len(running),
-            "%(count)d schedule resumed.",
-            "%(count)d schedules resumed.",
+            disabled,
+            _("Disabled, left as is: resume only ends a pause; an admin must enable %(names)s."),
+        )
+        self.report(
+            request, len(paused), "%(count)d schedule resumed.", "%(count)d schedules resumed."
         )
 
     def set_enabled(

@@ -123,7 +123,8 @@ def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
             raise Http404(_("No schedule matches the given query."))
         instance.pk, instance.created_at = existing.pk, existing.created_at
         instance.tenant = existing.tenant
-    tenant = _visible_tenant(request, data.get("tenant"))
+    # An existing schedule's tenant is fixed: only a new one's comes from the form.
+    tenant = None if object_id else _visible_tenant(request, data.get("tenant"))
     if tenant is not None:
         instance.tenant = tenant
     form_class = modelform_factory(

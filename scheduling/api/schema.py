@@ -43,6 +43,7 @@ ERRORS = {
     "401": ("Not authenticated.", DETAIL_SCHEMA),
     "403": ("Authenticated, but the role in this tenant does not allow it.", DETAIL_SCHEMA),
     "404": ("Not found, or another tenant's.", DETAIL_SCHEMA),
+    "409": ("The object's state does not allow this action.", DETAIL_SCHEMA),
 }
 
 
@@ -68,6 +69,8 @@ class APISchema(AutoSchema):
             codes.append("400")
         if has_path or self._is_list_view():
             codes.append("404")  # another tenant's id; on lists, a page or cursor past the end
+        if getattr(self.view, "action", None) in getattr(self.view, "conflict_actions", ()):
+            codes.append("409")
         for code in sorted(codes):
             description, schema = ERRORS[code]
             responses.setdefault(

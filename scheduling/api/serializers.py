@@ -285,9 +285,13 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
         return triggers.describe(obj)
 
     def validate_tenant(self, tenant: Tenant | None) -> Tenant | None:
-        tenant_id = tenant.pk if tenant is not None else None
-        if self.instance is not None and getattr(self.instance, "tenant_id", None) != tenant_id:
-            raise serializers.ValidationError(_("The tenant of a schedule cannot be changed."))
+        if isinstance(self.instance, Schedule):
+            try:
+                services.check_tenant_unchanged(
+                    self.instance, tenant.pk if tenant is not None else None
+                )
+            except DjangoValidationError as exc:
+                raise serializers.ValidationError(exc.message_dict["tenant"]) from exc
         if tenant is None:
             if not sees_system_rows(self.context["request"]):
                 raise serializers.ValidationError(
@@ -477,6 +481,22 @@ class AuditEntrySerializer(serializers.ModelSerializer):
 
 class ExecutionSerializer(serializers.ModelSerializer):
     triggered_by = serializers.SerializerMethodField()
+    traceback = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "The full traceback (it names server paths); null unless you are an admin or owner "
+            "of the execution's tenant. Everyone sees `error`."
+        ),
+    )
+    worker = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "host:pid of the process that ran it; null unless you are an admin or owner of the "
+            "execution's tenant."
+        ),
+    )
 
     class Meta:
         model = Execution
@@ -506,6 +526,15 @@ class ExecutionSerializer(serializers.ModelSerializer):
 
     def get_triggered_by(self, obj: Execution) -> str | None:
         return obj.triggered_by.get_username() if obj.triggered_by else None
+
+    def to_representation(self, instance: Execution) -> dict[str, Any]:
+        data: dict[str, Any] = super().to_representation(instance)
+        request = self.context.get("request")
+        # Host names and server paths: for the tenant's admins and owners (and superusers).
+        # The role comes from the request's cached tenant ids: no query per row.
+        if request is None or not has_role(request, instance.tenant_id, ADMIN):
+            data["traceback"] = data["worker"] = None
+        return data
 
 
 class ReportArtifactSerializer(serializers.ModelSerializer):

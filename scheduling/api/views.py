@@ -52,9 +52,11 @@ from .pagination import ExecutionCursorPagination, PagePagination
 from .parsers import StrictJSONParser
 from .permissions import ADMIN, OPERATOR, TenantRolePermission, sees_system_rows, tenant_ids
 from .schema import APISchema
+from .throttling import SchedulingRateThrottle, SchedulingRunRateThrottle
 
 if TYPE_CHECKING:
     from rest_framework.serializers import BaseSerializer
+    from rest_framework.throttling import BaseThrottle
 
     from tenants.models import Tenant
 
@@ -84,6 +86,10 @@ class APIMixin(APIView):
     parser_classes = [StrictJSONParser]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
     schema = APISchema()
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        # The project's own throttles (DEFAULT_THROTTLE_CLASSES) still apply, plus ours.
+        return [*super().get_throttles(), SchedulingRateThrottle(), SchedulingRunRateThrottle()]
 
     def initial(self, request: Request, *args: object, **kwargs: object) -> None:
         super().initial(request, *args, **kwargs)
@@ -150,6 +156,8 @@ class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule])
         "pause": OPERATOR,
         "resume": OPERATOR,
     }
+    # Actions that answer 409 when the object's state does not allow them (in the schema).
+    conflict_actions = ("resume",)
 
     def get_queryset(self) -> QuerySet[Schedule]:
         if self.fake_view():
@@ -186,10 +194,17 @@ class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule])
 
     @extend_schema(
         request=serializers.RunSerializer,
-        responses={202: serializers.ExecutionSerializer},
+        responses={
+            202: serializers.ExecutionSerializer,
+            200: serializers.ExecutionSerializer,
+            409: serializers.ConflictSerializer,
+        },
         summary="Queue a manual run",
         description="The scheduler process picks the execution up within its sync interval. "
-        'An optional body `{"options": {...}}` gives this run its own options.',
+        'An optional body `{"options": {...}}` gives this run its own options. While a manual '
+        "run of the schedule with the same options is still queued, that execution is returned "
+        "with 200 instead of queueing another (a new one answers 202). Ten queued manual runs "
+        "(each with other options) answer 409 until one starts.",
     )
     @action(detail=True, methods=["post"])
     def run(self, request: Request, pk: str | None = None) -> Response:
@@ -202,16 +217,22 @@ class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule])
             )
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from exc
-        execution = services.run_now(
-            schedule=schedule, user=request.user, source="api", options=options
-        )
+        try:
+            execution, created = services.queue_run(
+                schedule=schedule, user=request.user, source="api", options=options
+            )
+        except StateConflict as exc:  # too many manual runs queued already
+            raise Conflict(str(exc)) from exc
         data = serializers.ExecutionSerializer(execution, context=self.get_serializer_context())
-        return Response(data.data, status=status.HTTP_202_ACCEPTED)
+        return Response(
+            data.data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+        )
 
     @extend_schema(
         request=serializers.PauseSerializer,
         summary="Pause",
-        description="With `until`, until that instant; without, until resumed (disabled).",
+        description="With `until`, until that instant; without, until resumed (`paused_until` "
+        "is then 8000-01-01T00:00:00Z). `enabled` is left alone: disabling is an admin's.",
     )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str | None = None) -> Response:
@@ -226,12 +247,20 @@ class ScheduleViewSet(ObjectAPIMixin[Schedule], viewsets.ModelViewSet[Schedule])
         )
         return Response(self.get_serializer(schedule).data)
 
-    @extend_schema(request=None, summary="Resume (and enable)")
+    @extend_schema(
+        request=None,
+        summary="Resume: end a pause",
+        description="Clears `paused_until`. A disabled schedule answers 409 and stays disabled: "
+        "enabling it (`enabled` in a PATCH) needs the role admin.",
+    )
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, pk: str | None = None) -> Response:
         schedule = self.get_object()
         self._check_empty_body(request)
-        services.resume_schedule(schedule=schedule, user=request.user, source="api")
+        try:
+            services.resume_schedule(schedule=schedule, user=request.user, source="api")
+        except StateConflict as exc:  # disabled: an admin's to enable
+            raise Conflict(str(exc)) from exc
         return Response(self.get_serializer(schedule).data)
 
     @extend_schema(

@@ -62,7 +62,8 @@ EXECUTION = Shape(
         *("trigger", "status", "queued_at", "started_at", "finished_at", "duration_ms"),
         *("worker", "error", "result", "options"),
     ),
-    notes='"options": a manual run\'s own options, else null',
+    notes='"options": a manual run\'s own options, else null; "worker" (host:pid) is null '
+    "unless --user is an admin or owner of the execution's tenant (or a superuser)",
 )
 # Built by ``scheduling.schedules_io.Problem.as_dict()``; listed here for the help.
 PROBLEM = Shape(
@@ -87,7 +88,8 @@ JSON_OUTPUT: dict[str, str] = {
     "status": '{"lease_name", "leader", "leader_active", "healthy", "heartbeat_age_seconds", '
     '"max_heartbeat_age_seconds", "renewed_at", "expires_at", "last_sync_at", "sync_lag_ms", '
     '"job_count", "next_fires": [{"id", "tenant_id", "tenant", "kind", "name", "next_run_at", '
-    '"paused_until"}]}, as scheduling.status.scheduler_status() returns it',
+    '"paused_until"}]}, as scheduling.status.scheduler_status() returns it; "leader" (the '
+    "lease holder's host) is null for a --user who does not see every tenant",
     "export": 'the schedules file itself: {"version": 1, '
     '"schedules": [{"tenant", "kind", "name", <fields>, "depends_on": [{"kind", "name"}]}]}; '
     "fields at their default are left out (see scheduling.schedules_io)",
@@ -129,13 +131,13 @@ def schedule_data(schedule: Schedule) -> dict[str, Any]:
     )
 
 
-def execution_data(execution: Execution) -> dict[str, Any]:
-    """Return ``execution`` as an EXECUTION."""
-    return EXECUTION.build(
-        execution,
-        {
-            "id": execution.pk,
-            "tenant": tenant_key(execution.tenant),
-            "kind": execution.schedule_kind,
-        },
-    )
+def execution_data(execution: Execution, *, internals: bool = True) -> dict[str, Any]:
+    """Return ``execution`` as an EXECUTION; without ``internals``, "worker" is null."""
+    derived: dict[str, Any] = {
+        "id": execution.pk,
+        "tenant": tenant_key(execution.tenant),
+        "kind": execution.schedule_kind,
+    }
+    if not internals:
+        derived["worker"] = None  # a host name: for the tenant's admins and superusers
+    return EXECUTION.build(execution, derived)

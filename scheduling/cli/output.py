@@ -22,6 +22,7 @@ from rich.text import Text
 
 from ..models import FAILURE_STATUSES, Status
 from ..schedules_io import ImportPlan, Problem
+from ..triggers import is_paused_indefinitely
 
 
 def json_default(value: Any) -> Any:
@@ -40,6 +41,15 @@ def display_time(value: datetime | None) -> str:
     if value is None:
         return "-"
     return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def display_pause(paused_until: datetime | None) -> str:
+    """Return how a pause reads after the state: " until <time>", " until resumed", or ""."""
+    if paused_until is None:
+        return ""
+    if is_paused_indefinitely(paused_until):
+        return " until resumed"
+    return f" until {display_time(paused_until)}"
 
 
 def display_duration(ms: int | None) -> str:
@@ -163,8 +173,7 @@ def schedules_table(rows: list[dict[str, Any]]) -> Table:
             row["name"],
             row["type"] or "-",
             row["trigger"],
-            row["state"]
-            + (f" until {display_time(row['paused_until'])}" if row["paused_until"] else ""),
+            row["state"] + display_pause(row["paused_until"]),
             display_time(row["next_run_at"]),
             row["last_status"] or "-",
         )

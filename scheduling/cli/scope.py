@@ -54,6 +54,8 @@ class Scope:
         self._tenant: Any = None
         self.kind = kind
         self.user = find_user(user) if user else None
+        self._admin_ids: set[int] | None = None
+        self._admin_ids_known = False
 
     def tenants(self, role: str | None = None) -> QuerySet:
         """Return the tenants in scope: all, or those ``--user`` holds ``role`` in."""
@@ -77,6 +79,26 @@ class Scope:
         if self.user is not None:
             return list(self.tenants().values_list("pk", flat=True))
         return None
+
+    def sees_internals(self, tenant_id: int | None) -> bool:
+        """Return whether ``--user`` sees the internals of a row of tenant ``tenant_id``.
+
+        Worker host names and tracebacks (with server paths) are for superusers and the admins
+        and owners of the row's tenant (system rows: those who see them); without ``--user``,
+        the shell user sees everything. The user's admin tenants are read once per command.
+        """
+        if self.user is None:
+            return True
+        if tenant_id is None:
+            return sees_system(self.user)
+        if not self._admin_ids_known:
+            self._admin_ids = visible_tenant_ids(self.user, min_role=ADMIN)
+            self._admin_ids_known = True
+        return self._admin_ids is None or tenant_id in self._admin_ids
+
+    def sees_scheduler_hosts(self) -> bool:
+        """Return whether ``--user`` sees the lease holder's host name: who sees every tenant."""
+        return self.user is None or visible_tenant_ids(self.user) is None
 
     def require_role(self, tenant: Any, role: str, verb: str) -> None:
         """Refuse ``verb`` in ``tenant`` unless ``--user`` holds at least ``role`` there."""

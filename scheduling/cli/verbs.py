@@ -34,7 +34,7 @@ from .exceptions import CLIError
 from .output import (
     Output,
     display_duration,
-    display_time,
+    display_pause,
     executions_table,
     json_default,
     one_line,
@@ -92,7 +92,7 @@ class SchedulingCLI:
         except (ArithmeticError, ValueError, SchedulingError):
             upcoming = []
         recent = [
-            execution_data(e)
+            self._execution_data(e)
             for e in Execution.objects.filter(schedule=schedule).select_related("tenant")[:5]
         ]
         if self.out.as_json:
@@ -127,7 +127,7 @@ class SchedulingCLI:
             queryset = queryset.filter(scheduled_for__gte=since)
         if until is not None:
             queryset = queryset.filter(scheduled_for__lt=until)
-        rows = [execution_data(e) for e in queryset[:limit]]
+        rows = [self._execution_data(e) for e in queryset[:limit]]
         if self.out.as_json:
             self.out.emit_json({"executions": rows})
         elif rows:
@@ -139,6 +139,8 @@ class SchedulingCLI:
     def status(self, *, next_count: int = 10) -> int:
         """Show the leader, its heartbeat, the last sync and the next fires."""
         data = scheduler_status(tenant_ids=self.scope.tenant_ids(), next_count=next_count)
+        if not self.scope.sees_scheduler_hosts():
+            data["leader"] = None  # a host name: infrastructure, not tenant data (as the API)
         if self.out.as_json:
             self.out.emit_json(data)
             return 0
@@ -182,7 +184,7 @@ class SchedulingCLI:
             )
         execution = run_in_foreground(execution.pk, timeout=schedule.effective_timeout)
         if self.out.as_json:
-            self.out.emit_json({"execution": execution_data(execution)})
+            self.out.emit_json({"execution": self._execution_data(execution)})
         else:
             self.out.print(
                 Text.assemble(
@@ -217,6 +219,9 @@ class SchedulingCLI:
         self._audit_execution(execution, AuditAction.RETRY, queued)
         return self._execution_changed(queued, "Queued")
 
+    def _execution_data(self, execution: Execution) -> dict[str, Any]:
+        return execution_data(execution, internals=self.scope.sees_internals(execution.tenant_id))
+
     def _audit_execution(self, execution: Execution, action: str, result: Execution) -> None:
         if execution.schedule is not None:
             services.record_audit(
@@ -229,7 +234,7 @@ class SchedulingCLI:
 
     def _execution_changed(self, execution: Execution, verb: str) -> int:
         if self.out.as_json:
-            self.out.emit_json({"execution": execution_data(execution)})
+            self.out.emit_json({"execution": self._execution_data(execution)})
         else:
             self.out.print(
                 f"{verb} execution {execution.pk} of {execution.schedule_name} "
@@ -238,7 +243,7 @@ class SchedulingCLI:
         return 0
 
     def pause(self, pk: int, *, until: datetime | None = None) -> int:
-        """Pause a schedule until a time, or indefinitely (it is disabled)."""
+        """Pause a schedule until a time, or until resumed (``enabled`` is left alone)."""
         schedule = self.scope.get_schedule(pk)
         self.scope.require_role(schedule.tenant, OPERATOR, "pause")
         if until is not None and until <= timezone.now():
@@ -247,7 +252,7 @@ class SchedulingCLI:
         return self._changed(schedule, "Paused")
 
     def resume(self, pk: int) -> int:
-        """Resume a paused or disabled schedule."""
+        """End a schedule's pause; a disabled one stays so (exit 2): enabling is an admin's."""
         schedule = self.scope.get_schedule(pk)
         self.scope.require_role(schedule.tenant, OPERATOR, "resume")
         services.resume_schedule(schedule=schedule, user=self.scope.user, source="cli")
@@ -259,9 +264,7 @@ class SchedulingCLI:
         if self.out.as_json:
             self.out.emit_json({"schedule": data})
         else:
-            state = data["state"]
-            if data["paused_until"]:
-                state += f" until {display_time(data['paused_until'])}"
+            state = data["state"] + display_pause(data["paused_until"])
             self.out.print(
                 f"{verb} {data['tenant']}/{data['kind']}/{data['name']} ({data['id']}): {state}."
             )

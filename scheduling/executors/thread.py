@@ -1,8 +1,15 @@
-"""The default executor, ``thread``: a bounded pool of threads fed by a priority queue.
+"""The default executor, ``thread``: a bounded pool of threads fed by a fair queue.
 
-- Higher ``priority`` runs first when the pool is saturated (ties: first come, first served).
+- Tenants take turns (``FairQueue``): when a worker is free it takes the next item of the
+  next tenant in turn that has work waiting and is under its limit, so a tenant with a large
+  backlog, whatever its priority, cannot starve the others. System schedules (no tenant)
+  take their turn as one more tenant.
+- Within a tenant, higher ``priority`` runs first (ties: the earlier due time, then first
+  come, first served).
 - A tenant never has more than its concurrency limit running at once; its further work waits
-  while other tenants' work proceeds.
+  while other tenants' work proceeds. The default limit is half the workers, rounded up
+  (``default_tenant_limit``), so one tenant never fills the pool by default: another
+  tenant's work finds a free worker, not one it must wait for.
 - A thread cannot be killed, so a timeout is enforced by a watchdog that marks the execution
   ``timed_out``; the conditional outcome write then discards the late result. Work submitted
   with ``isolated=True`` runs in a child process instead (see ``executors.process``), which the
@@ -23,7 +30,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,17 +47,79 @@ if TYPE_CHECKING:
 logger = logging.getLogger("scheduling.executors.thread")
 
 
+def default_tenant_limit(max_workers: int) -> int:
+    """Return the per-tenant limit for tenants without their own (0: no limit).
+
+    ``SCHEDULING_TENANT_CONCURRENCY``, or when it is None half of ``max_workers`` rounded up:
+    one tenant cannot fill a pool of two or more workers.
+    """
+    setting = conf.TENANT_CONCURRENCY
+    return max(1, (max_workers + 1) // 2) if setting is None else setting
+
+
 @dataclass(order=True)
 class WorkItem:
-    sort_key: tuple[int, int]
+    # (-priority, due time, submission order): the order within one tenant.
+    sort_key: tuple[int, float, int]
     execution_id: int = field(compare=False)
     tenant_id: object = field(compare=False, default=None)
     tenant_limit: int = field(compare=False, default=0)
     timeout: float | None = field(compare=False, default=None)
 
 
+class FairQueue:
+    """Work waiting for a worker: a priority heap per tenant, served in turn.
+
+    ``take`` looks at the tenants in a ring, starting after the one it served (or skipped)
+    last, and takes the best item of the first whose ``may_start`` accepts it. So while t
+    tenants have work waiting, each one that may start work is served within the next t takes,
+    however many items, and of whatever priority, the others hold. A take costs O(log n) for
+    the heap plus O(t) at most for the tenants it skips (those at their limit).
+    """
+
+    def __init__(self) -> None:
+        self._heaps: dict[object, list[WorkItem]] = {}
+        self._turns: deque[object] = deque()  # tenants with work waiting; the next one first
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, item: WorkItem) -> None:
+        heap = self._heaps.get(item.tenant_id)
+        if heap is None:
+            heap = self._heaps[item.tenant_id] = []
+            self._turns.append(item.tenant_id)  # a newcomer's turn comes after the others'
+        heapq.heappush(heap, item)
+        self._size += 1
+
+    def take(self, may_start: Callable[[WorkItem], bool]) -> WorkItem | None:
+        """Remove and return the next tenant's best item that ``may_start``; None if none."""
+        for _ in range(len(self._turns)):
+            tenant_id = self._turns[0]
+            self._turns.rotate(-1)  # served or skipped, its next turn comes after the others'
+            heap = self._heaps[tenant_id]
+            if not may_start(heap[0]):
+                continue
+            item = heapq.heappop(heap)
+            self._size -= 1
+            if not heap:
+                del self._heaps[tenant_id]
+                self._turns.pop()  # the tenant just moved to the back
+            return item
+        return None
+
+    def clear(self) -> list[WorkItem]:
+        """Remove and return every item, each tenant's in its order."""
+        items = [item for heap in self._heaps.values() for item in sorted(heap)]
+        self._heaps.clear()
+        self._turns.clear()
+        self._size = 0
+        return items
+
+
 class WorkerPool:
-    """Threads that run execution ids by priority, per-tenant limits and start times."""
+    """Threads that run execution ids by tenant turns, priority, per-tenant limits and times."""
 
     def __init__(
         self,
@@ -64,7 +133,7 @@ class WorkerPool:
         self._run = run
         self._on_timeout = on_timeout
         self._on_done = on_done
-        self._pending: list[WorkItem] = []
+        self._pending = FairQueue()
         self._held: list[tuple[float, int, WorkItem]] = []  # (not_before, seq, item)
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
@@ -99,14 +168,16 @@ class WorkerPool:
         not_before: float | None = None,
     ) -> None:
         seq = next(self._seq)
-        item = WorkItem((-priority, seq), execution_id, tenant_id, tenant_limit, timeout)
+        now = time.time()
+        due = now if not_before is None else not_before
+        item = WorkItem((-priority, due, seq), execution_id, tenant_id, tenant_limit, timeout)
         with self._cond:
-            if not_before is not None and not_before > time.time():
+            if not_before is not None and not_before > now:
                 heapq.heappush(self._held, (not_before, seq, item))
                 # Wake them all: a worker may be sleeping until a later held item.
                 self._cond.notify_all()
             else:
-                heapq.heappush(self._pending, item)
+                self._pending.push(item)
                 self._cond.notify()
 
     @property
@@ -128,23 +199,32 @@ class WorkerPool:
         """Move held items that are due to the queue; return seconds to the next (lock held)."""
         now = time.time()
         while self._held and self._held[0][0] <= now:
-            heapq.heappush(self._pending, heapq.heappop(self._held)[2])
+            self._pending.push(heapq.heappop(self._held)[2])
         return self._held[0][0] - now if self._held else 0.5
 
+    def _under_limit(self, item: WorkItem) -> bool:
+        return not item.tenant_limit or self._per_tenant[item.tenant_id] < item.tenant_limit
+
     def _take(self) -> WorkItem | None:
-        """Pop the best item whose tenant is under its limit (call with the lock held)."""
-        blocked = []
-        chosen = None
-        while self._pending:
-            item = heapq.heappop(self._pending)
-            if item.tenant_limit and self._per_tenant[item.tenant_id] >= item.tenant_limit:
-                blocked.append(item)
-                continue
-            chosen = item
-            break
-        for item in blocked:
-            heapq.heappush(self._pending, item)
-        return chosen
+        """Take the next item to run and count it as running (call with the lock held)."""
+        item = self._pending.take(self._under_limit)
+        if item is not None:
+            self._running[item.execution_id] = item.tenant_id
+            self._per_tenant[item.tenant_id] += 1
+            if item.timeout:
+                heapq.heappush(
+                    self._deadlines, (time.monotonic() + item.timeout, item.execution_id)
+                )
+        return item
+
+    def _finished(self, item: WorkItem) -> None:
+        """Count ``item`` as no longer running (call with the lock held)."""
+        self._running.pop(item.execution_id, None)
+        self._per_tenant[item.tenant_id] -= 1
+        if not self._per_tenant[item.tenant_id]:
+            del self._per_tenant[item.tenant_id]
+        # A slot of this tenant is free: wake a worker that may have skipped it.
+        self._cond.notify_all()
 
     def _work(self) -> None:
         idle = True  # no connection yet, or the thread waited for work since its last item
@@ -160,12 +240,6 @@ class WorkerPool:
                     self._cond.wait(min(0.5, wait))
                 if item is None:
                     return
-                self._running[item.execution_id] = item.tenant_id
-                self._per_tenant[item.tenant_id] += 1
-                if item.timeout:
-                    heapq.heappush(
-                        self._deadlines, (time.monotonic() + item.timeout, item.execution_id)
-                    )
             try:
                 if (
                     idle
@@ -182,10 +256,7 @@ class WorkerPool:
                 connection.close()
             finally:
                 with self._cond:
-                    self._running.pop(item.execution_id, None)
-                    self._per_tenant[item.tenant_id] -= 1
-                    # A slot of this tenant is free: wake a worker that may have skipped it.
-                    self._cond.notify_all()
+                    self._finished(item)
                 if self._on_done is not None:
                     try:
                         self._on_done(item.execution_id)
@@ -216,8 +287,7 @@ class WorkerPool:
     def drain(self, *, held: bool = True) -> list[int]:
         """Remove and return the ids of executions waiting in the queue (and held ones)."""
         with self._cond:
-            ids = [item.execution_id for item in self._pending]
-            self._pending.clear()
+            ids = [item.execution_id for item in self._pending.clear()]
             if held:
                 ids += [item.execution_id for _at, _seq, item in sorted(self._held)]
                 self._held.clear()
@@ -276,6 +346,8 @@ class ThreadExecutor(BaseExecutor):
     ) -> None:
         schedule = execution.schedule
         limit = getattr(schedule.tenant if schedule else None, "max_concurrent_executions", None)
+        if limit is None:
+            limit = default_tenant_limit(self.context.max_workers)
         with self._lock:
             self._loaded[execution.pk] = (execution, timeout)
         self.pool.submit(
@@ -284,7 +356,7 @@ class ThreadExecutor(BaseExecutor):
             not_before=not_before,
             timeout=self.watchdog_timeout(timeout),
             tenant_id=execution.tenant_id,
-            tenant_limit=conf.TENANT_CONCURRENCY if limit is None else limit,
+            tenant_limit=limit,
         )
 
     def watchdog_timeout(self, timeout: float) -> float | None:

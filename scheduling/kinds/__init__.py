@@ -21,6 +21,7 @@ from ..context import ExecutionContext
 from ..exceptions import UnknownTaskType
 from ..models import CleanupConfig, Kind, PeriodicScan, Report, Schedule, ScheduledTask
 from ..registry import Registry, cleanup_targets, report_types, scan_types, task_types
+from ..validators import check_options_size
 from .cleanup import run_cleanup_config
 from .report import produce_report
 from .scan import run_scan
@@ -104,6 +105,9 @@ def clean_run_options(schedule: Schedule, options: object) -> dict[str, Any]:
         return {}
     if not isinstance(options, dict):
         raise ValidationError({"options": _("Options must be a JSON object.")})
+    too_large = check_options_size(options)
+    if too_large is not None:
+        raise ValidationError({"options": too_large})
     spec = KINDS.get(schedule.kind)
     if spec is None:
         raise ValidationError({"options": _("This kind of schedule takes no run options.")})

@@ -18,7 +18,14 @@ from django.db.models import Count
 from django.utils import timezone
 
 from .. import kinds
-from ..models import ACTIVE_STATUSES, BlackoutWindow, Execution, Schedule, Status
+from ..models import (
+    ACTIVE_STATUSES,
+    BlackoutWindow,
+    Execution,
+    ExecutionCounter,
+    Schedule,
+    Status,
+)
 from ..runner import finish
 from .jobs import MAX_RUN_TIMES
 
@@ -184,7 +191,10 @@ def _insert_claims(rows: list[Execution]) -> list[Execution]:
         return []
     try:
         with transaction.atomic():
-            return Execution.objects.bulk_create(rows)
+            inserted = Execution.objects.bulk_create(rows)
+            # Missed and skipped claims are final at once: counted with their insert.
+            ExecutionCounter.objects.count_finished(r for r in inserted if r.is_finished)
+            return inserted
     except IntegrityError:
         # Another process claimed one of them meanwhile: claim each on its own.
         claimed = []
@@ -193,6 +203,8 @@ def _insert_claims(rows: list[Execution]) -> list[Execution]:
             try:
                 with transaction.atomic():
                     row.save(force_insert=True)
+                    if row.is_finished:
+                        ExecutionCounter.objects.count_finished([row])
             except IntegrityError:
                 continue
             claimed.append(row)

@@ -1,8 +1,9 @@
 """``DjangoJobStore`` made safe for a long-running scheduler.
 
-- Job state is signed (HMAC-SHA256, key derived from ``SECRET_KEY``): bytes that do not verify
-  are never unpickled. A schedule job whose state cannot be restored is rebuilt from its
-  schedule row; nothing is deleted because of it.
+- Job state is signed (HMAC-SHA256, key derived from ``SECRET_KEY``) together with the id of
+  the job it belongs to: bytes that do not verify, or that were signed for another row, are
+  never unpickled. A schedule job whose state cannot be restored is rebuilt from its schedule
+  row; nothing is deleted because of it.
 - Every call the scheduler thread makes is guarded: a locked or lost database is retried with
   back-off and never escapes into APScheduler's loop (where it would silently end the thread).
 - Writes are few and short: ``update_job`` is one UPDATE; the sync writes jobs in bulk.
@@ -37,10 +38,21 @@ from .outage import outage, reset_connection
 
 logger = logging.getLogger("scheduling.jobstore")
 
-MAGIC = b"SJ1"
+# Signed state: MAGIC, then the MAC of everything after it.
+# - "SJ2" (written now): fingerprint (16 bytes), length of the job id (2 bytes, big-endian),
+#   the job id (UTF-8), the pickled state. The id is signed: a blob copied to another row
+#   does not verify there.
+# - "SJ1" (written before the id was signed): fingerprint, pickled state. Still read, under
+#   its own key, and only restored when the unpickled job's id is the row's.
+MAGIC = b"SJ2"
+MAGIC_V1 = b"SJ1"
 MAC_SIZE = 32
 FINGERPRINT_SIZE = 16
+ID_LENGTH_SIZE = 2
 HEADER_SIZE = len(MAGIC) + MAC_SIZE + FINGERPRINT_SIZE
+# Separate keys per format: bytes signed in one format never verify as the other.
+SALT_V1 = "scheduling.jobstore"
+SALT = "scheduling.jobstore.v2"
 
 
 class JobStateInvalid(Exception):
@@ -51,17 +63,18 @@ def signing_secret() -> str | bytes:
     return conf.JOB_SIGNING_KEY or settings.SECRET_KEY
 
 
-@functools.lru_cache(maxsize=4)
-def _keyed_mac(secret: str | bytes) -> Any:
+@functools.lru_cache(maxsize=8)
+def _keyed_mac(secret: str | bytes, salt: str = SALT) -> Any:
     # The HMAC state right after its key: each signature copies it instead of deriving the
     # key again (a full sync signs 10,000 states).
-    # The salt is part of every stored signature: it keeps the name of the module that first
-    # signed job state, so rows written by earlier releases still verify. Never change it.
-    return salted_hmac("scheduling.jobstore", b"", secret=secret, algorithm="sha256")
+    # The salts are part of every stored signature (SALT_V1 keeps the name of the module that
+    # first signed job state), so rows written by earlier releases still verify. Never change
+    # them.
+    return salted_hmac(salt, b"", secret=secret, algorithm="sha256")
 
 
-def _mac(payload: bytes, secret: str | bytes | None = None) -> bytes:
-    mac = _keyed_mac(signing_secret() if secret is None else secret).copy()
+def _mac(payload: bytes, secret: str | bytes | None = None, salt: str = SALT) -> bytes:
+    mac = _keyed_mac(signing_secret() if secret is None else secret, salt).copy()
     mac.update(payload)
     return mac.digest()
 
@@ -72,22 +85,49 @@ def sign_state(
     protocol: int = pickle.HIGHEST_PROTOCOL,
     secret: str | bytes | None = None,
 ) -> bytes:
-    """Return signed bytes for a job's ``__getstate__()`` (``secret``: ``signing_secret()``)."""
+    """Return signed bytes for a job's ``__getstate__()``, bound to its id (``state["id"]``).
+
+    ``secret`` defaults to ``signing_secret()``.
+    """
     fingerprint = fingerprint.ljust(FINGERPRINT_SIZE, b"\0")[:FINGERPRINT_SIZE]
-    payload = fingerprint + pickle.dumps(state, protocol)
+    job_id = str(state["id"]).encode()
+    payload = (
+        fingerprint
+        + len(job_id).to_bytes(ID_LENGTH_SIZE, "big")
+        + job_id
+        + pickle.dumps(state, protocol)
+    )
     return MAGIC + _mac(payload, secret) + payload
 
 
-def verify_state(blob: bytes, secret: str | bytes | None = None) -> tuple[bytes, bytes]:
-    """Return ``(fingerprint, pickled)`` of signed bytes or raise ``JobStateInvalid``."""
+def verify_state(
+    blob: bytes, secret: str | bytes | None = None, *, job_id: str | None = None
+) -> tuple[bytes, bytes]:
+    """Return ``(fingerprint, pickled)`` of signed bytes or raise ``JobStateInvalid``.
+
+    Pass the id of the row the bytes were read from as ``job_id`` whenever they will be
+    unpickled: bytes signed for another job do not verify. Bytes of the old format ("SJ1")
+    carry no signed id; whoever unpickles them must compare the job's id with the row's
+    (``SignedDjangoJobStore`` does).
+    """
     blob = bytes(blob)
-    if len(blob) < HEADER_SIZE or not blob.startswith(MAGIC):
+    if len(blob) < HEADER_SIZE:
         raise JobStateInvalid("job state is not signed")
     mac = blob[len(MAGIC) : len(MAGIC) + MAC_SIZE]
     payload = blob[len(MAGIC) + MAC_SIZE :]
+    if blob.startswith(MAGIC_V1):
+        if not hmac.compare_digest(mac, _mac(payload, secret, SALT_V1)):
+            raise JobStateInvalid("job state signature does not verify")
+        return payload[:FINGERPRINT_SIZE], payload[FINGERPRINT_SIZE:]
+    if not blob.startswith(MAGIC):
+        raise JobStateInvalid("job state is not signed")
     if not hmac.compare_digest(mac, _mac(payload, secret)):
         raise JobStateInvalid("job state signature does not verify")
-    return payload[:FINGERPRINT_SIZE], payload[FINGERPRINT_SIZE:]
+    start = FINGERPRINT_SIZE + ID_LENGTH_SIZE
+    end = start + int.from_bytes(payload[FINGERPRINT_SIZE:start], "big")
+    if job_id is not None and payload[start:end] != job_id.encode():
+        raise JobStateInvalid("job state was signed for another job")
+    return payload[:FINGERPRINT_SIZE], payload[end:]
 
 
 class SignedDjangoJobStore(DjangoJobStore):
@@ -138,10 +178,13 @@ class SignedDjangoJobStore(DjangoJobStore):
             job.__getstate__(), self._fingerprint_of(job), self.pickle_protocol, secret
         )
 
-    def _reconstitute_job(self, job_state: bytes) -> Job:
-        _fingerprint, pickled = verify_state(job_state)
-        # Only bytes this process family signed reach pickle.
+    def _reconstitute_job(self, job_state: bytes, job_id: str) -> Job:
+        _fingerprint, pickled = verify_state(job_state, job_id=job_id)
+        # Only bytes this process family signed, for this row, reach pickle.
         state = pickle.loads(pickled)  # noqa: S301
+        # Old-format bytes carry no signed id: a job copied from another row stops here.
+        if not isinstance(state, dict) or state.get("id") != job_id:
+            raise JobStateInvalid("job state belongs to another job")
         job = BoundedJob.__new__(BoundedJob)
         job.__setstate__(state)
         job._scheduler = self._scheduler
@@ -152,7 +195,7 @@ class SignedDjangoJobStore(DjangoJobStore):
         self, job_id: str, job_state: bytes, next_run_time: datetime | None = None
     ) -> Job | None:
         try:
-            return self._reconstitute_job(job_state)
+            return self._reconstitute_job(job_state, job_id)
         except Exception as exc:
             logger.warning("Job %s has state that cannot be restored (%s).", job_id, exc)
         pk = schedule_pk(job_id)
@@ -373,7 +416,7 @@ class SignedDjangoJobStore(DjangoJobStore):
         secret = signing_secret()
         for job_id, blob in rows:
             try:
-                headers[job_id] = verify_state(blob, secret)[0]
+                headers[job_id] = verify_state(blob, secret, job_id=job_id)[0]
             except JobStateInvalid as exc:
                 logger.warning("Job %s has state that does not verify (%s).", job_id, exc)
                 headers[job_id] = None

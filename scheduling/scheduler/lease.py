@@ -2,6 +2,11 @@
 
 Standby replicas wait for it; a leader that cannot renew it in time stops firing at once
 (the loop checks ``valid()`` before every pass: fencing).
+
+Every time the row holds, and every comparison with it, is the database's clock (``Now()`` in
+the SQL), never a replica's: replicas whose clocks disagree by minutes still agree on whether
+the lease has expired. How long this process may act on it is measured on its own monotonic
+clock, which no wall-clock skew or step affects.
 """
 
 from __future__ import annotations
@@ -11,10 +16,15 @@ import time
 from datetime import timedelta
 
 from django.db import IntegrityError
-from django.db.models import Q
-from django.utils import timezone
+from django.db.models import DateTimeField, ExpressionWrapper, Q
+from django.db.models.functions import Now
 
 from ..models import SchedulerLease
+
+
+def _db_now_plus(seconds: float) -> ExpressionWrapper:
+    """The database's current time plus ``seconds``, evaluated in the statement."""
+    return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
 
 
 class Lease:
@@ -34,7 +44,6 @@ class Lease:
     def acquire(self) -> bool:
         """Take the lease if it is free, expired or ours; return whether we hold it."""
         started = time.monotonic()
-        now = timezone.now()
         with contextlib.suppress(IntegrityError):  # another replica created it just now
             SchedulerLease.objects.get_or_create(name=self.name)
         taken = (
@@ -43,13 +52,13 @@ class Lease:
                 Q(holder=self.holder)
                 | Q(holder="")
                 | Q(expires_at__isnull=True)
-                | Q(expires_at__lt=now)
+                | Q(expires_at__lt=Now())
             )
             .update(
                 holder=self.holder,
-                acquired_at=now,
-                renewed_at=now,
-                expires_at=now + timedelta(seconds=self.ttl),
+                acquired_at=Now(),
+                renewed_at=Now(),
+                expires_at=_db_now_plus(self.ttl),
             )
         )
         self.valid_until = started + self.ttl if taken else 0.0
@@ -57,9 +66,8 @@ class Lease:
 
     def renew(self) -> bool:
         started = time.monotonic()
-        now = timezone.now()
         renewed = SchedulerLease.objects.filter(name=self.name, holder=self.holder).update(
-            renewed_at=now, expires_at=now + timedelta(seconds=self.ttl)
+            renewed_at=Now(), expires_at=_db_now_plus(self.ttl)
         )
         self.valid_until = started + self.ttl if renewed else 0.0
         return bool(renewed)
@@ -67,5 +75,5 @@ class Lease:
     def release(self) -> None:
         self.valid_until = 0.0
         SchedulerLease.objects.filter(name=self.name, holder=self.holder).update(
-            holder="", expires_at=timezone.now()
+            holder="", expires_at=Now()
         )

@@ -42,7 +42,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 
 from .. import alerts, runner
-from ..models import ACTIVE_STATUSES, Execution, Status
+from ..models import ACTIVE_STATUSES, Execution, ExecutionCounter, Status
 from .outage import outage
 
 logger = logging.getLogger("scheduling.recorder")
@@ -274,6 +274,9 @@ class Recorder(runner.OutcomeWriter):
             for execution in finished:
                 if runner.record_outcome(execution) is not None:
                     retried.add(execution.pk)
+            # One counter update for the batch, committed with the outcomes it counts; last,
+            # so that the shared counter rows stay locked as briefly as possible.
+            ExecutionCounter.objects.count_finished(finished)
         try:
             for execution in discarded:
                 runner.log_discarded(execution)

@@ -218,6 +218,12 @@ class SchedulerService:
             # has); running threads finish on their own and their conditional outcome writes
             # lose to the new leader's interruption.
             executor.shutdown(grace=0)
+        with self._deferred_lock:
+            # overlap=queue: what was held back or tracked is the new leader's to recover. Kept,
+            # it would hold this schedule's runs back for good should this process lead again
+            # (the executions it waits for never report done here).
+            self._deferred.clear()
+            self._by_execution.clear()
         self._stop_recorder(timeout=1.0)
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=False)
 

@@ -102,8 +102,8 @@ def cycle_problems(
 
 def never_fires_again(schedule: Schedule) -> bool:
     """Return whether an enabled ``schedule`` has no future fire time left."""
-    if not schedule.enabled:
-        return False
+    if not schedule.enabled or schedule.is_paused_indefinitely():
+        return False  # paused until resumed: it fires again once someone resumes it
     try:
         runs = next_runs(schedule, 1)
     except (ArithmeticError, ValueError, SchedulingError):

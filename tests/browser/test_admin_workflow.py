@@ -163,9 +163,14 @@ def test_pause_until_a_time_and_resume_from_the_changelist(page, superuser, scre
     run_action(page, "Paused echo", "Pause selected schedules")
     page.get_by_role("button", name="Pause", exact=True).click()
     expect(message(page)).to_contain_text("1 schedule paused until resumed")
-    expect(row).to_contain_text("Disabled")
+    # A pause, not a disable: an operator's resume ends it (issue 17, item 6).
+    expect(row).to_contain_text("Paused until resumed")
+    scan.refresh_from_db()
+    assert scan.enabled
     run_action(page, "Paused echo", "Resume selected schedules")
     expect(row).to_contain_text("Enabled")
+    scan.refresh_from_db()
+    assert scan.paused_until is None
 
 
 def section(page, heading: str):

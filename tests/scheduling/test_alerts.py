@@ -25,8 +25,16 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from scheduling import alerts
-from scheduling.models import AlertDelivery, AlertRule, AlertState, Schedule, Status
+from scheduling import alerts, runner
+from scheduling.models import (
+    AlertDelivery,
+    AlertRule,
+    AlertState,
+    Execution,
+    Schedule,
+    Status,
+    TriggerKind,
+)
 from tests.factories import (
     make_alert_rule,
     make_execution,
@@ -203,12 +211,33 @@ def test_failing_again_after_recovery_alerts_again(tenant, admins, mailoutbox):
 
 
 def test_a_failure_whose_retry_is_pending_does_not_count(tenant, admins, mailoutbox):
-    # The runner leaves consecutive_failures alone while a retry is queued.
-    scan = make_scan(tenant=tenant)
+    scan = make_scan(
+        tenant=tenant,
+        scan_type="test_sleep",
+        options={"fail": True},
+        max_retries=1,
+        retry_backoff_seconds=0,
+    )
     make_alert_rule(tenant=tenant, consecutive_failures=1)
-    execution = make_execution(schedule=scan, status=Status.FAILED, error="flaky")
-    assert alerts.on_execution_finished(execution) == []
+    first = runner.claim(scan, T0, claimed_by="test")
+
+    runner.execute(first.pk)  # fails; the runner queues its retry and applies the rules
+
+    retry = Execution.objects.get(schedule=scan, attempt=2)
+    assert (retry.trigger, retry.status, retry.scheduled_for) == (
+        TriggerKind.RETRY,
+        Status.QUEUED,
+        T0,
+    )
+    assert Execution.objects.get(pk=first.pk).status == Status.FAILED
     assert mailoutbox == []
+    assert not AlertDelivery.objects.exists()
+
+    runner.execute(retry.pk)  # fails too, with no retry left: now it counts
+
+    assert Schedule.objects.get(pk=scan.pk).consecutive_failures == 1
+    assert [d.event for d in AlertDelivery.objects.all()] == ["failing"]
+    assert len(mailoutbox) == 1
 
 
 def test_skipped_and_missed_outcomes_neither_alert_nor_recover(tenant, admins, mailoutbox):

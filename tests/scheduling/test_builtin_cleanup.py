@@ -12,7 +12,7 @@ from django_apscheduler.models import DjangoJob, DjangoJobExecution
 from scheduling.context import ExecutionContext
 from scheduling.kinds.cleanup import purge, run_cleanup_config, target_queryset
 from scheduling.models import CleanupConfig, Execution, ReportArtifact, Status
-from scheduling.registry import cleanup_targets
+from scheduling.registry import cleanup_target, cleanup_targets
 from tests.factories import make_cleanup, make_execution, make_report, make_scan, make_tenant
 
 pytestmark = pytest.mark.django_db
@@ -227,11 +227,42 @@ def test_apscheduler_target_queryset_is_one_query(tenant, django_assert_num_quer
         assert len(list(queryset)) == 3
 
 
-def test_custom_queryset_is_still_scoped_by_tenant_path(tenant, executions):
-    entry = cleanup_targets.get("executions")
+EVERY_TENANTS = "test_every_tenants_executions"
+
+
+@pytest.fixture
+def careless_target():
+    """A target whose queryset forgets the tenant: it returns every tenant's finished rows."""
+    entry = cleanup_target(
+        EVERY_TENANTS,
+        label="Every tenant's executions",
+        model="scheduling.Execution",
+        datetime_field="finished_at",
+        tenant_path="tenant",
+        queryset=lambda tenant: Execution.objects.finished(),
+    )
+    yield entry
+    cleanup_targets.unregister(EVERY_TENANTS)
+
+
+def test_a_custom_queryset_that_ignores_the_tenant_is_scoped_by_tenant_path(
+    tenant, executions, careless_target
+):
     other = executions["others"][0].tenant
-    rows = target_queryset(entry, other)
-    assert set(rows.values_list("tenant_id", flat=True)) == {other.pk}
+    assert set(careless_target.queryset(other).values_list("tenant_id", flat=True)) == {
+        tenant.pk,
+        other.pk,
+    }
+    rows = target_queryset(careless_target, other)
+    assert set(rows.values_list("pk", flat=True)) == {e.pk for e in executions["others"]}
+
+    cleanup = make_cleanup(tenant=tenant, cleanup_target=EVERY_TENANTS, retain_days=30)
+    result = run_cleanup_config(cleanup, context_for(cleanup))
+
+    assert result["deleted"] == 10
+    remaining = set(Execution.objects.values_list("pk", flat=True))
+    assert not remaining & {e.pk for e in executions["doomed"]}
+    assert {e.pk for e in executions["others"]} <= remaining  # another tenant's: untouched
 
 
 def test_unknown_cleanup_target_is_rejected_on_its_field(tenant):

@@ -10,9 +10,7 @@ checks that none of the others fired. The process is killed in ``finally``.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
@@ -20,10 +18,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection
 
 from scheduling.models import Execution, Schedule, Status
 from tests.factories import make_scan, make_tenant
+from tests.scheduling.processes import start_scheduler, stop, wait_for
 
 pytestmark = [pytest.mark.process, pytest.mark.django_db(transaction=True)]
 
@@ -51,36 +49,7 @@ execute_from_command_line(["manage.py", "runscheduler", *sys.argv[2:]])
 
 
 def start_traveling_scheduler(destination: datetime, *args: str, log: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "SCHEDULING_DB_PATH": connection.settings_dict["NAME"],
-        "PYTHONUNBUFFERED": "1",
-    }
-    handle = log.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-c", LAUNCHER, destination.isoformat(), "-v", "2", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+    return start_scheduler(*args, log=log, launcher=["-c", LAUNCHER, destination.isoformat()])
 
 
 def cron(tenant, expression: str) -> Schedule:

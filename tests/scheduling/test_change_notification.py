@@ -15,7 +15,8 @@ from scheduling.models import Schedule
 from scheduling.scheduler.notify import CHANNEL, ChangeListener, CommitWatch
 from tests.ci import OTHER_RUN
 from tests.factories import make_tenant
-from tests.scheduling.test_process import echo_scan, start_scheduler, stop, wait_for
+from tests.scheduling.processes import start_scheduler, stop, wait_for
+from tests.scheduling.test_process import echo_scan
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

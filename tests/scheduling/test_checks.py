@@ -16,6 +16,7 @@ from scheduling.checks import (
     check_cron_day_rule,
     check_database,
     check_settings,
+    check_signing_key,
     sqlite_warnings,
 )
 from scheduling.models import Schedule
@@ -51,6 +52,8 @@ def test_default_settings_pass():
         ("SCHEDULING_MAX_WORKERS", True, "scheduling.E012"),
         ("SCHEDULING_SCAN_TIMEOUT", 0, "scheduling.E013"),
         ("SCHEDULING_CLEANUP_BATCH_SIZE", 0, "scheduling.E014"),
+        ("SCHEDULING_TENANT_CONCURRENCY", -1, "scheduling.E023"),
+        ("SCHEDULING_TENANT_CONCURRENCY", "2", "scheduling.E023"),
         ("SCHEDULING_EXECUTOR_OVERRIDES", {"scan": "nope"}, "scheduling.E015"),
         ("SCHEDULING_EXECUTOR_OVERRIDES", {"widget": "thread"}, "scheduling.E015"),
         ("SCHEDULING_SCAN_DENY_NETWORKS", ["10.0.0.0/33"], "scheduling.E017"),
@@ -237,3 +240,43 @@ class TestOldCronDayRuleCheck:
 
 def test_the_day_rule_check_without_database_access_lists_nothing():
     assert check_cron_day_rule() == []
+
+
+# -- W008: the job-signing key -----------------------------------------------------------------
+
+DEMO_KEY = "demo-only-secret-key-change-me-in-production"
+STRONG_KEY = "q4G7v0xW2pZr8LkN3sYb6TjH1mCe5RdA9uFi0oPl7KwXg2VnBz"
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "signing_key", "named"),
+    [
+        (DEMO_KEY, None, "SECRET_KEY"),  # the demo's key signs the jobs
+        (STRONG_KEY, DEMO_KEY, "SCHEDULING_JOB_SIGNING_KEY"),
+        (STRONG_KEY, "change-me-to-a-long-random-string", "SCHEDULING_JOB_SIGNING_KEY"),
+        (STRONG_KEY, "short-key", "SCHEDULING_JOB_SIGNING_KEY"),
+        ("django-insecure-" + STRONG_KEY, None, "SECRET_KEY"),
+    ],
+)
+def test_a_published_or_weak_signing_key_warns(secret_key, signing_key, named):
+    with override_settings(SECRET_KEY=secret_key, SCHEDULING_JOB_SIGNING_KEY=signing_key):
+        (warning,) = check_signing_key()
+    assert warning.id == "scheduling.W008"
+    assert named in warning.msg and "token_urlsafe" in warning.hint
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "signing_key"), [(STRONG_KEY, None), (DEMO_KEY, STRONG_KEY)]
+)
+def test_a_strong_signing_key_passes(secret_key, signing_key):
+    with override_settings(SECRET_KEY=secret_key, SCHEDULING_JOB_SIGNING_KEY=signing_key):
+        assert check_signing_key() == []
+
+
+@override_settings(SECRET_KEY=DEMO_KEY, SCHEDULING_JOB_SIGNING_KEY=None)
+def test_the_signing_key_check_runs_with_check_deploy_only():
+    err = io.StringIO()
+    call_command("check", stdout=io.StringIO(), stderr=err)
+    assert "scheduling.W008" not in err.getvalue()
+    call_command("check", "--deploy", "--tag", "security", stdout=io.StringIO(), stderr=err)
+    assert "scheduling.W008" in err.getvalue()

@@ -16,14 +16,36 @@ from django.db import connection, transaction
 
 from scheduling import runner
 from scheduling.executors.thread import WorkerPool
-from scheduling.models import Execution, Status
+from scheduling.models import (
+    DURATION_BUCKETS,
+    LATENESS_BUCKETS,
+    Execution,
+    ExecutionCounter,
+    Status,
+)
 from tests.factories import make_alert_rule, make_scan, make_tenant
 from tests.scheduling.loops import claimed
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
-# Running, outcome, schedule state, the firing-alert probe and the dependents probe.
-FIRED_QUERIES = 5
+# Running, outcome, its counters (/metrics), schedule state, the firing-alert probe and the
+# dependents probe.
+FIRED_QUERIES = 6
+
+
+@pytest.fixture
+def counter_rows(db):
+    """The rows of the /metrics counters, which the first execution ever of a kind and status
+    creates (``test_monitoring``): the steady state is pinned here."""
+    keys = [("executions", "")] + [
+        (series, str(bound))
+        for series, bounds in (("duration", DURATION_BUCKETS), ("lateness", LATENESS_BUCKETS))
+        for bound in (*bounds, "+Inf", "sum_ms")
+    ]
+    ExecutionCounter.objects.bulk_create(
+        ExecutionCounter(kind="scan", status=Status.SUCCEEDED, series=series, bucket=bucket)
+        for series, bucket in keys
+    )
 
 
 def echo_scans(tenant, count: int = 3):
@@ -31,6 +53,7 @@ def echo_scans(tenant, count: int = 3):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("counter_rows")
 class TestQueriesPerExecution:
     def test_a_fired_trivial_execution_runs_in_a_fixed_number_of_queries(
         self, django_assert_max_num_queries

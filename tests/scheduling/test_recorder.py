@@ -15,28 +15,12 @@ from django.db.backends.signals import connection_created
 
 from scheduling import runner
 from scheduling.models import AlertState, Execution, Status
-from scheduling.scheduler.recorder import Recorder
 from tests.factories import make_alert_rule, make_scan, make_tenant
 from tests.scheduling.loops import claimed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def recorder():
-    made: list[Recorder] = []
-
-    def make(**kwargs) -> Recorder:
-        rec = Recorder(**kwargs)
-        rec.begin()
-        made.append(rec)
-        return rec
-
-    yield make
-    for rec in made:
-        rec.stop(timeout=5)
 
 
 def echo_scans(count: int, **overrides):

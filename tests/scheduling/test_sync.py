@@ -4,6 +4,7 @@ import logging
 import os
 import pickle
 from datetime import UTC, datetime, timedelta
+from unittest import mock
 
 import pytest
 import time_machine
@@ -13,7 +14,15 @@ from django_apscheduler.models import DjangoJob
 
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
 from scheduling.scheduler.jobs import make_job
-from scheduling.scheduler.jobstore import SignedDjangoJobStore, verify_state
+from scheduling.scheduler.jobstore import (
+    FINGERPRINT_SIZE,
+    MAGIC_V1,
+    SALT_V1,
+    JobStateInvalid,
+    SignedDjangoJobStore,
+    _mac,
+    verify_state,
+)
 from scheduling.scheduler.loop import FencedScheduler
 from scheduling.scheduler.sync import JobSync
 from tests.factories import make_scan, make_tenant
@@ -43,6 +52,12 @@ def job_row(schedule: Schedule) -> DjangoJob | None:
 def job_trigger(schedule: Schedule):
     _fingerprint, pickled = verify_state(job_row(schedule).job_state)
     return pickle.loads(pickled)["trigger"]  # noqa: S301 - verified above
+
+
+def sign_state_v1(state: dict, fingerprint: bytes) -> bytes:
+    """Sign ``state`` as releases before the signed job id did (format "SJ1")."""
+    payload = fingerprint.ljust(FINGERPRINT_SIZE, b"\0")[:FINGERPRINT_SIZE] + pickle.dumps(state)
+    return MAGIC_V1 + _mac(payload, salt=SALT_V1) + payload
 
 
 def echo_scan(tenant, **fields) -> PeriodicScan:
@@ -289,6 +304,48 @@ class TestTamperedJobState:
             assert job_row(scan).next_run_time == next_run  # its occurrence is not lost
             assert Schedule.objects.filter(pk=scan.pk).exists()
             caplog.clear()
+
+    def test_state_copied_from_another_row_is_never_unpickled_and_the_job_is_rebuilt(
+        self, sync, caplog
+    ):
+        tenant = make_tenant()
+        source, target = echo_scan(tenant, interval_seconds=60), echo_scan(tenant, name="b")
+        sync.full()
+        sync.store.rebuild = sync.rebuild
+        copied = job_row(source).job_state
+        DjangoJob.objects.filter(pk=f"schedule:{target.pk}").update(job_state=copied)
+
+        with pytest.raises(JobStateInvalid, match="another job"):
+            verify_state(copied, job_id=f"schedule:{target.pk}")
+        with (
+            mock.patch("pickle.loads", side_effect=AssertionError("unpickled")),
+            caplog.at_level(logging.WARNING, logger="scheduling.scheduler.jobstore"),
+        ):
+            assert sync.store.read_headers()[f"schedule:{target.pk}"] is None
+            with pytest.raises(JobStateInvalid):
+                sync.store._reconstitute_job(copied, f"schedule:{target.pk}")
+        job = sync.store.lookup_job(f"schedule:{target.pk}")
+        assert (job.id, job.args) == (f"schedule:{target.pk}", (target.pk,))
+        assert "signed for another job" in caplog.text and "rebuilt" in caplog.text
+        assert job_row(target).job_state != copied
+        verify_state(job_row(target).job_state, job_id=f"schedule:{target.pk}")
+
+    def test_old_format_state_loads_on_its_own_row_only(self, sync, caplog):
+        tenant = make_tenant()
+        source, target = echo_scan(tenant, interval_seconds=60), echo_scan(tenant, name="b")
+        sync.full()
+        sync.store.rebuild = sync.rebuild
+        _fingerprint, pickled = verify_state(job_row(source).job_state)
+        state = pickle.loads(pickled)  # noqa: S301 - verified above
+        old = sign_state_v1(state, source.trigger_fingerprint())
+        DjangoJob.objects.filter(pk__in=[source.job_id, target.job_id]).update(job_state=old)
+
+        assert sync.store.lookup_job(source.job_id).args == (source.pk,)
+        assert job_row(source).job_state == old  # loaded as it is
+        with caplog.at_level(logging.WARNING, logger="scheduling.scheduler.jobstore"):
+            job = sync.store.lookup_job(target.job_id)
+        assert (job.id, job.args) == (target.job_id, (target.pk,))
+        assert "belongs to another job" in caplog.text and "rebuilt" in caplog.text
 
     def test_state_signed_with_another_key_does_not_verify(self, sync, settings):
         scan = echo_scan(make_tenant())

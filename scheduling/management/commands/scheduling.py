@@ -41,6 +41,8 @@ EXIT_NOTES = {
     "run": "Exit code 0 when the run succeeded, 1 when it failed or timed out.",
     "cancel": "Exit code 2 when the execution has finished already.",
     "retry": "Exit code 2 when the execution did not fail or a later attempt exists.",
+    "resume": "Exit code 2 when the schedule is disabled: resume only ends a pause, and "
+    "enabling is an admin's (the admin or the API).",
     "import": "Nothing is changed when any entry is invalid (exit code 2).",
     "validate": "Exit code 2 when there are errors; warnings (a schedule that will never fire "
     "again) do not fail.",
@@ -177,7 +179,9 @@ class Command(BaseCommand):
         pause.add_argument(
             "--until", type=iso_datetime, help="ISO 8601; without an offset: TIME_ZONE."
         )
-        add("resume", "Resume a paused or disabled schedule.").add_argument("id", type=positive_int)
+        add("resume", "End a schedule's pause (a disabled one stays disabled).").add_argument(
+            "id", type=positive_int
+        )
         history = add("history", "List executions, newest first.")
         history.add_argument("--schedule", type=positive_int, metavar="ID")
         history.add_argument("--status", choices=[s.value for s in Status])

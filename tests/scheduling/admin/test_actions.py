@@ -9,6 +9,7 @@ import time_machine
 from django.urls import reverse
 
 from scheduling.models import AuditEntry, Execution, PeriodicScan, Schedule
+from scheduling.triggers import PAUSED_INDEFINITELY
 from tests.factories import make_report, make_scan
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +79,11 @@ def test_pause_without_a_time_pauses_until_resumed(superuser_client, tenant_a):
     response = act(superuser_client, "pause", [scan], apply="yes", until_0="", until_1="")
     assert messages_of(response) == ["1 schedule paused until resumed."]
     scan.refresh_from_db()
-    assert not scan.enabled
+    # Still enabled: a pause, which an operator's resume ends, not an admin's disable.
+    assert scan.enabled and scan.paused_until == PAUSED_INDEFINITELY
+    assert scan.is_paused() and scan.is_paused_indefinitely()
+    page = superuser_client.get(reverse(CHANGELIST)).content.decode()
+    assert "Paused until resumed" in page and "8000" not in page
 
 
 @time_machine.travel(NOW, tick=False)
@@ -94,18 +99,43 @@ def test_pause_until_a_past_time_is_refused_on_the_confirmation_page(superuser_c
 
 
 @time_machine.travel(NOW, tick=False)
-def test_resume_clears_pauses_and_refuses_schedules_that_are_not_paused(superuser_client, tenant_a):
+def test_resume_clears_pauses_and_leaves_disabled_and_running_schedules(superuser_client, tenant_a):
     paused = make_scan(tenant=tenant_a, paused_until=NOW + timedelta(days=1))
-    disabled = make_scan(tenant=tenant_a, enabled=False)
+    forever = make_scan(tenant=tenant_a, paused_until=PAUSED_INDEFINITELY)
+    disabled = make_scan(tenant=tenant_a, name="switched off", enabled=False)
     running = make_scan(tenant=tenant_a, name="busy one")
-    response = act(superuser_client, "resume", [paused, disabled, running])
+    response = act(superuser_client, "resume", [paused, forever, disabled, running])
     assert messages_of(response) == [
         "Not paused, left as is: busy one.",
+        "Disabled, left as is: resume only ends a pause; an admin must enable switched off.",
         "2 schedules resumed.",
     ]
-    for scan in (paused, disabled):
+    for scan in (paused, forever):
         scan.refresh_from_db()
         assert scan.enabled and scan.paused_until is None
+    disabled.refresh_from_db()
+    assert not disabled.enabled
+
+
+@time_machine.travel(NOW, tick=False)
+def test_operator_pauses_until_resumed_and_resumes_but_cannot_enable_what_an_admin_disabled(
+    staff_client, tenant_a
+):
+    scan = make_scan(tenant=tenant_a)
+    switched_off = make_scan(tenant=tenant_a, name="switched off", enabled=False)
+    client = staff_client({tenant_a: "operator"})
+    act(client, "pause", [scan], apply="yes", until_0="", until_1="")
+    scan.refresh_from_db()
+    assert scan.enabled and scan.is_paused_indefinitely()
+    response = act(client, "resume", [scan, switched_off])
+    assert "an admin must enable switched off" in " ".join(messages_of(response))
+    scan.refresh_from_db()
+    switched_off.refresh_from_db()
+    assert scan.enabled and scan.paused_until is None
+    assert not switched_off.enabled
+    act(client, "enable", [switched_off])  # not offered to operators; posting it does nothing
+    switched_off.refresh_from_db()
+    assert not switched_off.enabled
 
 
 def test_enable_and_disable_say_what_changed(superuser_client, tenant_a):

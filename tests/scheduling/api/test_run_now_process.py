@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from scheduling.models import Execution
 from tests.factories import make_membership, make_scan, make_tenant, make_token, make_user
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,8 +63,10 @@ def test_run_now_is_executed_by_the_scheduler_and_visible_through_the_api(tmp_pa
         assert data["triggered_by"] == user.username
         assert data["result"] == {"name": "echo", "attempt": 1}
         assert data["started_at"] and data["finished_at"]
-        assert data["worker"]  # host:pid of the scheduler, not of this (web) process
-        assert not data["worker"].endswith(f":{os.getpid()}")
+        assert data["worker"] is None  # a host name: not for an operator (issue 17, item 9)
+        worker = Execution.objects.get(pk=data["id"]).worker
+        assert worker  # host:pid of the scheduler, not of this (web) process
+        assert not worker.endswith(f":{os.getpid()}")
     finally:
         if process.poll() is None:
             process.kill()

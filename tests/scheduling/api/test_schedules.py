@@ -124,13 +124,34 @@ def test_pause_until_a_future_instant_and_resume(world_a):
     assert response.data["paused_until"] is None
 
 
-def test_pause_without_until_disables_until_resumed(world_a):
+def test_pause_without_until_pauses_until_an_operator_resumes(world_a):
     scan = world_a.scan
     client = world_a.client("operator")
-    assert client.post(f"/api/scans/{scan.pk}/pause/").status_code == 200
+    response = client.post(f"/api/scans/{scan.pk}/pause/")
+    assert response.status_code == 200
+    assert response.data["enabled"] is True
+    assert response.data["paused_until"] == "8000-01-01T00:00:00Z"
+    scan.refresh_from_db()
+    assert scan.enabled and scan.is_paused_indefinitely()
+    runs = client.get(f"/api/scans/{scan.pk}/next-runs/")
+    assert runs.status_code == 200 and runs.data["runs"] == []  # none until resumed
+    assert client.post(f"/api/scans/{scan.pk}/resume/").status_code == 200
+    scan.refresh_from_db()
+    assert scan.enabled and scan.paused_until is None
+
+
+def test_resume_of_a_disabled_schedule_is_a_conflict_and_only_an_admin_enables(world_a):
+    scan = world_a.scan
+    admin, operator = world_a.client("admin"), world_a.client("operator")
+    assert admin.patch(f"/api/scans/{scan.pk}/", {"enabled": False}, "json").status_code == 200
+    response = operator.post(f"/api/scans/{scan.pk}/resume/")
+    assert response.status_code == 409
+    assert "an admin must enable it" in response.data["detail"]
+    assert operator.patch(f"/api/scans/{scan.pk}/", {"enabled": True}, "json").status_code == 403
     scan.refresh_from_db()
     assert not scan.enabled
-    assert client.post(f"/api/scans/{scan.pk}/resume/").status_code == 200
+    assert not AuditEntry.objects.filter(schedule=scan, action="resume").exists()
+    assert admin.patch(f"/api/scans/{scan.pk}/", {"enabled": True}, "json").status_code == 200
     scan.refresh_from_db()
     assert scan.enabled
 
@@ -217,7 +238,7 @@ def test_every_change_and_action_is_in_the_history_with_old_and_new_values(world
     change = entries[3]["changes"]
     assert change == {"interval_seconds": [300, 900], "description": ["", "d"]}
     assert entries[2]["changes"]["execution"][1] == Execution.objects.get(schedule_id=pk).pk
-    assert entries[1]["changes"] == {"enabled": [True, False]}
+    assert entries[1]["changes"] == {"paused_until": [None, "8000-01-01T00:00:00Z"]}
     assert entries[4]["changes"]["name"] == [None, "new scans"]
 
 

@@ -91,12 +91,28 @@ class TestPauseResume:
         )
         assert actions == [("pause", "cli"), ("resume", "cli")]
 
-    def test_pause_without_until_disables(self, world):
+    def test_pause_without_until_pauses_until_resumed(self, world):
         data = cli("pause", str(world.report.pk), "--format", "json").data
-        assert data["schedule"]["state"] == "disabled"
-        assert Schedule.objects.get(pk=world.report.pk).enabled is False
+        assert data["schedule"]["state"] == "paused"
+        assert data["schedule"]["paused_until"] == "8000-01-01T00:00:00+00:00"
+        report = Schedule.objects.get(pk=world.report.pk)
+        assert report.enabled and report.is_paused_indefinitely()
+        assert "paused until resumed." in cli("pause", str(world.report.pk)).out
+        validated = cli("validate", "--format", "json").data
+        assert validated["warnings"] == []  # paused until resumed is not "never fires again"
         assert "Resumed" in cli("resume", str(world.report.pk)).out
-        assert Schedule.objects.get(pk=world.report.pk).enabled is True
+        report.refresh_from_db()
+        assert report.enabled and report.paused_until is None
+
+    def test_resume_of_a_disabled_schedule_exits_2_and_leaves_it_disabled(self, world):
+        Schedule.objects.filter(pk=world.report.pk).update(enabled=False)
+        result = cli("resume", str(world.report.pk))
+        assert result.code == 2
+        assert (
+            result.err == "Nightly is disabled; resume only ends a pause: an admin must enable it."
+        )
+        assert Schedule.objects.get(pk=world.report.pk).enabled is False
+        assert not AuditEntry.objects.exists()
 
     def test_a_naive_until_is_in_the_time_zone_setting(self, world, settings):
         settings.TIME_ZONE = "Europe/Berlin"

@@ -1,0 +1,23 @@
+"""Fixtures shared by the tests of the scheduler process's parts."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduling.scheduler.recorder import Recorder
+
+
+@pytest.fixture
+def recorder():
+    """``recorder(**kwargs)`` starts a ``Recorder``; every one is stopped afterwards."""
+    made: list[Recorder] = []
+
+    def make(**kwargs) -> Recorder:
+        rec = Recorder(**kwargs)
+        rec.begin()
+        made.append(rec)
+        return rec
+
+    yield make
+    for rec in made:
+        rec.stop(timeout=5)
