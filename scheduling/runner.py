@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -140,8 +140,16 @@ class OutcomeWriter:
         return execution.mark_started(worker=worker)
 
     def finish(self, execution: Execution, status: str, **outcome: Any) -> None:
-        """Record the final ``status`` and apply its consequences (state, retry, alerts)."""
-        if execution.mark_finished(status, **outcome):
+        """Record the final ``status`` and apply its consequences (state, retry, alerts).
+
+        Raises ``OutcomeNotRecorded`` (a ``DatabaseError``) when the database fails while
+        the outcome is written: it carries the outcome, to be written once it is back.
+        """
+        try:
+            recorded = execution.mark_finished(status, **outcome)
+        except DatabaseError as exc:
+            raise OutcomeNotRecorded(status, outcome, exc) from exc
+        if recorded:
             finish(execution)
         else:
             log_discarded(execution)
@@ -152,6 +160,15 @@ class OutcomeWriter:
 
 
 DIRECT = OutcomeWriter()
+
+
+class OutcomeNotRecorded(DatabaseError):
+    """The handler ran, but the database failed while its outcome was being written."""
+
+    def __init__(self, status: str, outcome: dict[str, Any], cause: DatabaseError) -> None:
+        super().__init__(f"{cause} (the outcome, {status}, was not recorded)")
+        self.status = status
+        self.outcome = outcome
 
 
 def skipped_for_overlap(execution: Execution, writer: OutcomeWriter | None = None) -> bool:

@@ -16,6 +16,7 @@ import os
 import threading
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
@@ -23,6 +24,9 @@ from django.utils import timezone
 from .. import runner
 from ..conf import conf
 from ..models import ACTIVE_STATUSES, Execution, SchedulerLease, Status
+
+# A finished handler's final status and outcome values (result, error, traceback).
+Outcome = tuple[str, dict[str, Any]]
 
 logger = logging.getLogger("scheduling.executors")
 
@@ -121,8 +125,9 @@ class WorkerHeartbeat:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Executions this process ran but could not record (database down): execution id ->
-        # reason. While they wait here the heartbeat goes on, so the leader leaves them alone.
-        self._unsettled: dict[int, str] = {}
+        # (reason, the outcome if the handler finished). While they wait here the heartbeat
+        # goes on, so the leader leaves them alone.
+        self._unsettled: dict[int, tuple[str, Outcome | None]] = {}
 
     def ensure(self) -> None:
         """Make sure this process beats and its row is current before it starts work."""
@@ -156,21 +161,26 @@ class WorkerHeartbeat:
             )
         self.last_beat = started
 
-    def settle_later(self, execution_id: int, reason: str) -> None:
-        """Mark an execution of this process ``interrupted`` as soon as the database lets us."""
+    def settle_later(self, execution_id: int, reason: str, outcome: Outcome | None = None) -> None:
+        """Record an execution of this process as soon as the database lets us: with its
+        ``outcome`` (status, values) when the handler finished, else ``interrupted``."""
         with self._lock:
-            self._unsettled[execution_id] = reason
+            self._unsettled[execution_id] = (reason, outcome)
         self._settle()
 
     def _settle(self) -> None:
         with self._lock:
             waiting = list(self._unsettled.items())
-        for execution_id, reason in waiting:
+        for execution_id, (reason, outcome) in waiting:
             try:
                 rows = Execution.objects.select_related("schedule").filter(
                     pk=execution_id, status=Status.RUNNING, worker=self.worker
                 )
-                runner.interrupt(rows, reason)
+                if outcome is None:
+                    runner.interrupt(rows, reason)
+                elif (execution := rows.first()) is not None:
+                    status, values = outcome
+                    runner.DIRECT.finish(execution, status, **values)
             except DatabaseError:
                 connection.close()
                 return
@@ -239,8 +249,12 @@ def run_in_worker(
     except DatabaseError as exc:
         logger.error("Database error while running execution %s: %s", execution_id, exc)
         connection.close()
+        # The handler's outcome, if it finished, is written when the database is back.
+        outcome = (exc.status, exc.outcome) if isinstance(exc, runner.OutcomeNotRecorded) else None
         heartbeat.settle_later(
-            execution_id, f"The database was unavailable while recording the outcome: {exc}"
+            execution_id,
+            f"The database was unavailable while recording the outcome: {exc}",
+            outcome,
         )
         raise  # the task fails; a copy of it runs the execution only if it is still queued
     finally:

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import pytest
 import time_machine
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -499,6 +499,32 @@ def test_the_watchdog_records_timed_out_and_the_late_result_is_discarded(tmp_pat
     assert execution.status == Status.TIMED_OUT
     assert "Timed out" in execution.error and "discarded" in execution.error
     assert execution.result is None  # the handler's late return was not recorded
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("_stop_heartbeat")
+def test_an_outcome_the_database_dropped_is_written_when_it_is_back(tmp_path, monkeypatch):
+    """The connection dies while the outcome is written (a terminated backend): the handler
+    did run, so its outcome is kept and written on the next try, not recorded interrupted."""
+    execution = queued_execution(tmp_path)
+    real = Execution.mark_finished
+    failures = []
+
+    def dropped_once(self, status, **outcome):
+        if not failures:
+            failures.append(status)
+            raise OperationalError("terminating connection due to administrator command")
+        return real(self, status, **outcome)
+
+    monkeypatch.setattr(Execution, "mark_finished", dropped_once)
+    with pytest.raises(runner.OutcomeNotRecorded):
+        run_in_worker(execution.pk, timeout=30)
+
+    execution.refresh_from_db()
+    assert failures == [Status.SUCCEEDED]
+    assert execution.status == Status.SUCCEEDED  # not interrupted
+    assert execution.result is not None
+    assert len(runs(tmp_path)) == 1
 
 
 @pytest.mark.django_db(transaction=True)
