@@ -17,6 +17,10 @@ Read from the environment (the demo's names):
   globally routable addresses) and ``SCHEDULING_MIN_INTERVAL`` (default: the app's, 60 s).
 - ``SCHEDULING_MONITORING_TOKEN`` and ``SCHEDULING_MONITORING_ALLOW_NETWORKS`` (CIDRs) restrict
   ``/healthz`` and ``/metrics``.
+- E-mail (alert notifications): SMTP (the demo prints mails to the console) through
+  ``DJANGO_EMAIL_HOST`` (default localhost), ``DJANGO_EMAIL_PORT`` (25),
+  ``DJANGO_EMAIL_HOST_USER``, ``DJANGO_EMAIL_HOST_PASSWORD``, ``DJANGO_EMAIL_USE_TLS`` and
+  ``DJANGO_DEFAULT_FROM_EMAIL``; ``DJANGO_EMAIL_BACKEND`` names another backend.
 - Everything else as the demo: ``DATABASE_URL``, ``SCHEDULING_EXECUTOR``,
   ``CELERY_BROKER_URL``, ...
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import os
 
+import django
 from django.core.exceptions import ImproperlyConfigured
 
 from project.settings import *  # noqa: F403
@@ -89,3 +94,25 @@ if os.environ.get("SCHEDULING_MIN_INTERVAL"):
     SCHEDULING_MIN_INTERVAL = int(os.environ["SCHEDULING_MIN_INTERVAL"])
 else:
     del SCHEDULING_MIN_INTERVAL
+
+# E-mail: SMTP unless DJANGO_EMAIL_BACKEND names another backend (the demo's is the console).
+_EMAIL_BACKEND = os.environ.get(
+    "DJANGO_EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend"
+)
+_SMTP = {
+    "host": os.environ.get("DJANGO_EMAIL_HOST", "localhost"),
+    "port": int(os.environ.get("DJANGO_EMAIL_PORT", "25")),
+    "username": os.environ.get("DJANGO_EMAIL_HOST_USER", ""),
+    "password": os.environ.get("DJANGO_EMAIL_HOST_PASSWORD", ""),
+    "use_tls": _flag("DJANGO_EMAIL_USE_TLS", default=False),
+}
+if os.environ.get("DJANGO_DEFAULT_FROM_EMAIL"):
+    DEFAULT_FROM_EMAIL = os.environ["DJANGO_DEFAULT_FROM_EMAIL"]
+if django.VERSION >= (6, 1):
+    _smtp_backend = _EMAIL_BACKEND.endswith("smtp.EmailBackend")
+    MAILERS = {"default": {"BACKEND": _EMAIL_BACKEND, "OPTIONS": _SMTP if _smtp_backend else {}}}
+else:
+    EMAIL_BACKEND = _EMAIL_BACKEND
+    EMAIL_HOST, EMAIL_PORT = _SMTP["host"], _SMTP["port"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _SMTP["username"], _SMTP["password"]
+    EMAIL_USE_TLS = _SMTP["use_tls"]
