@@ -232,7 +232,10 @@ class HttpOptions(forms.Form):
         required=False,
         min_value=100,
         max_value=599,
-        help_text=_("Fail unless the response has this status. Empty: record any status."),
+        help_text=_(
+            "Fail unless the response has this status. Empty: fail on an error status "
+            "(4xx, 5xx); redirects (3xx) are recorded, not followed."
+        ),
     )
     keyword = forms.CharField(
         label=_("keyword"),
@@ -372,9 +375,14 @@ def http_check(scan: PeriodicScan, context: ExecutionContext) -> JSONObject:
         ok = ok and found
     result["ok"] = ok
 
+    reason = _short(response.reason or "", 100)
     if expected and status != expected:
-        reason = _short(response.reason or "", 100)
         raise ScanFailed(f"{url} answered HTTP {status} {reason}, expected {expected}.")
+    if not expected and status >= 400:
+        # A 404 or a 500 is not a healthy service (set expected_status to accept one).
+        raise ScanFailed(
+            f"{url} answered HTTP {status} {reason}, an error (set expected_status to accept it)."
+        )
     if keyword and not result["keyword_found"]:
         raise ScanFailed(
             f"Keyword {_short(keyword, 100)!r} not found in the response from {url} "

@@ -137,11 +137,23 @@ def test_http_scan_fails_when_expected_status_differs(tenant, http_server):
         run_scan(scan)
 
 
-def test_http_scan_without_expected_status_records_an_error_status(tenant, http_server):
-    scan = make_scan(tenant=tenant, scan_type="http", target=url(http_server, "/status/500"))
+@pytest.mark.parametrize("status", [404, 500])
+def test_http_scan_without_expected_status_fails_on_an_error_status(tenant, http_server, status):
+    # A 404 or a 500 is not a healthy service: recorded failed, not succeeded (issue 18).
+    scan = make_scan(tenant=tenant, scan_type="http", target=url(http_server, f"/status/{status}"))
+    with pytest.raises(ScanFailed, match=rf"answered HTTP {status} .*an error"):
+        run_scan(scan)
+
+
+def test_http_scan_accepts_an_error_status_it_expects(tenant, http_server):
+    scan = make_scan(
+        tenant=tenant,
+        scan_type="http",
+        target=url(http_server, "/status/404"),
+        options={"expected_status": 404},
+    )
     result = run_scan(scan)
-    assert result["status_code"] == 500
-    assert result["ok"] is False
+    assert (result["status_code"], result["ok"]) == (404, True)
 
 
 def test_http_scan_finds_keyword(tenant, http_server):
