@@ -15,6 +15,7 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
 
 INSTALLED_APPS = [
+    "scheduling",  # before django.contrib.admin: its admin/index.html links the dashboard
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -27,7 +28,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_apscheduler",
     "tenants",
-    "scheduling",
     "project",
 ]
 
@@ -46,7 +46,7 @@ ROOT_URLCONF = "project.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [],  # the app's templates ship in scheduling/templates/ (APP_DIRS)
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

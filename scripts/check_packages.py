@@ -1,7 +1,6 @@
 """Check that pyproject.toml lists every package directory, so the wheel ships all of them.
 
-setuptools is given an explicit package list (the top-level ``templates/`` directory is
-mapped into the ``scheduling`` package), so a new sub-package must be added by hand; this
+setuptools is given an explicit package list, so a new sub-package must be added by hand; this
 check, run by ``scripts/test.sh``, fails when one is missing or listed but gone.
 """
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
@@ -123,7 +124,10 @@ def test_admin_index_with_the_dashboard_link_passes():
 
 
 def test_admin_listed_before_scheduling_warns_that_the_dashboard_link_is_missing():
-    with override_settings(TEMPLATES=APP_TEMPLATES_ONLY):
+    apps = [app for app in settings.INSTALLED_APPS if app != "scheduling"]
+    admin_first = [*apps[: apps.index("django.contrib.admin") + 1], "scheduling"]
+    admin_first += apps[len(admin_first) - 1 :]
+    with override_settings(TEMPLATES=APP_TEMPLATES_ONLY, INSTALLED_APPS=admin_first):
         (warning,) = check_admin_index()
     assert warning.id == "scheduling.W004"
     assert "before 'django.contrib.admin'" in warning.hint
