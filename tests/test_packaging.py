@@ -11,25 +11,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+from django.conf import settings
 from django.template.loader import get_template
 from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_TEMPLATES = ROOT / "scheduling" / "templates"
-APP_DIRS_ONLY = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
-        "APP_DIRS": True,
-        "OPTIONS": {
-            "context_processors": [
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
-                "django.contrib.messages.context_processors.messages",
-            ]
-        },
-    }
-]
+# The project's template settings without its own directories: the app's loader alone.
+APP_DIRS_ONLY = [{**settings.TEMPLATES[0], "DIRS": [], "APP_DIRS": True}]
 
 
 def template_names() -> list[str]:
