@@ -21,6 +21,7 @@ import calendar
 import hashlib
 import re
 import zoneinfo
+from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -84,6 +85,21 @@ class TriggerFields(Protocol):
 
 
 CRON_ALIASES = ALIASES
+# The schedule fields ``validate_trigger`` reads: what a form or serializer must hand over for
+# a trigger to be checked (and previewed) before it is saved.
+TRIGGER_INPUTS = (
+    "trigger_type",
+    "interval_seconds",
+    "cron_expression",
+    "run_at",
+    "calendar_every",
+    "calendar_unit",
+    "calendar_time",
+    "calendar_weekdays",
+    "start_at",
+    "end_at",
+    "timezone",
+)
 # How far a wall clock can jump at a transition (a few zones shift by more than one hour).
 _MAX_SHIFT = timedelta(hours=3)
 _EPSILON = timedelta(microseconds=1)
@@ -258,9 +274,9 @@ class WallClockTrigger(BaseTrigger):
         self.end_date = end_date
         self.jitter = jitter or None
 
+    @abstractmethod
     def _next_wall(self, wall: datetime) -> datetime | None:
         """The first naive wall time strictly after ``wall`` that fires, or None."""
-        raise NotImplementedError
 
     def _rebuild(self) -> None:
         """Rebuild what ``__getstate__`` leaves out (attributes starting with ``_``)."""

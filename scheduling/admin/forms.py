@@ -20,17 +20,7 @@ if TYPE_CHECKING:
 
 # The fields that shape when a schedule fires: what the preview reads from the form.
 TRIGGER_FIELDS = [
-    "trigger_type",
-    "interval_seconds",
-    "cron_expression",
-    "run_at",
-    "calendar_every",
-    "calendar_unit",
-    "calendar_time",
-    "calendar_weekdays",
-    "start_at",
-    "end_at",
-    "timezone",
+    *triggers.TRIGGER_INPUTS,
     "jitter_seconds",
     "stagger",
     "dst_gap_policy",

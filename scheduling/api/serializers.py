@@ -146,20 +146,6 @@ COMMON_FIELDS = [
     "max_executions",
     "depends_on",
 ]
-# The fields the trigger's validation reads (``triggers.validate_trigger``).
-TRIGGER_INPUTS = (
-    "trigger_type",
-    "interval_seconds",
-    "cron_expression",
-    "run_at",
-    "calendar_every",
-    "calendar_unit",
-    "calendar_time",
-    "calendar_weekdays",
-    "start_at",
-    "end_at",
-    "timezone",
-)
 SCHEDULER_STATE = [
     "next_run_at",
     "last_run_at",
@@ -261,7 +247,7 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
         that parse (over the schedule's own values on an update)."""
         instance = self.instance
         trial = copy.copy(instance) if isinstance(instance, Schedule) else self.Meta.model()
-        for name in TRIGGER_INPUTS:
+        for name in triggers.TRIGGER_INPUTS:
             if name not in data or name not in self.fields:
                 continue
             try:
