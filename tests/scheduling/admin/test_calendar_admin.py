@@ -15,6 +15,7 @@ from django.urls import reverse
 from scheduling import triggers
 from scheduling.models import AuditEntry, PeriodicScan, Schedule
 from tests.factories import make_scan
+from tests.scheduling.admin.test_admin import add_form
 
 pytestmark = pytest.mark.django_db
 
@@ -42,30 +43,9 @@ FORTNIGHTLY_RUNS = [
 
 def form_data(tenant, **overrides):
     """The fields the change form of a scan posts (a cron scan unless overridden)."""
-    data = {
-        "tenant": tenant.pk,
-        "name": "fortnightly",
-        "enabled": "on",
-        "scan_type": "test_echo",
-        "target": "x",
-        "options": "{}",
-        "trigger_type": "cron",
-        "cron_expression": "",
-        "timezone": "",
-        "jitter_seconds": 0,
-        "dst_gap_policy": "run_at_next_valid_time",
-        "dst_fold_policy": "once",
-        "max_retries": 0,
-        "retry_backoff_seconds": 60,
-        "overlap": "skip",
-        "max_instances": 1,
-        "coalesce": "on",
-        "priority": 0,
-        "executions-TOTAL_FORMS": 0,
-        "executions-INITIAL_FORMS": 0,
-    }
-    data.update(overrides)
-    return data
+    return add_form(
+        tenant, **{"name": "fortnightly", "cron_expression": "", "timezone": "", **overrides}
+    )
 
 
 def open_trigger_fieldsets(response):
