@@ -9,7 +9,9 @@ tenant's object is not found, on every page and in every choice list.
 
 from __future__ import annotations
 
+import zoneinfo
 from collections.abc import Iterable
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
@@ -18,6 +20,7 @@ from django.core.exceptions import BadRequest
 from django.db.models import ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField
 from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -301,6 +304,32 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
     def tenant_column(self, obj: Model) -> str:
         """The tenant column and field: "(system)" instead of an empty value."""
         return tenant_label(getattr(obj, "tenant", None))
+
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def format_time(value: datetime | None, zone: str | None = None) -> str:
+    """Every time the admin shows, one way: ``2026-03-29 08:00:00 CEST`` (24-hour, seconds,
+    zone label), in ``zone`` (an IANA name: the schedule's zone where there is one) or else
+    the current time zone. "-" for no time."""
+    if value is None:
+        return "-"
+    local = value.astimezone(_zone_or_current(zone))
+    label = local.tzname() or ""
+    if not label or label[0] in "+-":
+        # A zone without an abbreviation ("+03"): name the offset instead.
+        label = f"UTC{label}" if label else local.strftime("UTC%z")
+    return f"{local.strftime(TIME_FORMAT)} {label}"
+
+
+def _zone_or_current(zone: str | None) -> tzinfo:
+    if zone:
+        try:
+            return zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            pass
+    return timezone.get_current_timezone()
 
 
 def format_duration(ms: int | None) -> str:
