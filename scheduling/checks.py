@@ -354,18 +354,9 @@ def check_scheduler(
     health = lease_health(lease)
     if health["healthy"]:
         return []
-    if lease is None:
-        detail = "no scheduler has ever run against this database"
-    elif not health["leader_active"]:
-        detail = "no scheduler holds the lease"
-    else:
-        detail = (
-            f"the leader's heartbeat is {health['heartbeat_age_seconds']:.0f} s old "
-            f"(SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE is {health['max_heartbeat_age_seconds']:g} s)"
-        )
     return [
         Warning(
-            f"No scheduler is running: {detail} (lease {conf.LEASE_NAME!r}).",
+            f"No scheduler is running: {health['problem']} (lease {conf.LEASE_NAME!r}).",
             hint="Start `python manage.py runscheduler` (one or more replicas) and keep it "
             "running under a process supervisor; schedules do not fire without it.",
             id="scheduling.W002",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypedDict, TypeVar
 from urllib.parse import urlsplit
@@ -31,9 +31,11 @@ from .registry import cleanup_targets, report_types, scan_types, task_types
 from .targets import ResolutionError, check_url
 from .tenancy import scope_q, sees_system, visible_tenant_ids
 from .triggers import (
+    TRIGGER_INPUTS,
     TriggerFields,
     cron_meaning_changed,
     is_paused_indefinitely,
+    next_runs,
     validate_trigger,
 )
 from .validators import check_limits, null_character_errors, validate_timezone_name
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
     from tenants.models import Tenant
 
-    from .registry import Registry
+    from .registry import Registry, TaskType
 
 TENANT_MODEL = getattr(settings, "SCHEDULING_TENANT_MODEL", "tenants.Tenant")
 
@@ -103,8 +105,15 @@ FINISHED_STATUSES = tuple(s for s in Status if s not in ACTIVE_STATUSES)
 RAN_STATUSES = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
 # Failures of the schedule: they feed retries, consecutive failures and alerts.
 FAILURE_STATUSES = (Status.FAILED, Status.TIMED_OUT, Status.INTERRUPTED)
-# What an operator may queue again (``Execution.retry``).
-RETRYABLE_STATUSES = FAILURE_STATUSES
+# A failing schedule: its last run failed, or failures are still being counted. What the
+# dashboard lists as failing and ``scheduling list --failing`` shows (``.failing()``). A
+# disabled schedule does not run, so it is not failing, whatever its last run did.
+FAILING_SCHEDULES = Q(enabled=True) & (
+    Q(last_status__in=FAILURE_STATUSES) | Q(consecutive_failures__gt=0)
+)
+# What an operator may queue again (``runner.retry``): a failure, or an occurrence that never
+# ran because the scheduler missed it.
+RETRYABLE_STATUSES = (*FAILURE_STATUSES, Status.MISSED)
 
 
 class TriggerKind(models.TextChoices):
@@ -131,6 +140,11 @@ class ScheduleQuerySet(models.QuerySet[_S]):
     def due(self, now: datetime | None = None) -> Self:
         now = now or timezone.now()
         return self.enabled().filter(next_run_at__lte=now)
+
+    def failing(self) -> Self:
+        """Enabled schedules whose last run failed, or that have failed since their last
+        success."""
+        return self.filter(FAILING_SCHEDULES)
 
     def for_tenant(self, tenant: Tenant) -> Self:
         return self.filter(tenant=tenant)
@@ -222,10 +236,18 @@ def trigger_fingerprint(fields: JobFields) -> bytes:
     return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
 
 
-# Fields the scheduler process owns. A form or serializer saving a stale instance must not
-# overwrite them, so ``Schedule.save()`` leaves them out of ordinary updates.
+# Fields the scheduler process (and a tenant's deactivation) own. A form or serializer saving
+# a stale instance must not overwrite them, so ``Schedule.save()`` leaves them out of ordinary
+# updates.
 STATE_FIELDS = frozenset(
-    {"next_run_at", "last_run_at", "last_status", "run_count", "consecutive_failures"}
+    {
+        "next_run_at",
+        "last_run_at",
+        "last_status",
+        "run_count",
+        "consecutive_failures",
+        "paused_until_before_deactivation",  # kept by services.set_tenant_active
+    }
 )
 
 
@@ -255,11 +277,32 @@ class Schedule(models.Model):
         blank=True,
         help_text=_("While set and in the future, no occurrence fires; it resumes by itself."),
     )
+    # Set by ``services.set_tenant_active`` when deactivating the tenant paused the schedule:
+    # the pause to give back on reactivation. Pausing or resuming by hand clears it.
+    paused_until_before_deactivation = models.DateTimeField(
+        _("paused until, before the tenant was deactivated"),
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "Set while the schedule is paused because its tenant is inactive: the end of the "
+            "pause it had before (a past instant: it was not paused), restored when the tenant "
+            "is reactivated."
+        ),
+    )
 
     trigger_type = models.CharField(
         _("trigger type"), max_length=16, choices=TriggerType, default=TriggerType.INTERVAL
     )
-    interval_seconds = models.PositiveIntegerField(_("interval (seconds)"), null=True, blank=True)
+    interval_seconds = models.PositiveIntegerField(
+        _("interval (seconds)"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Interval: seconds from one run to the next, at least the project's minimum "
+            "(setting SCHEDULING_MIN_INTERVAL)."
+        ),
+    )
     cron_expression = models.CharField(
         _("cron expression"),
         max_length=200,
@@ -303,25 +346,56 @@ class Schedule(models.Model):
             "start (else of the creation)."
         ),
     )
-    run_at = models.DateTimeField(_("run at"), null=True, blank=True)
-    start_at = models.DateTimeField(_("start at"), null=True, blank=True)
-    end_at = models.DateTimeField(_("end at"), null=True, blank=True)
+    run_at = models.DateTimeField(
+        _("run at"), null=True, blank=True, help_text=_("Once: when the one run happens.")
+    )
+    start_at = models.DateTimeField(
+        _("start at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "No run before this time. Interval schedules count from it (else from their "
+            "creation), calendar schedules from its date."
+        ),
+    )
+    end_at = models.DateTimeField(
+        _("end at"), null=True, blank=True, help_text=_("No run after this time.")
+    )
     timezone = models.CharField(
         _("time zone"),
         max_length=64,
         blank=True,
         validators=[validate_timezone_name],
-        help_text=_("IANA name; empty means the tenant's time zone, else UTC."),
+        help_text=_(
+            "IANA name (Europe/Berlin); empty means the tenant's time zone, else UTC. Cron and "
+            "calendar times, and the times this schedule shows and asks for, are in this zone."
+        ),
     )
-    jitter_seconds = models.PositiveIntegerField(_("jitter (seconds)"), default=0)
+    jitter_seconds = models.PositiveIntegerField(
+        _("jitter (seconds)"),
+        default=0,
+        help_text=_("Delay each run by a random 0 to this many seconds, to spread the load."),
+    )
     dst_gap_policy = models.CharField(
         _("DST gap policy"),
         max_length=32,
         choices=DstGapPolicy,
         default=DstGapPolicy.RUN_AT_NEXT_VALID_TIME,
+        help_text=_(
+            "Cron and calendar: a time that does not exist on the day clocks spring forward "
+            "(02:30 when they jump from 02:00 to 03:00) runs at the first time after the gap "
+            "(03:00), or not at all that day (skip)."
+        ),
     )
     dst_fold_policy = models.CharField(
-        _("DST fold policy"), max_length=16, choices=DstFoldPolicy, default=DstFoldPolicy.ONCE
+        _("DST fold policy"),
+        max_length=16,
+        choices=DstFoldPolicy,
+        default=DstFoldPolicy.ONCE,
+        help_text=_(
+            "Cron and calendar: a time that happens twice on the day clocks fall back (02:30 "
+            "when they go from 03:00 back to 02:00) runs once, at the first, or twice."
+        ),
     )
 
     timeout_seconds = models.PositiveIntegerField(
@@ -329,22 +403,59 @@ class Schedule(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(1)],
-        help_text=_("Empty means SCHEDULING_DEFAULT_TIMEOUT."),
+        help_text=_(
+            "A run that takes longer is recorded as timed out. Empty: the project's default "
+            "timeout (setting SCHEDULING_DEFAULT_TIMEOUT)."
+        ),
     )
-    max_retries = models.PositiveSmallIntegerField(_("max retries"), default=0)
-    retry_backoff_seconds = models.PositiveIntegerField(_("retry backoff (seconds)"), default=60)
-    overlap = models.CharField(_("overlap"), max_length=8, choices=Overlap, default=Overlap.SKIP)
+    max_retries = models.PositiveSmallIntegerField(
+        _("max retries"),
+        default=0,
+        help_text=_("How many times a failed run is tried again (0: never)."),
+    )
+    retry_backoff_seconds = models.PositiveIntegerField(
+        _("retry backoff (seconds)"),
+        default=60,
+        help_text=_(
+            "The wait before the first retry; it doubles for each further retry, up to the "
+            "project's maximum (setting SCHEDULING_MAX_RETRY_BACKOFF)."
+        ),
+    )
+    overlap = models.CharField(
+        _("overlap"),
+        max_length=8,
+        choices=Overlap,
+        default=Overlap.SKIP,
+        help_text=_("What happens when a run is due while the previous one still runs."),
+    )
     max_instances = models.PositiveSmallIntegerField(
-        _("max instances"), default=1, validators=[MinValueValidator(1)]
+        _("max instances"),
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text=_('With overlap "allow": how many runs may go on at once.'),
     )
     misfire_grace_seconds = models.PositiveIntegerField(
         _("misfire grace (seconds)"),
         null=True,
         blank=True,
-        help_text=_("Empty means SCHEDULING_DEFAULT_MISFIRE_GRACE."),
+        help_text=_(
+            "A run that cannot start within this time after it was due is recorded as missed. "
+            "Empty: the project's default (setting SCHEDULING_DEFAULT_MISFIRE_GRACE)."
+        ),
     )
-    coalesce = models.BooleanField(_("coalesce missed runs"), default=True)
-    priority = models.SmallIntegerField(_("priority"), default=0)
+    coalesce = models.BooleanField(
+        _("coalesce missed runs"),
+        default=True,
+        help_text=_("Runs missed while the scheduler was down run once, not once each."),
+    )
+    priority = models.SmallIntegerField(
+        _("priority"),
+        default=0,
+        help_text=_(
+            "When all workers are busy, the tenant's waiting runs start highest priority first "
+            "(-32768 to 32767); tenants still take turns, so it orders only this tenant's work."
+        ),
+    )
     stagger = models.BooleanField(
         _("stagger"),
         default=False,
@@ -365,6 +476,11 @@ class Schedule(models.Model):
         blank=True,
         related_name="dependents",
         verbose_name=_("depends on"),
+        help_text=_(
+            "Upstream schedules of the same tenant. A schedule with upstreams has no timer of "
+            "its own: it runs once all of them succeeded for the same occurrence, and is "
+            "recorded as skipped when one of them did not. Cycles are refused."
+        ),
     )
 
     next_run_at = models.DateTimeField(_("next run at"), null=True, blank=True, editable=False)
@@ -489,6 +605,26 @@ class Schedule(models.Model):
     def is_paused_indefinitely(self) -> bool:
         return is_paused_indefinitely(self.paused_until)
 
+    def expected_next_run(self, now: datetime | None = None) -> datetime | None:
+        """Return when the scheduler will fire this schedule next, as the row stands now.
+
+        None while it is disabled, paused until resumed, started by the schedules it depends
+        on, or has no further run; else its trigger's next run after ``now`` and after the end
+        of a pause (without jitter). The scheduler's sync stores its own (jittered) value in
+        ``next_run_at``.
+        """
+        if not self.enabled or self.is_paused_indefinitely():
+            return None
+        if self.pk is not None and self.depends_on.exists():
+            return None
+        try:
+            runs = next_runs(self, 1, now=now)
+        except (ArithmeticError, KeyError, ValueError):
+            # A stored trigger or zone that no longer validates (InvalidTrigger is a
+            # ValueError, an unknown zone a KeyError): the sync drops its job.
+            return None
+        return runs[0] if runs else None
+
     def get_kind_object(self) -> Schedule:
         """Return this schedule as its concrete kind (PeriodicScan, Report, CleanupConfig)."""
         if type(self) is not Schedule:
@@ -514,39 +650,82 @@ class Schedule(models.Model):
     # -- validation -----------------------------------------------------------------------
 
     def clean(self) -> None:
+        # Every rule runs, so that one form or one request names every wrong field at once. A
+        # field keeps the first error found: a later rule neither repeats it nor computes with
+        # the value an earlier one refused.
         super().clean()
-        null_characters = null_character_errors(self)
-        if null_characters:
-            # Before any query: PostgreSQL fails on such text instead of comparing it.
-            raise ValidationError(null_characters)
         if not self.kind:
             self.kind = getattr(type(self), "KIND", "")
-        limits = check_limits(self)
-        if limits:
-            # Values this far out would overflow the trigger arithmetic below.
-            raise ValidationError(limits)
+        errors: dict[str, list[StrOrPromise]] = {}
+        # Before any query: PostgreSQL fails on such text instead of comparing it.
+        _add_new(errors, {name: [text] for name, text in null_character_errors(self).items()})
+        # Values this far out would overflow the trigger arithmetic.
+        _add_new(errors, check_limits(self))
+        # The field's own validator (``clean_fields``) saw only a zone that was given, not
+        # the tenant's filled in here.
+        zone_given = bool(self.timezone)
         if self.timezone == "" and self.tenant_id:
             self.timezone = self.default_timezone()
-        validate_trigger(self)
-        self.clean_type()
+        if errors.keys().isdisjoint(TRIGGER_CHECKED_FIELDS):
+            try:
+                validate_trigger(self)
+            except ValidationError as exc:
+                found = exc.message_dict
+                if zone_given and _timezone_field_rejects(self):
+                    found.pop("timezone", None)  # the field's own validator says the same
+                _add_new(errors, found)
+        try:
+            self.clean_type()
+        except ValidationError as exc:
+            _add_new(errors, exc.message_dict)
         # Forms exclude ``kind`` (not editable), which makes Django skip the unique constraint;
         # check it here so a duplicate is a field error, not an IntegrityError.
         if (
             self.name
+            and "name" not in errors
             and Schedule.objects.filter(same_tenant(self.tenant_id), kind=self.kind, name=self.name)
             .exclude(pk=self.pk)
             .exists()
         ):
             where = _("this tenant") if self.tenant_id else _("the system schedules")
-            raise ValidationError(
-                {
-                    "name": _("A %(kind)s named %(name)s already exists for %(where)s.")
-                    % {"kind": Kind(self.kind).label.lower(), "name": self.name, "where": where}
-                }
-            )
+            errors["name"] = [
+                _("A %(kind)s named %(name)s already exists for %(where)s.")
+                % {"kind": Kind(self.kind).label.lower(), "name": self.name, "where": where}
+            ]
+        if errors:
+            raise ValidationError(errors)
 
     def clean_type(self) -> None:
-        """Validate the registered type key and its options (kinds override this)."""
+        """Validate the registered type key and its options (kinds override this).
+
+        Raises one ``ValidationError`` naming every field of the kind that is wrong.
+        """
+
+
+# The fields ``validate_trigger`` reads: an earlier error on one of them skips it.
+TRIGGER_CHECKED_FIELDS = frozenset({*TRIGGER_INPUTS, "jitter_seconds"})
+
+
+def _add_new(errors: dict[str, list[StrOrPromise]], found: Mapping[str, Iterable[Any]]) -> None:
+    """Add the errors of ``found`` on fields that have none in ``errors`` yet."""
+    for name, messages in found.items():
+        if name not in errors:
+            errors[name] = list(messages)
+
+
+def _timezone_field_rejects(schedule: Schedule) -> bool:
+    """Return whether the time zone field's own validator refuses the schedule's zone.
+
+    ``full_clean`` runs it (``clean_fields``, for a zone that is not empty) before ``clean``:
+    its error is reported.
+    """
+    if not schedule.timezone:
+        return False
+    try:
+        validate_timezone_name(schedule.timezone)
+    except ValidationError:
+        return True
+    return False
 
 
 # A kind with a registered type key and options, and the registry of its keys.
@@ -554,14 +733,28 @@ _Registered = TypeVar("_Registered", "PeriodicScan", "Report", "CleanupConfig", 
 
 
 def _clean_registered(
-    schedule: _Registered, registry: Registry[_Registered], key_field: str
-) -> None:
+    schedule: _Registered,
+    registry: Registry[_Registered],
+    key_field: str,
+    errors: dict[str, list[StrOrPromise]],
+) -> TaskType[_Registered] | None:
+    """Return the registered type of ``schedule`` with its options cleaned, else None.
+
+    What is wrong (the key, the options) goes into ``errors``; options that do not validate
+    are left as they are.
+    """
     key = getattr(schedule, key_field)
     try:
         entry = registry.get(key)
     except UnknownTaskType as exc:
-        raise ValidationError({key_field: str(exc)}) from exc
-    schedule.options = entry.validate_options(schedule.options)
+        errors[key_field] = [str(exc)]
+        return None
+    try:
+        schedule.options = entry.validate_options(schedule.options)
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    return entry
 
 
 class PeriodicScan(Schedule):
@@ -578,13 +771,15 @@ class PeriodicScan(Schedule):
         verbose_name_plural = _("periodic scans")
 
     def clean_type(self) -> None:
-        _clean_registered(self, scan_types, "scan_type")
-        entry = scan_types.get(self.scan_type)
-        if entry.validate_target is not None:
+        errors: dict[str, list[StrOrPromise]] = {}
+        entry = _clean_registered(self, scan_types, "scan_type", errors)
+        if entry is not None and entry.validate_target is not None:
             try:
-                entry.validate_target(self.target, self.options)
+                entry.validate_target(self.target, None if "options" in errors else self.options)
             except ValidationError as exc:
-                raise ValidationError({"target": exc.messages}) from exc
+                errors["target"] = list(exc.messages)
+        if errors:
+            raise ValidationError(errors)
 
 
 class Report(Schedule):
@@ -609,7 +804,8 @@ class Report(Schedule):
         return [r.strip() for r in self.recipients.replace(",", "\n").splitlines() if r.strip()]
 
     def clean_type(self) -> None:
-        _clean_registered(self, report_types, "report_type")
+        errors: dict[str, list[StrOrPromise]] = {}
+        _clean_registered(self, report_types, "report_type", errors)
         bad = []
         for address in self.recipient_list():
             try:
@@ -617,9 +813,9 @@ class Report(Schedule):
             except ValidationError:
                 bad.append(address)
         if bad:
-            raise ValidationError(
-                {"recipients": _("Not valid e-mail addresses: %s") % ", ".join(bad)}
-            )
+            errors["recipients"] = [_("Not valid e-mail addresses: %s") % ", ".join(bad)]
+        if errors:
+            raise ValidationError(errors)
 
 
 class CleanupConfig(Schedule):
@@ -639,12 +835,14 @@ class CleanupConfig(Schedule):
         verbose_name_plural = _("cleanup configs")
 
     def clean_type(self) -> None:
-        _clean_registered(self, cleanup_targets, "cleanup_target")
-        entry = cleanup_targets.get(self.cleanup_target)
-        if entry.system_only and self.tenant_id is not None:
+        errors: dict[str, list[StrOrPromise]] = {}
+        entry = _clean_registered(self, cleanup_targets, "cleanup_target", errors)
+        if entry is not None and entry.system_only and self.tenant_id is not None:
             # What it deletes belongs to no single tenant (the ``files`` target).
             message = _("%(label)s runs only as a system schedule (no tenant).")
-            raise ValidationError({"cleanup_target": message % {"label": entry.label}})
+            errors["cleanup_target"] = [message % {"label": entry.label}]
+        if errors:
+            raise ValidationError(errors)
 
 
 class ScheduledTask(Schedule):
@@ -660,7 +858,10 @@ class ScheduledTask(Schedule):
         verbose_name_plural = _("scheduled tasks")
 
     def clean_type(self) -> None:
-        _clean_registered(self, task_types, "task_type")
+        errors: dict[str, list[StrOrPromise]] = {}
+        _clean_registered(self, task_types, "task_type", errors)
+        if errors:
+            raise ValidationError(errors)
 
 
 class ScheduleDeletion(models.Model):
@@ -675,6 +876,18 @@ class ScheduleDeletion(models.Model):
 
     def __str__(self) -> str:
         return f"schedule:{self.schedule_id} deleted at {self.deleted_at:%Y-%m-%d %H:%M:%S}"
+
+
+def history_timezone(schedule: Schedule | None, tenant: object | None) -> str:
+    """Return the zone a schedule's history reads in: its own, else its tenant's, else UTC.
+
+    Takes the history row's tenant (the schedule's) rather than ``schedule.tenant``: a list of
+    executions with their tenants selected then costs no query per row, and a row whose
+    schedule was deleted still reads in its tenant's zone.
+    """
+    if schedule is not None and schedule.timezone:
+        return schedule.timezone
+    return getattr(tenant, "timezone", "") or "UTC"
 
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
@@ -864,6 +1077,13 @@ class Execution(models.Model):
     def lateness(self) -> timedelta | None:
         return self.started_at - self.scheduled_for if self.started_at else None
 
+    @property
+    def effective_timezone(self) -> str:
+        """The zone its times read in: its schedule's, else its tenant's (or UTC)."""
+        return history_timezone(
+            self.schedule if self.schedule_id else None, self.tenant if self.tenant_id else None
+        )
+
     # State changes save only what changed; outcome writes are conditional on the execution
     # still being active, so a late thread result never overwrites a timeout or interruption.
 
@@ -972,6 +1192,13 @@ class ReportArtifact(models.Model):
         self.checksum = hashlib.sha256(data).hexdigest()
         super().save(**kwargs)
 
+    @property
+    def effective_timezone(self) -> str:
+        """The zone its times read in: its report's, else its tenant's (or UTC)."""
+        return history_timezone(
+            self.report if self.report_id else None, self.tenant if self.tenant_id else None
+        )
+
 
 class SchedulerLease(models.Model):
     """The leader lease: one row per scheduler group; its holder is the one that fires."""
@@ -1002,6 +1229,15 @@ class SchedulerLease(models.Model):
     @property
     def heartbeat_age(self) -> timedelta | None:
         return timezone.now() - self.renewed_at if self.renewed_at else None
+
+
+class AuditSource(models.TextChoices):
+    """Through which interface an audited change came (``AuditEntry.source``)."""
+
+    ADMIN = "admin", _("Admin")
+    API = "api", _("API")
+    CLI = "cli", _("CLI")
+    DECLARED = "declared", _("Declared in code")
 
 
 class AuditAction(models.TextChoices):
@@ -1047,7 +1283,9 @@ class AuditEntry(models.Model):
         related_name="+",
         verbose_name=_("user"),
     )
-    source = models.CharField(_("source"), max_length=16, default="api")
+    source = models.CharField(
+        _("source"), max_length=16, choices=AuditSource, default=AuditSource.API
+    )
     # {"field": [old, new]} for changes; {} for actions without field changes.
     changes = models.JSONField(_("changes"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -1100,7 +1338,12 @@ class BlackoutWindow(models.Model):
     starts_at = models.DateTimeField(_("starts at"), null=True, blank=True)
     ends_at = models.DateTimeField(_("ends at"), null=True, blank=True)
     timezone = models.CharField(
-        _("time zone"), max_length=64, default="UTC", validators=[validate_timezone_name]
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[validate_timezone_name],
+        help_text=_("IANA name; empty means the tenant's time zone, else UTC."),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -1112,7 +1355,23 @@ class BlackoutWindow(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, **kwargs: Any) -> None:
+        if not self.timezone:
+            self.timezone = self.default_timezone()
+        super().save(**kwargs)
+
+    def default_timezone(self) -> str:
+        """Return the zone of a window created without one: its tenant's, else UTC."""
+        tenant = self.tenant if self.tenant_id else None
+        return getattr(tenant, "timezone", "") or "UTC"
+
+    @property
+    def effective_timezone(self) -> str:
+        return self.timezone or self.default_timezone()
+
     def clean(self) -> None:
+        if not self.timezone and self.tenant_id:
+            self.timezone = self.default_timezone()
         errors: dict[str, StrOrPromise] = {}
         schedule = self.schedule if self.schedule_id and self.tenant_id else None
         if schedule is not None and schedule.tenant_id != self.tenant_id:
@@ -1148,7 +1407,7 @@ class BlackoutWindow(models.Model):
         if self.kind == BlackoutKind.DATES:
             if not (self.starts_at and self.ends_at):
                 return "-"
-            zone = zoneinfo.ZoneInfo(self.timezone)
+            zone = zoneinfo.ZoneInfo(self.effective_timezone)
             start, end = self.starts_at.astimezone(zone), self.ends_at.astimezone(zone)
             return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M}"
         bounds = self._weekly_bounds()
@@ -1166,7 +1425,7 @@ class BlackoutWindow(models.Model):
         if bounds is None:
             return False
         start_day, start_time, end_day, end_time = bounds
-        local = at.astimezone(zoneinfo.ZoneInfo(self.timezone))
+        local = at.astimezone(zoneinfo.ZoneInfo(self.effective_timezone))
 
         def minute_of_week(weekday: int, hour: int, minute: int, second: int = 0) -> float:
             return weekday * 1440 + hour * 60 + minute + second / 60

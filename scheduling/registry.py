@@ -97,18 +97,23 @@ class TaskType(Generic[_K]):
                 )
             return {}
         form = self.options(data=options)
+        # Every problem at once: the options the type does not have, and each wrong value.
+        messages: list[ValidationError] = []
         unknown = sorted(set(options) - set(form.fields))
         if unknown:
-            raise ValidationError(
-                {"options": _("Unknown option(s): %s.") % ", ".join(unknown)}, code="unknown"
+            messages.append(
+                ValidationError(_("Unknown option(s): %s.") % ", ".join(unknown), code="unknown")
             )
         if not form.is_valid():
-            messages = [
-                f"{name}: {' '.join(map(str, errors))}"
-                if name != "__all__"
-                else " ".join(map(str, errors))
+            messages.extend(
+                ValidationError(
+                    f"{name}: {' '.join(map(str, errors))}"
+                    if name != "__all__"
+                    else " ".join(map(str, errors))
+                )
                 for name, errors in form.errors.items()
-            ]
+            )
+        if messages:
             raise ValidationError({"options": messages})
         # Keep the options the user gave; fill the others from declared initial values.
         cleaned: JSONObject = {}

@@ -472,7 +472,7 @@ def cancel(execution: Execution, *, by: Any = None) -> Execution:
 
 
 def retry(execution: Execution, *, by: Any = None) -> Execution:
-    """Queue the next attempt of a failed, timed-out or interrupted ``execution``.
+    """Queue the next attempt of a failed, timed-out, interrupted or missed ``execution``.
 
     The new attempt has the same ``scheduled_for`` (and the same run options) and starts as
     soon as a scheduler picks it up. Raises ``StateConflict`` when the execution did not fail,
@@ -480,8 +480,8 @@ def retry(execution: Execution, *, by: Any = None) -> Execution:
     """
     if execution.status not in RETRYABLE_STATUSES:
         raise StateConflict(
-            f"Execution {execution.pk} is {execution.status}; only a failed, timed-out or "
-            "interrupted execution can be retried."
+            f"Execution {execution.pk} is {execution.status}; only a failed, timed-out, "
+            "interrupted or missed execution can be retried."
         )
     schedule = execution.schedule
     if schedule is None:

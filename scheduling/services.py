@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Case, F, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -308,6 +308,7 @@ def update_schedule(
         schedule.save()
         if depends_on is not None:
             schedule.depends_on.set(depends_on)
+        refresh_next_run(schedule)
         changes = diff(before, snapshot(schedule))
         if changes:
             record_audit(
@@ -446,6 +447,7 @@ def _change_one(
         before = snapshot(schedule) if source is not None else {}
         change(Schedule.objects.filter(pk=schedule.pk))
         schedule.refresh_from_db()
+        refresh_next_run(schedule)
         if source is not None:
             record_audit(
                 schedule=schedule,
@@ -455,6 +457,19 @@ def _change_one(
                 changes=diff(before, snapshot(schedule)),
             )
     return schedule
+
+
+def refresh_next_run(schedule: Schedule) -> None:
+    """Store the next run ``schedule`` has after a change of its state or trigger.
+
+    The scheduler's sync writes its own within ``SCHEDULING_SYNC_INTERVAL`` (or when a
+    scheduler next runs); until then every page would show the run from before the change,
+    one that a pause or a disable has cancelled.
+    """
+    expected = schedule.expected_next_run()
+    if expected != schedule.next_run_at:
+        Schedule.objects.filter(pk=schedule.pk).update(next_run_at=expected)
+        schedule.next_run_at = expected
 
 
 def pause_schedule(
@@ -501,19 +516,33 @@ def pause_schedules(*, queryset: QuerySet[Schedule], until: datetime | None = No
     """Pause the schedules of ``queryset``; without ``until`` they stay paused until resumed.
 
     "Until resumed" is ``PAUSED_INDEFINITELY``, still a pause: ``enabled`` is left alone, so
-    that whoever may resume (an operator) can end it, and a disable stays an admin's.
+    that whoever may resume (an operator) can end it, and a disable stays an admin's. The
+    pause is the operator's: reactivating the tenant does not end it (``set_tenant_active``).
     """
-    return queryset.update(paused_until=until or PAUSED_INDEFINITELY, updated_at=timezone.now())
+    changes: dict[str, Any] = {
+        "paused_until": until or PAUSED_INDEFINITELY,
+        "paused_until_before_deactivation": None,
+        "updated_at": timezone.now(),
+    }
+    if until is None:
+        # No run until someone resumes: nothing to show as the next one (``refresh_next_run``).
+        changes["next_run_at"] = None
+    return queryset.update(**changes)
 
 
 def resume_schedules(*, queryset: QuerySet[Schedule]) -> int:
     """Clear the pause of the schedules of ``queryset``; disabled ones stay disabled."""
-    return queryset.update(paused_until=None, updated_at=timezone.now())
+    return queryset.update(
+        paused_until=None, paused_until_before_deactivation=None, updated_at=timezone.now()
+    )
 
 
 def set_enabled(*, queryset: QuerySet[Schedule], enabled: bool) -> int:
     """Enable or disable the schedules of ``queryset``."""
-    return queryset.update(enabled=enabled, updated_at=timezone.now())
+    if not enabled:
+        # A disabled schedule has no next run (``refresh_next_run``).
+        return queryset.update(enabled=False, next_run_at=None, updated_at=timezone.now())
+    return queryset.update(enabled=True, updated_at=timezone.now())
 
 
 def set_schedule_enabled(
@@ -527,6 +556,103 @@ def set_schedule_enabled(
         user=user,
         source=source,
     )
+
+
+TENANT_NOT_DEACTIVATABLE = gettext_lazy("The tenant model %(model)s has no is_active field.")
+
+
+def set_tenant_active(
+    *, tenant: Tenant, active: bool, user: Actor = None, source: str | None = None
+) -> int:
+    """Activate or deactivate ``tenant`` with its schedules; return how many were changed.
+
+    Deactivating pauses every schedule of the tenant that is not paused until resumed already
+    (one paused until a time keeps that time in ``paused_until_before_deactivation``).
+    Reactivating gives exactly those schedules their pause back: schedules an operator had
+    paused before stay paused, and one resumed or paused by hand meanwhile keeps what the
+    operator did. Both are idempotent. With a ``source``, each schedule's change is audited.
+    """
+    if not any(f.name == "is_active" for f in type(tenant)._meta.get_fields()):
+        raise TypeError(TENANT_NOT_DEACTIVATABLE % {"model": type(tenant)._meta.label})
+    now = timezone.now()
+    schedules = Schedule.objects.filter(tenant_id=tenant.pk)
+    with transaction.atomic():
+        _lock_tenant(tenant)
+        if active:
+            changed = _resume_for_tenant(schedules, now)
+        else:
+            changed = _pause_for_tenant(schedules, now)
+        was_active = bool(tenant.is_active)
+        if was_active != active:
+            tenant.is_active = active
+            tenant.save(update_fields=["is_active"])
+        if source is not None and changed:
+            AuditEntry.objects.bulk_create(
+                AuditEntry(
+                    tenant_id=tenant.pk,
+                    schedule_id=pk,
+                    schedule_name=name,
+                    schedule_kind=kind,
+                    action=AuditAction.RESUME if active else AuditAction.PAUSE,
+                    # As in record_audit: the stubs pin AUTH_USER_MODEL to the test settings'.
+                    user=_signed_in(user),  # type: ignore[misc]
+                    source=source,
+                    changes=bounded_changes(
+                        {
+                            "paused_until": [_json(before), _json(after)],
+                            "tenant_is_active": [was_active, active],
+                        }
+                    ),
+                )
+                for pk, name, kind, before, after in changed
+            )
+    return len(changed)
+
+
+_TenantChange: TypeAlias = tuple[int, str, str, "datetime | None", "datetime | None"]
+
+
+def _pause_for_tenant(schedules: QuerySet[Schedule], now: datetime) -> list[_TenantChange]:
+    """Pause ``schedules`` for their tenant's deactivation, keeping each one's own pause."""
+    targets = schedules.filter(paused_until_before_deactivation__isnull=True).exclude(
+        paused_until__gte=PAUSED_INDEFINITELY
+    )
+    rows = list(targets.values_list("pk", "name", "kind", "paused_until"))
+    pks = [row[0] for row in rows]
+    if not pks:
+        return []
+    marked = Schedule.objects.filter(pk__in=pks)
+    # In two statements: MySQL would give the second SET the value the first one wrote.
+    marked.update(
+        paused_until_before_deactivation=Case(
+            When(paused_until__gt=now, then=F("paused_until")), default=Value(now)
+        )
+    )
+    marked.update(paused_until=PAUSED_INDEFINITELY, next_run_at=None, updated_at=now)
+    return [(pk, name, kind, until, PAUSED_INDEFINITELY) for pk, name, kind, until in rows]
+
+
+def _resume_for_tenant(schedules: QuerySet[Schedule], now: datetime) -> list[_TenantChange]:
+    """Give the schedules paused by their tenant's deactivation their own pause back."""
+    marked = schedules.filter(paused_until_before_deactivation__isnull=False)
+    # Still under the pause the deactivation set (an operator's change since clears the mark,
+    # or leaves another paused_until that is theirs to keep).
+    ours = marked.filter(paused_until__gte=PAUSED_INDEFINITELY)
+    rows = list(ours.values_list("pk", "name", "kind", "paused_until_before_deactivation"))
+    restored = [
+        (pk, name, kind, until if until is not None and until > now else None)
+        for pk, name, kind, until in rows
+    ]
+    ours.filter(paused_until_before_deactivation__gt=now).update(
+        paused_until=F("paused_until_before_deactivation"), updated_at=now
+    )
+    ours.filter(paused_until_before_deactivation__lte=now).update(paused_until=None, updated_at=now)
+    marked.update(paused_until_before_deactivation=None)
+    return [(pk, name, kind, PAUSED_INDEFINITELY, after) for pk, name, kind, after in restored]
+
+
+def _json(value: object) -> object:
+    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
 
 
 # Fields a copy does not take over: identity, bookkeeping and the scheduler's state.

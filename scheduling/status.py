@@ -26,20 +26,33 @@ class LeaseHealth(TypedDict):
     heartbeat_age_seconds: float | None
     max_heartbeat_age_seconds: float  # SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE
     healthy: bool  # leader_active and a fresh heartbeat
+    problem: str | None  # why it is not healthy, in words; None when it is
 
 
 def lease_health(lease: SchedulerLease | None, now: datetime | None = None) -> LeaseHealth:
-    """Return whether ``lease`` shows a live leader, and the heartbeat age behind that."""
+    """Return whether ``lease`` shows a live leader, the heartbeat age behind that, and why not."""
     now = now or timezone.now()
     max_age = float(conf.HEALTH_MAX_HEARTBEAT_AGE)
     renewed_at = lease.renewed_at if lease else None
     age = (now - renewed_at).total_seconds() if renewed_at else None
     leader_active = bool(lease and lease.is_held(now))
+    healthy = leader_active and age is not None and age <= max_age
+    problem = None
+    if lease is None:
+        problem = "no scheduler has ever run against this database"
+    elif not leader_active or age is None:
+        problem = "no scheduler holds the lease"
+    elif not healthy:
+        problem = (
+            f"the leader's heartbeat is {age:.0f} s old "
+            f"(SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE is {max_age:g} s)"
+        )
     return {
         "leader_active": leader_active,
         "heartbeat_age_seconds": age,
         "max_heartbeat_age_seconds": max_age,
-        "healthy": leader_active and age is not None and age <= max_age,
+        "healthy": healthy,
+        "problem": problem,
     }
 
 
@@ -64,6 +77,7 @@ def scheduler_status(
             "leader": "host:1234:ab12" | None,    # the lease holder, None when released
             "leader_active": bool,                # held and not expired
             "healthy": bool,                      # leader_active and a fresh heartbeat
+            "problem": str | None,                # why not healthy, in words
             "heartbeat_age_seconds": float | None,
             "max_heartbeat_age_seconds": float,   # SCHEDULING_HEALTH_MAX_HEARTBEAT_AGE
             "renewed_at": datetime | None,

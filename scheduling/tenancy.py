@@ -51,6 +51,16 @@ class MembershipResolver:
         floor = ROLE_RANK[Role(min_role)] if min_role else 0
         return {tid for tid, role in memberships if ROLE_RANK.get(Role(role), -1) >= floor}
 
+    def roles(self, user: AbstractBaseUser | AnonymousUser) -> list[tuple[Tenant, str]]:
+        """Return the tenants ``user`` is a member of, each with the name of their role there."""
+        if not getattr(user, "is_authenticated", False) or user.pk is None:
+            return []
+        from tenants.models import Membership
+
+        memberships = Membership.objects.filter(user_id=user.pk).select_related("tenant")
+        pairs = [(m.tenant, str(m.get_role_display())) for m in memberships]
+        return sorted(pairs, key=lambda pair: (str(pair[0]), pair[0].pk))
+
 
 # Who sees and changes system schedules (no tenant) besides superusers.
 SYSTEM_PERMISSION = "scheduling.manage_system_schedules"
@@ -82,6 +92,15 @@ def visible_tenant_ids(
 ) -> set[int] | None:
     """Return the tenant ids ``user`` may see (None means every tenant)."""
     return conf.get_tenant_resolver().tenant_ids(user, min_role=min_role)
+
+
+def tenant_roles(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Tenant, str]]:
+    """Return the tenants ``user`` holds a role in, with the role's name, for display.
+
+    Empty when the resolver does not tell roles (an optional ``roles(user)`` method).
+    """
+    roles = getattr(conf.get_tenant_resolver(), "roles", None)
+    return list(roles(user)) if roles is not None else []
 
 
 def tenants_visible_to(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zoneinfo
 from datetime import UTC, datetime
@@ -17,16 +18,56 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
 
+@functools.cache
+def timezone_names() -> tuple[str, ...]:
+    """Return the IANA time zone names this system knows, sorted."""
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+@functools.cache
+def _timezones_by_lower_name() -> dict[str, str]:
+    return {name.lower(): name for name in timezone_names()}
+
+
+def find_timezone(name: str) -> str | None:
+    """Return the IANA name ``name`` spells in any case ("europe/berlin"), else None."""
+    return _timezones_by_lower_name().get(name.strip().lower())
+
+
 def validate_timezone_name(value: str) -> None:
     """Reject names that are not IANA time zones."""
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        known = find_timezone(value) if isinstance(value, str) else None
+        if known is not None:
+            raise ValidationError(
+                _("%(value)s is not a known IANA time zone; did you mean %(known)s?"),
+                code="invalid_timezone",
+                params={"value": value, "known": known},
+            ) from exc
         raise ValidationError(
             _("%(value)s is not a known IANA time zone (for example Europe/Berlin)."),
             code="invalid_timezone",
             params={"value": value},
         ) from exc
+
+
+def check_end_not_passed(
+    end_at: datetime | None, saved: datetime | None, now: datetime | None = None
+) -> StrOrPromise | None:
+    """Return an error when a schedule is given an end that has already passed.
+
+    Only a new or changed end counts (``saved`` is the stored one): a schedule that has ended
+    since can still be edited. The admin and the API ask this of what a person enters; an
+    import or a declaration in code may restore a schedule that has ended.
+    """
+    if end_at is None or end_at == saved or end_at > (now or timezone.now()):
+        return None
+    return _(
+        "This end has already passed: the schedule would never run again. Choose a later time, "
+        "or leave it empty."
+    )
 
 
 def has_null_character(value: object) -> bool:

@@ -6,7 +6,8 @@ does not remove it), and also under ``if TYPE_CHECKING:`` for the layer rule. Ea
 belongs to a layer; a module may import its own layer and the layers below it:
 
     wiring    apps, checks, migrations            (registers everything)
-    edges     admin/, api/, cli/, schedules_io/, management/, monitoring, urls, tenants.admin
+    edges     admin/, api/, cli/, schedules_io/, management/, monitoring, urls, templatetags/,
+              tenants.admin
     process   scheduler/, executors/, tasks       (the ``runscheduler`` process and its workers)
     work      runner, kinds/, alerts/, builtin/   (what one execution does)
     domain    models, triggers, registry, tenancy, services, ...
@@ -53,6 +54,7 @@ LAYERS = {
     "scheduling.management": EDGES,
     "scheduling.monitoring": EDGES,
     "scheduling.urls": EDGES,
+    "scheduling.templatetags": EDGES,
     "tenants.admin": EDGES,
     "scheduling.apps": WIRING,
     "scheduling.checks": WIRING,

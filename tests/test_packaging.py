@@ -56,3 +56,5 @@ def test_the_wheel_carries_the_templates_and_static_files(tmp_path):
         if path.is_file():
             assert f"scheduling/{path.relative_to(ROOT / 'scheduling').as_posix()}" in shipped
     assert "scheduling/migrations/0007_execution_counters.py" in shipped
+    assert "scheduling/templatetags/scheduling_tenants.py" in shipped
+    assert "tenants/templates/admin/tenants/tenant/change_form.html" in shipped

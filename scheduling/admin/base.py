@@ -9,9 +9,8 @@ tenant's object is not found, on every page and in every choice list.
 
 from __future__ import annotations
 
-import zoneinfo
 from collections.abc import Iterable
-from datetime import datetime, tzinfo
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
@@ -20,10 +19,12 @@ from django.core.exceptions import BadRequest
 from django.db.models import ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField
 from django.http import Http404, HttpRequest, HttpResponse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+# Every time the admin shows, one way (the reports share it): the schedule's zone where
+# there is one, else the current time zone.
+from ..formats import format_time as format_time
 from ..tenancy import (
     get_tenant_model,
     scope_q,
@@ -306,32 +307,6 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
         return tenant_label(getattr(obj, "tenant", None))
 
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def format_time(value: datetime | None, zone: str | None = None) -> str:
-    """Every time the admin shows, one way: ``2026-03-29 08:00:00 CEST`` (24-hour, seconds,
-    zone label), in ``zone`` (an IANA name: the schedule's zone where there is one) or else
-    the current time zone. "-" for no time."""
-    if value is None:
-        return "-"
-    local = value.astimezone(_zone_or_current(zone))
-    label = local.tzname() or ""
-    if not label or label[0] in "+-":
-        # A zone without an abbreviation ("+03"): name the offset instead.
-        label = f"UTC{label}" if label else local.strftime("UTC%z")
-    return f"{local.strftime(TIME_FORMAT)} {label}"
-
-
-def _zone_or_current(zone: str | None) -> tzinfo:
-    if zone:
-        try:
-            return zoneinfo.ZoneInfo(zone)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
-    return timezone.get_current_timezone()
-
-
 def format_duration(ms: int | None) -> str:
     if ms is None:
         return "-"
@@ -341,6 +316,16 @@ def format_duration(ms: int | None) -> str:
         return f"{ms / 1000:.1f} s"
     minutes, seconds = divmod(ms // 1000, 60)
     return f"{minutes} min {seconds} s"
+
+
+def format_lateness(lateness: timedelta | None) -> str:
+    """How late a run started after its time, like a duration; "-" when it has not started."""
+    if lateness is None:
+        return "-"
+    ms = round(lateness.total_seconds() * 1000)
+    if ms < 0:
+        return _("%(duration)s early") % {"duration": format_duration(-ms)}
+    return format_duration(ms)
 
 
 TRUNCATE_AT = 120

@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Left, TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..exceptions import InvalidTrigger
-from ..models import FAILURE_STATUSES, Execution, Schedule, Status
+from ..models import FAILING_SCHEDULES, FAILURE_STATUSES, Execution, Schedule, Status
 from ..status import scheduler_status
 from ..tenancy import get_tenant_model, scope_q, sees_system, visible_tenant_ids
 from ..triggers import next_runs
+from .filters import FAILING as FAILING_STATE
+from .filters import PAUSED, schedule_state_q
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -32,11 +34,12 @@ HOURS = 24
 UPCOMING_SCHEDULES = 50  # rows of the timeline: the schedules that fire soonest
 RUNS_PER_SCHEDULE = 48  # dots per timeline row; a denser schedule says "48+ runs"
 FAILING_LIMIT = 20
+ERROR_CHARS = 500  # of a failing schedule's latest error, read from the database
 TENANT_CHOICES = 100  # tenants offered by the filter; more are reachable with ?tenant=<id>
 
 # Finished executions that neither succeeded nor failed (the run did not happen).
 OTHER_STATUSES = (Status.SKIPPED, Status.MISSED)
-FAILING = Q(last_status__in=FAILURE_STATUSES) | Q(consecutive_failures__gt=0)
+FAILING = FAILING_SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,19 @@ class UpcomingRow:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class LatestFailure:
+    """The latest failed execution of a failing schedule."""
+
+    execution_id: int
+    status: str
+    error: str  # its first ERROR_CHARS characters
+
+
+# The schedule counts of the cards, per kind: {kind: {"total", "enabled", "paused", "failing"}}.
+COUNTS = ("total", "enabled", "paused", "failing")
+
+
 @dataclass
 class Dashboard:
     now: datetime
@@ -75,7 +91,9 @@ class Dashboard:
     upcoming: list[UpcomingRow] = field(default_factory=list)
     hours: list[HourBucket] = field(default_factory=list)
     failing: list[Schedule] = field(default_factory=list)
+    latest_failures: dict[int, LatestFailure] = field(default_factory=dict)  # by schedule pk
     counts: dict[str, int] = field(default_factory=dict)
+    kind_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     health: dict[str, object] = field(default_factory=dict)  # ``scheduler_status``
 
     @property
@@ -185,6 +203,62 @@ def upcoming_runs(
     return rows
 
 
+def schedule_counts(schedules: QuerySet[Schedule], *, now: datetime) -> dict[str, dict[str, int]]:
+    """Count the schedules of each kind: all, enabled, paused, failing (one query).
+
+    Paused and failing are what the schedule lists' "state" filter shows, so a card's number
+    and the list it links to agree.
+    """
+    # Aliases apart from the field names: "enabled" would stand for the field in a filter.
+    rows = (
+        schedules.order_by()
+        .values("kind")
+        .annotate(
+            n_total=Count("pk"),
+            n_enabled=Count("pk", filter=Q(enabled=True)),
+            n_paused=Count("pk", filter=schedule_state_q(PAUSED, now)),
+            n_failing=Count("pk", filter=schedule_state_q(FAILING_STATE, now)),
+        )
+    )
+    return {
+        row["kind"]: {
+            "total": row["n_total"],
+            "enabled": row["n_enabled"],
+            "paused": row["n_paused"],
+            "failing": row["n_failing"],
+        }
+        for row in rows
+    }
+
+
+def failing_schedules(
+    schedules: QuerySet[Schedule],
+) -> tuple[list[Schedule], dict[int, LatestFailure]]:
+    """Return the worst failing schedules and the latest failed execution of each (one query)."""
+    latest = Execution.objects.filter(
+        schedule=OuterRef("pk"), status__in=FAILURE_STATUSES
+    ).order_by("-scheduled_for", "-attempt")
+    rows = list(
+        schedules.filter(FAILING)
+        .select_related("tenant")
+        .annotate(
+            failure_id=Subquery(latest.values("pk")[:1]),
+            failure_status=Subquery(latest.values("status")[:1]),
+            failure_error=Subquery(
+                latest.annotate(head=Left("error", ERROR_CHARS)).values("head")[:1]
+            ),
+        )
+        .order_by("-consecutive_failures", "-last_run_at", "pk")[:FAILING_LIMIT]
+    )
+    failures = {
+        row.pk: LatestFailure(row.failure_id, row.failure_status, row.failure_error or "")
+        for row in rows
+        if row.failure_id is not None
+    }
+    shown: list[Schedule] = list(rows)
+    return shown, failures
+
+
 def build_dashboard(
     user: AbstractBaseUser | AnonymousUser,
     *,
@@ -218,17 +292,11 @@ def build_dashboard(
     dashboard.tenant_choices, dashboard.more_tenants = _tenant_choices(ids, selected)
     dashboard.upcoming = upcoming_runs(schedules, now=now, horizon=dashboard.horizon)
     dashboard.window_start, dashboard.hours = hourly_outcomes(executions, now=now)
-    dashboard.failing = list(
-        schedules.filter(FAILING)
-        .select_related("tenant")
-        .order_by("-consecutive_failures", "-last_run_at", "pk")[:FAILING_LIMIT]
-    )
-    dashboard.counts = schedules.aggregate(
-        total=Count("pk"),
-        enabled=Count("pk", filter=Q(enabled=True)),
-        paused=Count("pk", filter=Q(paused_until__gt=now)),
-        failing=Count("pk", filter=FAILING),
-    )
+    dashboard.failing, dashboard.latest_failures = failing_schedules(schedules)
+    dashboard.kind_counts = schedule_counts(schedules, now=now)
+    dashboard.counts = {
+        key: sum(counts[key] for counts in dashboard.kind_counts.values()) for key in COUNTS
+    }
     # The lease's job count is every job's; a scoped dashboard counts its enabled schedules
     # (no tenant ids: scheduler_status then reads only the lease).
     dashboard.health = scheduler_status(

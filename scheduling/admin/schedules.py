@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import ValidationError
+from django.db.models import DateTimeField, ManyToManyField, Model, QuerySet
 from django.db.models import Field as DBField
-from django.db.models import ManyToManyField, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -44,6 +45,7 @@ from .base import (
     TenantFilter,
     TenantScopedAdmin,
     format_duration,
+    format_time,
     has_object_role,
     registered_type_filter,
     sees_system_rows,
@@ -51,7 +53,17 @@ from .base import (
     tenant_ids_for,
     truncate,
 )
-from .forms import PauseForm, ScheduleAdminForm, WeekdaysField
+from .filters import ScheduleStateFilter
+from .forms import (
+    PauseForm,
+    ScheduleAdminForm,
+    WeekdaysField,
+    ZonedSplitDateTimeField,
+    ZonedSplitDateTimeWidget,
+    kind_of,
+    option_field_names,
+    option_fieldset_class,
+)
 
 if TYPE_CHECKING:
     # django-stubs' names for a fieldset's fields, a fieldset's options and a list of fieldsets.
@@ -67,7 +79,7 @@ class ExecutionInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = readonly_fields = (
-        "scheduled_for",
+        "scheduled_for_time",
         "attempt",
         "trigger",
         "status_badge",
@@ -77,6 +89,10 @@ class ExecutionInline(admin.TabularInline):
     ordering = ["-scheduled_for", "-attempt"]
     verbose_name_plural = _("latest executions")
     LIMIT = 10
+
+    @admin.display(description=_("scheduled for"))
+    def scheduled_for_time(self, obj: Execution) -> str:
+        return format_time(obj.scheduled_for, obj.effective_timezone)
 
     @admin.display(description=_("status"))
     def status_badge(self, obj: Execution) -> str:
@@ -106,7 +122,8 @@ class ExecutionInline(admin.TabularInline):
             )
         except (ValueError, OverflowError):
             return qs.none()
-        return qs.filter(pk__in=latest)
+        # The schedule and the tenant for the time zone the rows read in.
+        return qs.filter(pk__in=latest).select_related("schedule", "tenant")
 
     # An inline's ``obj`` is the parent: the schedule whose page shows it.
     def has_add_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
@@ -191,13 +208,42 @@ STATE_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
     {
         "fields": [
             "trigger_text",
-            ("next_run_at", "last_run_at"),
+            ("next_run", "last_run_at_time"),
             ("last_status", "run_count", "consecutive_failures"),
-            ("created_at", "updated_at"),
+            ("created_at_time", "updated_at_time"),
             "declared",
         ]
     },
 )
+
+
+# The change page's buttons (``ScheduleAdmin.object_actions``), by URL name.
+OBJECT_ACTION_LABELS: dict[str, StrOrPromise] = {
+    "run_now": _("Run now"),
+    "pause": _("Pause…"),
+    "resume": _("Resume"),
+    "enable": _("Enable"),
+    "disable": _("Disable"),
+}
+# How many executions the run-now action's message links to; the rest are counted.
+RUNS_LINKED = 10
+PAUSE_DISABLED_MESSAGE = _(
+    "%(name)s is disabled, so it does not run anyway; an admin must enable it first."
+)
+
+
+# The dates and times a person enters; shown as ``<name>_time`` where they are not edited.
+SHOWN_TIME_FIELDS = ("paused_until", "run_at", "start_at", "end_at")
+
+
+def _renamed(fields: _FieldGroups, names: dict[str, str]) -> _FieldGroups:
+    """Return ``fields`` (a fieldset's, with its rows) with the names in ``names`` replaced."""
+    return [
+        names.get(field, field)
+        if isinstance(field, str)
+        else tuple(names.get(name, name) for name in field)
+        for field in fields
+    ]
 
 
 class ScheduleAdmin(TenantScopedAdmin):
@@ -209,15 +255,16 @@ class ScheduleAdmin(TenantScopedAdmin):
         "state",
         "next_run",
         "last_status_badge",
-        "last_run_at",
+        "last_run_at_time",
         "run_count",
     ]
-    list_filter = [TenantFilter, "enabled", "last_status", "trigger_type"]
+    list_filter = [TenantFilter, "enabled", ScheduleStateFilter, "last_status", "trigger_type"]
     list_select_related = ["tenant"]
     search_fields = ["name", "description"]
     readonly_fields = [
         "trigger_text",
         "upcoming",
+        "next_run",
         "next_run_at",
         "last_run_at",
         "last_status",
@@ -226,8 +273,17 @@ class ScheduleAdmin(TenantScopedAdmin):
         "created_at",
         "updated_at",
         "declared",
+        # Times in the schedule's zone (format_time), and the options, where they are shown
+        # rather than edited.
+        *(f"{name}_time" for name in ("last_run_at", "created_at", "updated_at")),
+        *(f"{name}_time" for name in SHOWN_TIME_FIELDS),
+        "options_summary",
     ]
     autocomplete_fields = ["depends_on"]
+    # Dates and times are read and shown in the schedule's zone, which the form names.
+    formfield_overrides = {
+        DateTimeField: {"form_class": ZonedSplitDateTimeField, "widget": ZonedSplitDateTimeWidget}
+    }
     inlines = [ExecutionInline]
     actions = ["run_now", "pause", "resume", "enable", "disable", "duplicate"]
     kind_fields: ClassVar[_FieldGroups] = []
@@ -252,6 +308,19 @@ class ScheduleAdmin(TenantScopedAdmin):
                 self.admin_site.admin_view(self.run_now_view),
                 name=f"{opts.app_label}_{opts.model_name}_run_now",
             ),
+            *(
+                path(
+                    f"<path:object_id>/{name}/",
+                    self.admin_site.admin_view(view),
+                    name=f"{opts.app_label}_{opts.model_name}_{name}",
+                )
+                for name, view in (
+                    ("pause", self.pause_view),
+                    ("resume", self.resume_view),
+                    ("enable", partial(self.enabled_view, enabled=True)),
+                    ("disable", partial(self.enabled_view, enabled=False)),
+                )
+            ),
             *super().get_urls(),
         ]
 
@@ -267,16 +336,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         form_url: str = "",
         obj: Schedule | None = None,
     ) -> HttpResponse:
-        # The "Run now" button, for an operator (or above) of the schedule's tenant.
-        actions = []
-        if obj is not None and obj.pk is not None and self.has_operate_permission(request, obj):
-            opts = self.model._meta
-            url = reverse(
-                f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_run_now",
-                args=[obj.pk],
-            )
-            actions.append({"name": "run_now", "label": gettext("Run now"), "url": url})
-        context["scheduling_object_actions"] = actions
+        context["scheduling_object_actions"] = self.object_actions(request, obj)
         if obj is not None and obj.pk is not None and obj.legacy_day_rule:
             # A notice above the form: the runs under the old day rule and under cron's.
             runs = views.day_rule_comparison(obj)
@@ -308,6 +368,118 @@ class ScheduleAdmin(TenantScopedAdmin):
 
         return views.object_action(self, request, object_id, run)
 
+    # -- the change page's buttons ------------------------------------------------------------
+
+    def object_actions(self, request: HttpRequest, obj: Schedule | None) -> list[dict[str, str]]:
+        """The buttons of ``obj``'s page: those its state allows and the user's role permits.
+
+        An operator may run, pause and resume; an admin may also enable and disable. Pause
+        and resume are for an enabled schedule (a disabled one does not run either way).
+        """
+        if obj is None or obj.pk is None:
+            return []
+        names = []
+        if self.has_operate_permission(request, obj):
+            names.append("run_now")
+            if obj.enabled:
+                names.append("resume" if obj.is_paused() else "pause")
+        if self.has_change_permission(request, obj):
+            names.append("disable" if obj.enabled else "enable")
+        opts = self.model._meta
+        return [
+            {
+                "name": name,
+                "label": str(OBJECT_ACTION_LABELS[name]),
+                "url": reverse(
+                    f"{self.admin_site.name}:{opts.app_label}_{opts.model_name}_{name}",
+                    args=[obj.pk],
+                ),
+            }
+            for name in names
+        ]
+
+    def next_run_text(self, schedule: Schedule) -> str:
+        """Return "its next run: <time>" for a message, or that there is none."""
+        if schedule.next_run_at is None:
+            return gettext("it has no further run")
+        return gettext("its next run: %(when)s") % {
+            "when": format_time(schedule.next_run_at, schedule.effective_timezone)
+        }
+
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The "Pause…" button: ask until when (empty: until resumed), then pause."""
+
+        def pause(schedule: Schedule) -> HttpResponse | None:
+            if not schedule.enabled:
+                raise StateConflict(PAUSE_DISABLED_MESSAGE % {"name": schedule.name})
+            form = PauseForm(
+                request.POST if "apply" in request.POST else None,
+                zone=schedule.effective_timezone,  # "until" reads in the schedule's zone
+            )
+            if not form.is_valid():
+                return views.pause_confirmation(self, request, [schedule], form, obj=schedule)
+            until = form.cleaned_data["until"]
+            services.pause_schedule(
+                schedule=schedule, until=until, user=request.user, source="admin"
+            )
+            if until is None:
+                text = gettext("%(name)s paused until resumed.") % {"name": schedule.name}
+            else:
+                text = gettext("%(name)s paused until %(until)s; %(next)s.") % {
+                    "name": schedule.name,
+                    "until": format_time(until, schedule.effective_timezone),
+                    "next": self.next_run_text(schedule),
+                }
+            self.message_user(request, text, messages.SUCCESS)
+            return None
+
+        return views.object_action(self, request, object_id, pause)
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The "Resume" button: end the pause (a disabled schedule stays disabled)."""
+
+        def resume(schedule: Schedule) -> None:
+            if schedule.enabled and not schedule.is_paused():
+                raise StateConflict(gettext("%(name)s is not paused.") % {"name": schedule.name})
+            services.resume_schedule(schedule=schedule, user=request.user, source="admin")
+            self.message_user(
+                request,
+                gettext("%(name)s resumed; %(next)s.")
+                % {"name": schedule.name, "next": self.next_run_text(schedule)},
+                messages.SUCCESS,
+            )
+
+        return views.object_action(self, request, object_id, resume)
+
+    def enabled_view(self, request: HttpRequest, object_id: str, *, enabled: bool) -> HttpResponse:
+        """The "Enable" and "Disable" buttons, for an admin (or owner) of the tenant."""
+
+        def switch(schedule: Schedule) -> None:
+            if schedule.enabled == enabled:
+                message = (
+                    _("%(name)s is already enabled.")
+                    if enabled
+                    else _("%(name)s is already disabled.")
+                )
+                raise StateConflict(message % {"name": schedule.name})
+            services.set_schedule_enabled(
+                schedule=schedule, enabled=enabled, user=request.user, source="admin"
+            )
+            if enabled:
+                text = gettext("%(name)s enabled; %(next)s.") % {
+                    "name": schedule.name,
+                    "next": self.next_run_text(schedule),
+                }
+            else:
+                text = gettext("%(name)s disabled: it does not run until it is enabled.") % {
+                    "name": schedule.name
+                }
+            self.message_user(request, text, messages.SUCCESS)
+
+        return views.object_action(
+            self, request, object_id, switch, permission=self.has_change_permission
+        )
+
     def chosen_trigger_type(self, request: HttpRequest, obj: Schedule | None) -> str:
         chosen = request.POST.get("trigger_type") if request.method == "POST" else None
         if chosen is None:
@@ -326,15 +498,71 @@ class ScheduleAdmin(TenantScopedAdmin):
             for name, trigger_types, fields in [*by_type, *SHARED_TRIGGER_FIELDS]
             if editable or chosen in trigger_types
         ]
-        return [
+        fieldsets: _FieldsetSpec = [
             (None, {"fields": ["tenant", "name", "description", "enabled", "paused_until"]}),
             (self.model._meta.verbose_name.capitalize(), {"fields": self.kind_fields}),
+            *self.options_fieldsets(request, obj, editable),
             TRIGGER_FIELDSET,
             *trigger_sets,
             PREVIEW_FIELDSET,
             POLICY_FIELDSET,
             STATE_FIELDSET,
         ]
+        # A date or time shown rather than edited: in the schedule's zone, labelled.
+        declared = obj is not None and obj.declared
+        shown = {
+            name: f"{name}_time"
+            for name in SHOWN_TIME_FIELDS
+            if not editable or (declared and name not in services.DECLARED_OPERATOR_FIELDS)
+        }
+        return [
+            (name, {**options, "fields": _renamed(options["fields"], shown)})
+            for name, options in fieldsets
+        ]
+
+    def chosen_type_key(self, request: HttpRequest, obj: Schedule | None, field: str) -> str:
+        """The registered type the page is for: posted, else saved, else asked for (?key=)."""
+        if request.method == "POST":
+            return request.POST.get(field, "")
+        if obj is not None:
+            return str(getattr(obj, field, ""))
+        return request.GET.get(field, "")
+
+    def options_fieldsets(
+        self, request: HttpRequest, obj: Schedule | None, editable: bool
+    ) -> list[tuple[StrOrPromise, _FieldOpts]]:
+        """One fieldset per registered type with options, the chosen type's open (the
+        admin's script hides the others); where they are not edited, a summary instead."""
+        spec = kind_of(self.model)
+        if spec is None:
+            return []
+        if not editable or (obj is not None and obj.declared):
+            return [(_("Options"), {"fields": ["options_summary"]})]
+        chosen = self.chosen_type_key(request, obj, spec.type_field)
+        fieldsets: list[tuple[StrOrPromise, _FieldOpts]] = []
+        for entry in spec.registry:
+            names = option_field_names(entry)
+            if not names:
+                continue
+            classes = ["scheduling-options", option_fieldset_class(entry.key)]
+            if entry.key != chosen:
+                classes.append("collapse")
+            label = gettext("Options of %(type)s") % {"type": entry.label}
+            fieldsets.append((label, {"classes": classes, "fields": tuple(names)}))
+        return fieldsets
+
+    def get_form(
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Any]]:
+        # The types' option fields are added by the form itself: they are no model fields.
+        fields = kwargs.get("fields")
+        if fields is None:
+            fields = flatten_fieldsets(self.get_fieldsets(request, obj))  # type: ignore[arg-type]
+        spec = kind_of(self.model)
+        if spec is not None:
+            options = {name for entry in spec.registry for name in option_field_names(entry)}
+            kwargs["fields"] = [name for name in fields if name not in options]
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: Model | None = None
@@ -387,6 +615,8 @@ class ScheduleAdmin(TenantScopedAdmin):
         change: bool,
     ) -> None:
         super().save_related(request, form, formsets, change)
+        # Unticking "enabled", a pause or a new trigger: the next run shown follows at once.
+        services.refresh_next_run(form.instance)
         after = services.snapshot(form.instance)
         before = getattr(form, "audit_before", None)
         if before is None:
@@ -403,6 +633,57 @@ class ScheduleAdmin(TenantScopedAdmin):
             )
 
     # -- columns and read-only fields ---------------------------------------------------------
+
+    @admin.display(description=_("last run at"), ordering="last_run_at")
+    def last_run_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.last_run_at, obj.effective_timezone)
+
+    @admin.display(description=_("created at"))
+    def created_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.created_at, obj.effective_timezone)
+
+    @admin.display(description=_("updated at"))
+    def updated_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.updated_at, obj.effective_timezone)
+
+    @admin.display(description=_("paused until"))
+    def paused_until_time(self, obj: Schedule) -> str:
+        if obj.is_paused_indefinitely():
+            return gettext("Until resumed")
+        return format_time(obj.paused_until, obj.effective_timezone)
+
+    @admin.display(description=_("run at"))
+    def run_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.run_at, obj.effective_timezone)
+
+    @admin.display(description=_("start at"))
+    def start_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.start_at, obj.effective_timezone)
+
+    @admin.display(description=_("end at"))
+    def end_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.end_at, obj.effective_timezone)
+
+    @admin.display(description=_("options"))
+    def options_summary(self, obj: Schedule) -> str:
+        """The options of a schedule shown rather than edited: "label: value" each."""
+        options = getattr(obj, "options", None)
+        if not isinstance(options, dict) or not options:
+            return "-"
+        spec = kind_of(type(obj))
+        labels: dict[str, str] = {}
+        if spec is not None and spec.type_key(obj) in spec.registry:
+            form = spec.registry.get(spec.type_key(obj)).options
+            if form is not None:
+                labels = {
+                    name: str(field.label or capfirst(name.replace("_", " ")))
+                    for name, field in form.base_fields.items()
+                }
+        return format_html_join(
+            "",
+            "<div>{}: {}</div>",
+            ((labels.get(name, name), value) for name, value in options.items()),
+        )
 
     @admin.display(description=_("trigger"))
     def trigger_text(self, obj: Schedule) -> str:
@@ -432,8 +713,26 @@ class ScheduleAdmin(TenantScopedAdmin):
 
     @admin.display(description=_("next run"), ordering="next_run_at")
     def next_run(self, obj: Schedule) -> str:
-        if obj.next_run_at is None or obj.is_paused_indefinitely():
+        """When it runs next, or why it does not: disabled, or paused (until when).
+
+        A paused schedule's next run is the first after the pause (``refresh_next_run``); one
+        from before the pause, not yet moved by the scheduler, is not shown.
+        """
+        if not obj.enabled:
+            return format_html('<span class="scheduling-state-off">{}</span>', _("Disabled"))
+        if obj.is_paused_indefinitely():
+            return format_html(
+                '<span class="scheduling-state-paused">{}</span>', _("Paused until resumed")
+            )
+        if obj.next_run_at is None:
             return "-"
+        if obj.paused_until is not None and obj.is_paused() and obj.next_run_at < obj.paused_until:
+            until = views.format_run(obj.paused_until, obj.effective_timezone)
+            return format_html(
+                '<span class="scheduling-state-paused" title="{}">{}</span>',
+                until["utc"],
+                _("Paused until %(when)s") % {"when": until["local"]},
+            )
         when = views.format_run(obj.next_run_at, obj.effective_timezone)
         return format_html(
             '<time datetime="{}" title="{}">{}</time>', when["iso"], when["utc"], when["local"]
@@ -458,15 +757,31 @@ class ScheduleAdmin(TenantScopedAdmin):
         if preview["ok"] and not preview["runs"]:
             rows = format_html("<li>{}</li>", _("No further runs."))
         errors = format_html_join("", "<li>{}</li>", ((e,) for e in preview.get("errors", [])))
+        note = self.preview_note(obj)
         return format_html(
-            '<div class="scheduling-preview" data-preview-url="{}" data-object-id="{}">'
+            '<div class="scheduling-preview" data-preview-url="{}" data-object-id="{}">{}'
             '<ol class="scheduling-preview-runs">{}</ol>'
             '<ul class="scheduling-preview-errors">{}</ul></div>',
             url,
             obj.pk if obj is not None and obj.pk else "",
+            format_html('<p class="scheduling-preview-state">{}</p>', note) if note else "",
             rows,
             errors,
         )
+
+    def preview_note(self, obj: Schedule | None) -> str:
+        """What the saved schedule's state means for the runs of its preview, if anything."""
+        if obj is None or obj.pk is None:
+            return ""
+        if not obj.enabled:
+            return gettext("Disabled: none of these runs happens until it is enabled.")
+        if obj.is_paused_indefinitely():
+            return gettext("Paused until resumed: no run happens until someone resumes it.")
+        if obj.paused_until is not None and obj.is_paused():
+            return gettext("Paused until %(when)s: these are the first runs after the pause.") % {
+                "when": format_time(obj.paused_until, obj.effective_timezone)
+            }
+        return ""
 
     @admin.display(description=_("last status"), ordering="last_status")
     def last_status_badge(self, obj: Schedule) -> str:
@@ -513,32 +828,57 @@ class ScheduleAdmin(TenantScopedAdmin):
     def run_now(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> None:
         # Queues only: the scheduler process claims the execution within its sync interval.
         schedules = self.permitted(request, queryset, OPERATE_ROLE)
-        queued, waiting = 0, []
+        queued: list[tuple[Schedule, Execution]] = []
+        waiting: list[tuple[Schedule, Execution]] = []
         for schedule in schedules:
             try:
                 execution, created = self.queue_run(request, schedule)
             except StateConflict as exc:  # too many manual runs of it queued already
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            if created:
-                queued += 1
-            else:
-                waiting.append(
-                    gettext("%(name)s (execution %(id)s)")
-                    % {"name": schedule.name, "id": execution.pk}
-                )
+            (queued if created else waiting).append((schedule, execution))
         if queued or not waiting:
-            self.report(
-                request,
-                queued,
-                "%(count)d run queued; the scheduler starts it within seconds.",
-                "%(count)d runs queued; the scheduler starts them within seconds.",
+            text = ngettext(
+                "{count} run queued; the scheduler starts it within seconds: {runs}.",
+                "{count} runs queued; the scheduler starts them within seconds: {runs}.",
+                len(queued),
             )
-        self.skipped(
-            request,
-            waiting,
-            _("Already queued, not queued again: %(names)s."),
+            if not queued:
+                text = gettext("No run queued.")
+            self.message_user(
+                request,
+                format_html(text, count=len(queued), runs=self.execution_links(queued)),
+                messages.SUCCESS if queued else messages.WARNING,
+            )
+        if waiting:
+            self.message_user(
+                request,
+                format_html(
+                    gettext("Already queued, not queued again: {runs}."),
+                    runs=self.execution_links(waiting),
+                ),
+                messages.WARNING,
+            )
+
+    def execution_links(self, runs: list[tuple[Schedule, Execution]]) -> str:
+        """Links to the executions of ``runs`` ("nightly (execution 12)"), the first few."""
+        shown = runs[:RUNS_LINKED]
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (
+                    views.change_url(self, execution),
+                    gettext("%(name)s (execution %(id)s)")
+                    % {"name": schedule.name, "id": execution.pk},
+                )
+                for schedule, execution in shown
+            ),
         )
+        more = len(runs) - len(shown)
+        if more:
+            return format_html("{} {}", links, gettext("and %(count)d more") % {"count": more})
+        return links
 
     def queue_run(self, request: HttpRequest, schedule: Schedule) -> tuple[Execution, bool]:
         """Queue a manual run of ``schedule`` by the user (audited), or return the queued one."""
@@ -546,9 +886,11 @@ class ScheduleAdmin(TenantScopedAdmin):
 
     @admin.action(description=_("Pause selected schedules…"), permissions=["operate"])
     def pause(self, request: HttpRequest, queryset: QuerySet[Schedule]) -> TemplateResponse | None:
+        # "Until" reads in the schedules' time zone (UTC when they have several).
+        zone = views.shared_zone(queryset)
         if "apply" not in request.POST:
-            return views.pause_confirmation(self, request, queryset, PauseForm())
-        form = PauseForm(request.POST)
+            return views.pause_confirmation(self, request, queryset, PauseForm(zone=zone))
+        form = PauseForm(request.POST, zone=zone)
         if not form.is_valid():
             return views.pause_confirmation(self, request, queryset, form)
         until = form.cleaned_data["until"]
@@ -574,7 +916,7 @@ class ScheduleAdmin(TenantScopedAdmin):
                 done,
                 "%(count)d schedule paused until %(when)s.",
                 "%(count)d schedules paused until %(when)s.",
-                when=timezone.localtime(until).strftime("%Y-%m-%d %H:%M %Z"),
+                when=format_time(until, zone),
             )
         return None
 
@@ -662,7 +1004,7 @@ class ScheduleAdmin(TenantScopedAdmin):
 
 @admin.register(PeriodicScan)
 class PeriodicScanAdmin(ScheduleAdmin):
-    kind_fields = ["scan_type", "target", "options"]
+    kind_fields = ["scan_type", "target"]
     list_filter = [
         *ScheduleAdmin.list_filter,
         registered_type_filter("scan_type", scan_types, _("scan type")),
@@ -672,7 +1014,7 @@ class PeriodicScanAdmin(ScheduleAdmin):
 
 @admin.register(Report)
 class ReportAdmin(ScheduleAdmin):
-    kind_fields = ["report_type", "format", "recipients", "options"]
+    kind_fields = ["report_type", "format", "recipients"]
     list_filter = [
         *ScheduleAdmin.list_filter,
         registered_type_filter("report_type", report_types, _("report type")),
@@ -682,7 +1024,7 @@ class ReportAdmin(ScheduleAdmin):
 
 @admin.register(CleanupConfig)
 class CleanupConfigAdmin(ScheduleAdmin):
-    kind_fields = ["cleanup_target", "retain_days", "batch_size", "options"]
+    kind_fields = ["cleanup_target", "retain_days", "batch_size"]
     list_filter = [
         *ScheduleAdmin.list_filter,
         registered_type_filter("cleanup_target", cleanup_targets, _("cleanup target")),
@@ -691,7 +1033,7 @@ class CleanupConfigAdmin(ScheduleAdmin):
 
 @admin.register(ScheduledTask)
 class ScheduledTaskAdmin(ScheduleAdmin):
-    kind_fields = ["task_type", "options"]
+    kind_fields = ["task_type"]
     list_filter = [
         *ScheduleAdmin.list_filter,
         registered_type_filter("task_type", task_types, _("task type")),

@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.forms import modelform_factory
 from django.http import (
     Http404,
@@ -31,7 +32,7 @@ from ..tenancy import tenants_visible_to
 from .forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Sequence
 
     from django.contrib.admin import ModelAdmin
     from django.db.models import Model, QuerySet
@@ -151,11 +152,20 @@ def _visible_tenant(request: HttpRequest, tenant_id: str | None) -> Tenant | Non
 
 
 def pause_confirmation(
-    model_admin: ModelAdmin, request: HttpRequest, queryset: QuerySet[Schedule], form: PauseForm
+    model_admin: ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Schedule] | Sequence[Schedule],
+    form: PauseForm,
+    *,
+    obj: Schedule | None = None,
 ) -> TemplateResponse:
-    """Render the intermediate page of the pause action: until when, and which schedules."""
+    """Render the page that asks until when to pause which schedules.
+
+    For the changelist's action, or (``obj``) for the "Pause…" button of a schedule's page.
+    """
     opts = model_admin.model._meta
     context = {
+        "original": obj,
         **model_admin.admin_site.each_context(request),
         "title": _("Pause schedules"),
         "subtitle": None,
@@ -166,9 +176,24 @@ def pause_confirmation(
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "object_name": opts.verbose_name,
         "objects_name": opts.verbose_name_plural,
+        # Schedules in several zones: "until" is read in UTC, and the page says why.
+        "zones": schedule_zones(queryset),
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/scheduling/pause_confirmation.html", context)
+
+
+def schedule_zones(schedules: Iterable[Schedule]) -> list[str]:
+    """Return the time zones of ``schedules``, each once, sorted."""
+    if isinstance(schedules, models.QuerySet):
+        schedules = schedules.select_related("tenant")  # for those without a zone of their own
+    return sorted({schedule.effective_timezone for schedule in schedules})
+
+
+def shared_zone(schedules: Iterable[Schedule]) -> str:
+    """Return the time zone ``schedules`` share, else UTC: what their pause page reads in."""
+    zones = schedule_zones(schedules)
+    return zones[0] if len(zones) == 1 else "UTC"
 
 
 def artifact_download(
@@ -197,13 +222,16 @@ def object_action(
     model_admin: TenantScopedAdmin,
     request: HttpRequest,
     object_id: str,
-    act: Callable[[Any], str | None],
+    act: Callable[[Any], str | HttpResponse | None],
+    *,
+    permission: Callable[[HttpRequest, Any], bool] | None = None,
 ) -> HttpResponse:
-    """Do a change page's button (cancel, retry, run now) to one object, then redirect.
+    """Do a change page's button (cancel, retry, run now, pause...) to one object, then redirect.
 
     POST only: a GET changes nothing (405). An object the user cannot see is not found (404);
-    one they may see but not operate is refused (403). ``act`` does it and reports success
-    with a message; it returns where to go next (None: back to the object's page). A
+    one they may see but not act on (``permission``, default: operate) is refused (403).
+    ``act`` does it and reports success with a message; it returns where to go next (None:
+    back to the object's page) or a page to show (a form asking for more). A
     ``StateConflict`` (the object's state does not allow it) becomes an error message.
     """
     if request.method != "POST":
@@ -212,11 +240,13 @@ def object_action(
     if obj is None:
         model_admin.require_object(request, object_id)  # answers 404
         raise Http404
-    if not model_admin.has_operate_permission(request, obj):
+    if not (permission or model_admin.has_operate_permission)(request, obj):
         raise PermissionDenied
     try:
         next_url = act(obj)
     except StateConflict as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         next_url = None
+    if isinstance(next_url, HttpResponse):
+        return next_url
     return HttpResponseRedirect(next_url or change_url(model_admin, obj))

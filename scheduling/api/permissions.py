@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from django.contrib.auth import get_permission_codename
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from ..tenancy import sees_system, visible_tenant_ids
+from ..tenancy import get_tenant_model, sees_system, visible_tenant_ids
 
 if TYPE_CHECKING:
+    from django.db.models import Model
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
@@ -93,3 +95,34 @@ class TenantRolePermission(BasePermission):
     def has_object_permission(self, request: Request, view: APIView, obj: TenantOwned) -> bool:
         role = self.required_role(request, view)
         return role is None or has_role(request, obj.tenant_id, role)
+
+
+class TenantPermission(BasePermission):
+    """Tenants: members read theirs; creating and changing them take the model's permission.
+
+    Creating needs ``add`` on the tenant model (superusers have every permission); changing
+    needs ``change`` and, for a user who does not see every tenant, the role ``admin`` in that
+    tenant: a permission granted for one's own tenant never reaches another's, which answers
+    404 anyway (the view's queryset leaves it out).
+    """
+
+    message = _("Creating or changing tenants needs the tenant model's add or change permission.")
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        action = getattr(view, "action", None)
+        if request.method in SAFE_METHODS or action is None:
+            return True  # no action: the method is not allowed (405)
+        verb = "add" if action == "create" else "change"
+        opts = get_tenant_model()._meta
+        codename = get_permission_codename(verb, opts)
+        return bool(request.user.has_perm(f"{opts.app_label}.{codename}"))
+
+    def has_object_permission(self, request: Request, view: APIView, obj: Model) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        if has_role(request, obj.pk, ADMIN):
+            return True
+        self.message = _("Only an admin or owner of this tenant may change it.")
+        return False

@@ -24,8 +24,9 @@ from rest_framework import serializers
 from rest_framework.exceptions import ErrorDetail, PermissionDenied
 from rest_framework.settings import api_settings
 
-from .. import services, triggers, validators
+from .. import help_texts, services, triggers, validators
 from ..models import (
+    TRIGGER_CHECKED_FIELDS,
     AuditEntry,
     CalendarUnit,
     CleanupConfig,
@@ -46,7 +47,7 @@ from .fields import (
     WallTimeField,
     WeekdaysField,
 )
-from .permissions import ADMIN, effective_role, has_role, sees_system_rows
+from .permissions import ADMIN, effective_role, has_role, sees_system_rows, tenant_ids
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -64,17 +65,24 @@ class StrictMixin(serializers.Serializer):
     """Reject keys the serializer does not accept instead of silently ignoring them."""
 
     def to_internal_value(self, data: object) -> dict[str, Any]:
+        refused = {}
         if isinstance(data, Mapping):
             fields = self.fields
-            errors = {}
             for key in data:
                 if key not in fields:
-                    errors[key] = [_("Unknown field.")]
+                    refused[key] = [_("Unknown field.")]
                 elif fields[key].read_only:
-                    errors[key] = [_("This field is read-only.")]
-            if errors:
-                raise serializers.ValidationError(errors)
-        return super().to_internal_value(data)
+                    refused[key] = [_("This field is read-only.")]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            # One answer names the unknown keys and the wrong values alike.
+            if refused and isinstance(exc.detail, dict):
+                raise serializers.ValidationError({**exc.detail, **refused}) from exc
+            raise
+        if refused:
+            raise serializers.ValidationError(refused)
+        return value
 
 
 # -- tenants ---------------------------------------------------------------------------------
@@ -95,21 +103,84 @@ def _tenant_fields() -> list[str]:
     return ["id", *(n for n in wanted if n in names)]
 
 
-class TenantSerializer(serializers.ModelSerializer):
+# Quotas: like in the admin, set by users who see every tenant only.
+TENANT_QUOTA_FIELDS = ("max_schedules", "max_concurrent_executions")
+
+
+class TenantSerializer(StrictMixin, serializers.ModelSerializer):
+    """A tenant. Writes: see ``permissions.TenantPermission``; ``is_active`` goes through
+    ``services.set_tenant_active`` (deactivating pauses the tenant's schedules)."""
+
     role = serializers.SerializerMethodField(
         help_text=_("Your effective role in this tenant (superusers: owner).")
     )
-    schedule_count = serializers.IntegerField(read_only=True)
+    schedule_count = serializers.SerializerMethodField(
+        help_text=_("How many schedules the tenant has.")
+    )
 
     class Meta:
         model = get_tenant_model()
         fields = [*_tenant_fields(), "role", "schedule_count"]
-        read_only_fields = fields
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {
+            "is_active": {
+                "help_text": _(
+                    "false pauses the tenant's schedules; true again resumes the ones it "
+                    "paused (not those paused by hand before)."
+                )
+            },
+            "timezone": {"help_text": _("An IANA time zone name, e.g. Europe/Berlin.")},
+            **{
+                name: {"help_text": _("Set by users who see every tenant only.")}
+                for name in TENANT_QUOTA_FIELDS
+            },
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        if request is not None and tenant_ids(request) is not None:
+            for name in TENANT_QUOTA_FIELDS:
+                if name in self.fields:
+                    self.fields[name].read_only = True
 
     # drf-spectacular reads this method's annotations at run time: the tenant model, which is
     # swappable, cannot be named here.
     def get_role(self, obj: Model) -> str | None:
         return effective_role(self.context["request"], obj.pk)
+
+    def get_schedule_count(self, obj: Model) -> int:
+        count = getattr(obj, "schedule_count", None)  # annotated by the view's queryset
+        return Schedule.objects.filter(tenant_id=obj.pk).count() if count is None else count
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The model's own rules beyond its fields' (a host's tenant model may have a clean()).
+        trial = copy.copy(self.instance) if self.instance is not None else self.Meta.model()
+        for name, value in attrs.items():
+            setattr(trial, name, value)
+        try:
+            trial.full_clean(validate_unique=False)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(api_errors(exc)) from exc
+        return attrs
+
+    def create(self, validated_data: dict[str, Any]) -> Model:
+        active = validated_data.get("is_active", True)
+        tenant = super().create(validated_data)
+        if not active:
+            services.set_tenant_active(
+                tenant=tenant, active=False, user=self.context["request"].user, source="api"
+            )
+        return tenant
+
+    def update(self, instance: Model, validated_data: dict[str, Any]) -> Model:
+        active = validated_data.pop("is_active", None)
+        tenant = super().update(instance, validated_data)
+        if active is not None:
+            services.set_tenant_active(
+                tenant=tenant, active=active, user=self.context["request"].user, source="api"
+            )
+        return tenant
 
 
 # -- schedules -------------------------------------------------------------------------------
@@ -191,7 +262,11 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
     depends_on = VisibleSchedulesField(
         many=True,
         required=False,
-        help_text=_("Ids of schedules of the same tenant that must succeed first."),
+        help_text=_(
+            "Ids of upstream schedules of the same tenant. A schedule with upstreams has no "
+            "timer of its own: it runs once all of them succeeded for the same occurrence, and "
+            "is recorded as skipped when one of them did not. Cycles are refused."
+        ),
     )
     trigger_description = serializers.SerializerMethodField()
     calendar_unit = serializers.ChoiceField(
@@ -234,34 +309,47 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
         try:
             return super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            # A field error stops DRF before the model layer: add the trigger's errors of the
-            # fields that did parse, so that one answer names every wrong field.
+            # A field error stops DRF before the model layer: add the model layer's errors of
+            # the fields that did parse, so that one answer names every wrong field.
             if isinstance(exc.detail, dict) and isinstance(data, Mapping):
                 errors: dict[str, Any] = exc.detail  # field -> its messages
-                for name, messages in self._trigger_errors(data).items():
+                for name, messages in self._model_errors(data, refused=set(errors)).items():
                     errors.setdefault(name, messages)
             raise
 
-    def _trigger_errors(self, data: Mapping[str, Any]) -> dict[str, list[ErrorDetail]]:
-        """Return what ``validate_trigger`` finds wrong with the trigger fields of ``data``
-        that parse (over the schedule's own values on an update)."""
+    def _model_errors(
+        self, data: Mapping[str, Any], *, refused: set[str]
+    ) -> dict[str, list[ErrorDetail]]:
+        """Return what the model layer (``services.validate_schedule``) finds wrong with the
+        fields of ``data`` that parse, over the schedule's own values on an update.
+
+        The fields in ``refused`` already have their errors; their trial values are defaults,
+        so what the model layer says about them, or (for the trigger type) about the fields
+        whose rules depend on them, is left out.
+        """
         instance = self.instance
         trial = copy.copy(instance) if isinstance(instance, Schedule) else self.Meta.model()
-        for name in triggers.TRIGGER_INPUTS:
-            if name not in data or name not in self.fields:
+        depends_on = None
+        for name, field in self.fields.items():
+            if field.read_only or name not in data or name in refused:
                 continue
             try:
-                setattr(trial, name, self.fields[name].run_validation(data[name]))
+                value = field.run_validation(data[name])
             except (serializers.ValidationError, DjangoValidationError):
-                if name == "trigger_type":
-                    return {}  # the other fields' rules depend on it
+                continue
+            if name == "depends_on":
+                depends_on = value
+            else:
+                setattr(trial, name, value)
+        ignored = set(refused)
+        if "trigger_type" in refused:
+            ignored |= TRIGGER_CHECKED_FIELDS
         try:
-            problems = validators.null_character_errors(trial) or validators.check_limits(trial)
-            if problems:
-                raise DjangoValidationError(problems)
-            triggers.validate_trigger(trial)
+            services.validate_schedule(
+                trial, depends_on=depends_on, creating=not isinstance(instance, Schedule)
+            )
         except DjangoValidationError as exc:
-            return api_errors(exc)
+            return {name: found for name, found in api_errors(exc).items() if name not in ignored}
         except (ArithmeticError, ValueError, TypeError):
             pass  # the field errors already refuse the request
         return {}
@@ -269,6 +357,20 @@ class ScheduleSerializer(StrictMixin, serializers.ModelSerializer):
     @extend_schema_field(str)
     def get_trigger_description(self, obj: Schedule) -> str:
         return triggers.describe(obj)
+
+    def get_extra_kwargs(self) -> dict[str, Any]:
+        # The help texts that show the settings' values, read when the serializer is built.
+        kwargs: dict[str, Any] = super().get_extra_kwargs()
+        for name, text in help_texts.schedule_help_texts().items():
+            kwargs[name] = {**kwargs.get(name, {}), "help_text": text}
+        return kwargs
+
+    def validate_end_at(self, value: datetime | None) -> datetime | None:
+        saved = self.instance.end_at if isinstance(self.instance, Schedule) else None
+        message = validators.check_end_not_passed(value, saved)
+        if message is not None:
+            raise serializers.ValidationError(message)
+        return value
 
     def validate_tenant(self, tenant: Tenant | None) -> Tenant | None:
         if isinstance(self.instance, Schedule):

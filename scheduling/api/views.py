@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.db.models import Count, Model, Prefetch, QuerySet
 from django.http import Http404, HttpResponse
 from django.utils.http import content_disposition_header
@@ -19,7 +20,7 @@ from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, status, viewsets
+from rest_framework import generics, mixins, routers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.filters import OrderingFilter
@@ -27,11 +28,13 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from .. import kinds, runner, services, triggers
 from ..conf import conf
 from ..exceptions import StateConflict
+from ..kinds.report import CONTENT_TYPES
 from ..models import (
     AuditAction,
     AuditEntry,
@@ -50,7 +53,14 @@ from . import filters, serializers
 from .filters import MAX_ID
 from .pagination import ExecutionCursorPagination, PagePagination
 from .parsers import StrictJSONParser
-from .permissions import ADMIN, OPERATOR, TenantRolePermission, sees_system_rows, tenant_ids
+from .permissions import (
+    ADMIN,
+    OPERATOR,
+    TenantPermission,
+    TenantRolePermission,
+    sees_system_rows,
+    tenant_ids,
+)
 from .schema import APISchema
 from .throttling import SchedulingRateThrottle, SchedulingRunRateThrottle
 
@@ -117,11 +127,31 @@ class ObjectAPIMixin(APIMixin, generics.GenericAPIView[_M]):
         return super().get_object()
 
 
-class TenantViewSet(ObjectAPIMixin["Tenant"], viewsets.ReadOnlyModelViewSet["Tenant"]):
-    """The tenants you are a member of, with your role in each."""
+class TenantViewSet(
+    ObjectAPIMixin["Tenant"],
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.ReadOnlyModelViewSet["Tenant"],
+):
+    """The tenants you are a member of, with your role in each.
+
+    Creating a tenant needs the tenant model's add permission; changing one its change
+    permission and, unless you see every tenant, the role admin in it. `is_active: false`
+    pauses the tenant's schedules and `true` resumes the ones that deactivating paused.
+    Tenants are deactivated, not deleted.
+    """
 
     serializer_class = serializers.TenantSerializer
     pagination_class = PagePagination
+    permission_classes = [IsAuthenticated, TenantPermission]
+
+    def perform_create(self, serializer: BaseSerializer[Tenant]) -> None:
+        with transaction.atomic():
+            serializer.save()
+
+    def perform_update(self, serializer: BaseSerializer[Tenant]) -> None:
+        with transaction.atomic():
+            serializer.save()
 
     def get_queryset(self) -> QuerySet[Tenant]:
         model = get_tenant_model()
@@ -393,7 +423,7 @@ class ExecutionViewSet(ObjectAPIMixin[Execution], viewsets.ReadOnlyModelViewSet[
     @extend_schema(
         request=None,
         responses={202: serializers.ExecutionSerializer, 409: serializers.ConflictSerializer},
-        summary="Retry a failed, timed-out or interrupted execution",
+        summary="Retry a failed, timed-out, interrupted or missed execution",
         description="Queues the next attempt of the same occurrence (same `scheduled_for`). "
         "Any other state, or a later attempt that exists already, answers 409.",
     )
@@ -451,6 +481,8 @@ class DownloadRenderer(BaseRenderer):
 
 
 _UNSAFE_HEADER = re.compile(r"[\x00-\x1f\x7f]")
+# What a download answers: the content type of the artifact's format, or octet-stream.
+DOWNLOAD_MEDIA_TYPES = ("application/octet-stream", *sorted(set(CONTENT_TYPES.values())))
 
 
 class ReportArtifactViewSet(
@@ -472,10 +504,14 @@ class ReportArtifactViewSet(
         return _scoped(qs, self.request)
 
     @extend_schema(
+        # One entry per media type the file can have (a client generator skips ``*/*``);
+        # octet-stream first: generators read the body the way the first one they know says.
         responses={
-            (200, "*/*"): OpenApiResponse(
-                OpenApiTypes.BINARY, description="The file, with its content type."
+            (200, media_type): OpenApiResponse(
+                OpenApiTypes.BINARY,
+                description="The file, with the content type of its format (JSON, CSV, HTML).",
             )
+            for media_type in DOWNLOAD_MEDIA_TYPES
         },
         summary="Download the rendered report",
     )
@@ -494,6 +530,25 @@ class ReportArtifactViewSet(
         response = HttpResponse(artifact.content, content_type=content_type)
         response["Content-Disposition"] = content_disposition_header(True, filename)
         response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+class APIRootView(routers.APIRootView):
+    """The API's endpoints: tenants, each kind of schedule, executions and report artifacts;
+    the scheduler's status; the OpenAPI schema and its documentation."""
+
+    # Links beside the router's: key -> URL name in this API's namespace.
+    more_links = {"scheduler/status": "scheduler-status", "schema": "schema", "docs": "docs"}
+
+    def get(self, request: Request, *args: object, **kwargs: object) -> Response:
+        response = super().get(request, *args, **kwargs)
+        match = request.resolver_match
+        namespace = match.namespace if match else ""
+        url_kwargs = {k: v for k, v in kwargs.items() if k != "format"}  # no .json on these
+        for key, name in self.more_links.items():
+            response.data[key] = reverse(
+                f"{namespace}:{name}" if namespace else name, kwargs=url_kwargs, request=request
+            )
         return response
 
 

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 from django import forms
 from django.db.models import CharField, Model, QuerySet, Value
 from django.db.models.functions import Cast, Concat
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django_apscheduler.models import DjangoJobExecution
 
+from ..conf import conf
+from ..help_texts import setting_help
 from ..models import Execution, Schedule
 from ..registry import cleanup_target
 from .files import FileCleanupOptions, purge_files
@@ -30,13 +33,17 @@ if TYPE_CHECKING:
     from ..models import Execution
 
 
+def _retention_help() -> str:
+    return gettext(
+        "Ignore retain_days: keep the tenant's execution_retention_days, else %(days)d days "
+        "(SCHEDULING_EXECUTION_RETENTION_DAYS), as they are at run time."
+    ) % {"days": conf.EXECUTION_RETENTION_DAYS}
+
+
 class ExecutionRetentionOptions(forms.Form):
     use_tenant_retention = forms.BooleanField(
         required=False,
-        help_text=_(
-            "Ignore retain_days: keep the tenant's execution_retention_days (else "
-            "SCHEDULING_EXECUTION_RETENTION_DAYS), read at run time."
-        ),
+        help_text=setting_help(_retention_help),
     )
 
 

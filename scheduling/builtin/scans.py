@@ -23,11 +23,13 @@ from urllib.parse import urlsplit
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import conf
 from ..context import ExecutionContext
 from ..exceptions import SchedulingError
+from ..help_texts import format_seconds, setting_help
 from ..registry import JSONObject, scan_type
 from ..targets import (
     CheckedHTTPConnection,
@@ -212,6 +214,13 @@ def tls_context() -> ssl.SSLContext:
 # -- http ------------------------------------------------------------------------------------
 
 
+def _timeout_help() -> str:
+    return gettext(
+        "Empty: %(value)s (SCHEDULING_SCAN_TIMEOUT). Never longer than that, nor than the "
+        "schedule's own timeout."
+    ) % {"value": format_seconds(conf.SCAN_TIMEOUT)}
+
+
 def timeout_field() -> forms.FloatField:
     """The ``timeout`` option every scan type has."""
     return forms.FloatField(
@@ -219,7 +228,7 @@ def timeout_field() -> forms.FloatField:
         required=False,
         min_value=0.1,
         max_value=3600,
-        help_text=_("Capped by SCHEDULING_SCAN_TIMEOUT and the schedule's timeout."),
+        help_text=setting_help(_timeout_help),
     )
 
 

@@ -84,12 +84,18 @@ JSON_OUTPUT: dict[str, str] = {
     "retry": '{"execution": EXECUTION}, the attempt it queued',
     "pause": '{"schedule": SCHEDULE}',
     "resume": '{"schedule": SCHEDULE}',
+    "enable": '{"schedule": SCHEDULE}',
+    "disable": '{"schedule": SCHEDULE}',
+    "add": '{"schedule": SCHEDULE}, the new schedule; when it is not valid '
+    '{"schedule": null, "errors": [PROBLEM, ...]}',
+    "remove": '{"removed": SCHEDULE}, the schedule as it was',
     "history": '{"executions": [EXECUTION, ...]}, newest first',
     "status": '{"lease_name", "leader", "leader_active", "healthy", "heartbeat_age_seconds", '
-    '"max_heartbeat_age_seconds", "renewed_at", "expires_at", "last_sync_at", "sync_lag_ms", '
-    '"job_count", "next_fires": [{"id", "tenant_id", "tenant", "kind", "name", "next_run_at", '
-    '"paused_until"}]}, as scheduling.status.scheduler_status() returns it; "leader" (the '
-    "lease holder's host) is null for a --user who does not see every tenant",
+    '"max_heartbeat_age_seconds", "problem", "renewed_at", "expires_at", "last_sync_at", '
+    '"sync_lag_ms", "job_count", "next_fires": [{"id", "tenant_id", "tenant", "kind", "name", '
+    '"next_run_at", "paused_until"}]}, as scheduling.status.scheduler_status() returns it; '
+    '"problem" says why the scheduler is not healthy (null when it is); "leader" (the lease '
+    "holder's host) is null for a --user who does not see every tenant",
     "export": 'the schedules file itself: {"version": 1, '
     '"schedules": [{"tenant", "kind", "name", <fields>, "depends_on": [{"kind", "name"}]}]}; '
     "fields at their default are left out (see scheduling.schedules_io)",

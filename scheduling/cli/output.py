@@ -232,6 +232,8 @@ def status_tables(data: dict[str, Any]) -> tuple[Table, Table | str]:
     age = data["heartbeat_age_seconds"]
     summary = table("Scheduler", "")
     summary.add_row("health", health)
+    if data.get("problem"):
+        summary.add_row("problem", data["problem"])
     summary.add_row("leader", data["leader"] or "none")
     summary.add_row(
         "heartbeat age",

@@ -2,20 +2,22 @@
 
 Without ``--user`` the shell user sees every tenant, as with ``manage.py shell``. With it, only
 the tenants the tenant resolver lets that user see exist, and the verbs that change something
-need a role in the schedule's tenant (run, pause, resume: operator; import, purge: admin).
+need a role in the schedule's tenant (run, pause, resume, cancel, retry: operator; add, remove,
+enable, disable, import, purge: admin, as in the API).
 An id or a tenant outside the scope is "not found", never "forbidden", so that an error never
 tells that another tenant's schedule exists.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from ..kinds import relations
+from ..kinds import KINDS, relations
 from ..models import Execution, Schedule, ScheduleQuerySet
 from ..tenancy import (
     find_tenant,
@@ -33,6 +35,27 @@ if TYPE_CHECKING:
 OPERATOR, ADMIN = "operator", "admin"
 
 _QuerySet = TypeVar("_QuerySet", bound=QuerySet)
+# The schedules an ambiguous name is listed with in its error, at most.
+AMBIGUOUS_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class ScheduleName:
+    """A schedule named at the command line rather than by id.
+
+    ``NAME``, ``TENANT/NAME`` or ``TENANT/KIND/NAME`` (as the verbs print it); ``literal``
+    (``--name``) takes the text as the name alone, for a name that holds a slash or digits only.
+    """
+
+    text: str
+    literal: bool = False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# What picks one schedule: its id, or its name (within --tenant, --kind and --user).
+ScheduleRef: TypeAlias = int | ScheduleName
 
 
 def find_user(username: str) -> AbstractBaseUser:
@@ -141,6 +164,41 @@ class Scope:
         if execution is None:
             raise CLIError(f"Execution {pk} not found.")
         return execution
+
+    def find_schedule(self, ref: ScheduleRef) -> Schedule:
+        """Return the schedule ``ref`` picks in scope, as its kind.
+
+        A name that matches no schedule in scope is not found; one that matches several (a scan
+        and a report of that name, or one in each of two tenants) is ambiguous. Either is bad
+        input, one line that names only schedules in scope.
+        """
+        if isinstance(ref, int):
+            return self.get_schedule(ref)
+        wanted = Q(name=ref.text)
+        tenant_part, slash, rest = ref.text.partition("/")
+        if slash and not ref.literal:
+            tenant = find_tenant(tenant_part, self.tenants())
+            if tenant is not None:
+                wanted |= Q(tenant=tenant, name=rest)
+                kind, slash, name = rest.partition("/")
+                if slash and kind in KINDS:
+                    wanted |= Q(tenant=tenant, kind=kind, name=name)
+        matches = self.schedules().filter(wanted).order_by("tenant_id", "kind", "pk")
+        found = list(matches[: AMBIGUOUS_SHOWN + 1])
+        if not found:
+            raise CLIError(f"Schedule {ref.text!r} not found.")
+        if len(found) > 1:
+            count = len(found) if len(found) <= AMBIGUOUS_SHOWN else matches.count()
+            shown = ", ".join(
+                f"{tenant_key(s.tenant) or '(system)'}/{s.kind}/{s.name} ({s.pk})"
+                for s in found[:AMBIGUOUS_SHOWN]
+            )
+            more = f" and {count - AMBIGUOUS_SHOWN} more" if count > AMBIGUOUS_SHOWN else ""
+            raise CLIError(
+                f"{ref.text!r} names {count} schedules: {shown}{more}; give its id, or "
+                "narrow it with TENANT/KIND/NAME, --tenant or --kind."
+            )
+        return found[0].get_kind_object()
 
     def get_schedule(self, pk: int) -> Schedule:
         """Return schedule ``pk`` in scope, as its kind; outside the scope it is not found."""

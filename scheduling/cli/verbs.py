@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,7 +23,7 @@ from rich.text import Text
 from .. import kinds, runner, schedules_io, services
 from ..conf import conf
 from ..exceptions import SchedulingError
-from ..kinds import cleanup
+from ..kinds import KINDS, cleanup
 from ..models import AuditAction, Execution, Schedule, Status, TriggerKind
 from ..registry import cleanup_targets
 from ..retention import RETENTION_TARGET, retention_cutoff, retention_days
@@ -31,6 +32,7 @@ from ..tenancy import tenant_key
 from ..triggers import next_runs
 from .contract import execution_data, schedule_data
 from .exceptions import CLIError
+from .fields import build_schedule, merge_errors
 from .output import (
     Output,
     display_duration,
@@ -44,7 +46,7 @@ from .output import (
     status_style,
     status_tables,
 )
-from .scope import ADMIN, OPERATOR, Scope
+from .scope import ADMIN, OPERATOR, ScheduleRef, Scope
 
 
 class SchedulingCLI:
@@ -59,17 +61,28 @@ class SchedulingCLI:
         kind: str | None = None,
         user: str | None = None,
         color: bool | None = None,
+        stdin: TextIO | None = None,
+        stderr: TextIO | None = None,
     ) -> None:
         self.out = Output(stdout=stdout, output_format=output_format, color=color)
         self.scope = Scope(tenant=tenant, kind=kind, user=user)
+        # Where ``remove`` asks for confirmation: a question on stderr keeps stdout for output.
+        self.stdin = stdin or sys.stdin
+        self.stderr = stderr or sys.stderr
 
     # -- reading ----------------------------------------------------------------------------
 
-    def list_schedules(self) -> int:
-        """List the schedules in scope."""
-        rows = [
-            schedule_data(s) for s in self.scope.schedules().order_by("tenant_id", "kind", "name")
-        ]
+    def list_schedules(self, *, enabled: bool | None = None, failing: bool = False) -> int:
+        """List the schedules in scope: all, the enabled or disabled ones, the failing ones.
+
+        Failing is what the dashboard lists as failing (``Schedule.objects.failing()``).
+        """
+        queryset = self.scope.schedules()
+        if enabled is not None:
+            queryset = queryset.filter(enabled=enabled)
+        if failing:
+            queryset = queryset.failing()
+        rows = [schedule_data(s) for s in queryset.order_by("tenant_id", "kind", "name")]
         if self.out.as_json:
             self.out.emit_json({"schedules": rows})
         elif rows:
@@ -78,9 +91,9 @@ class SchedulingCLI:
             self.out.print("No schedules.")
         return 0
 
-    def show(self, pk: int) -> int:
+    def show(self, ref: ScheduleRef) -> int:
         """Show one schedule: its configuration, next runs and recent executions."""
-        schedule = self.scope.get_schedule(pk)
+        schedule = self.scope.find_schedule(ref)
         data = schedule_data(schedule)
         data["description"] = schedule.description
         data["config"] = schedules_io.export_entry(schedule, include_defaults=True)
@@ -108,7 +121,7 @@ class SchedulingCLI:
     def history(
         self,
         *,
-        schedule_id: int | None = None,
+        schedule: ScheduleRef | None = None,
         status: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -119,8 +132,8 @@ class SchedulingCLI:
             Execution.objects.select_related("tenant").order_by("-scheduled_for", "-pk"),
             kind_field="schedule_kind",
         )
-        if schedule_id is not None:
-            queryset = queryset.filter(schedule=self.scope.get_schedule(schedule_id))
+        if schedule is not None:
+            queryset = queryset.filter(schedule=self.scope.find_schedule(schedule))
         if status:
             queryset = queryset.filter(status=status)
         if since is not None:
@@ -136,13 +149,28 @@ class SchedulingCLI:
             self.out.print("No executions.")
         return 0
 
-    def status(self, *, next_count: int = 10) -> int:
-        """Show the leader, its heartbeat, the last sync and the next fires."""
+    def status(self, *, next_count: int = 10, check: bool = False) -> int:
+        """Show the leader, its heartbeat, the last sync and the next fires.
+
+        With ``check``, a probe: one line (or the JSON), and exit code 1 with the reason when
+        the scheduler is not healthy (as ``/healthz`` decides).
+        """
         data = scheduler_status(tenant_ids=self.scope.tenant_ids(), next_count=next_count)
         if not self.scope.sees_scheduler_hosts():
             data["leader"] = None  # a host name: infrastructure, not tenant data (as the API)
         if self.out.as_json:
             self.out.emit_json(data)
+        if check:
+            if not data["healthy"]:
+                raise CLIError(f"Scheduler not healthy: {data['problem']}.", returncode=1)
+            if not self.out.as_json:
+                leader = f"leader {data['leader']}, " if data["leader"] else ""
+                self.out.print(
+                    f"Scheduler healthy: {leader}heartbeat "
+                    f"{data['heartbeat_age_seconds']:.1f} s old."
+                )
+            return 0
+        if self.out.as_json:
             return 0
         summary, fires = status_tables(data)
         self.out.print(summary)
@@ -151,12 +179,12 @@ class SchedulingCLI:
 
     # -- acting on one schedule -------------------------------------------------------------
 
-    def run(self, pk: int, *, options: dict[str, Any] | None = None) -> int:
+    def run(self, ref: ScheduleRef, *, options: dict[str, Any] | None = None) -> int:
         """Run a schedule now in this process; exit 0 when it succeeded, 1 otherwise.
 
         ``options`` are this run's own, merged over the schedule's (validated first).
         """
-        schedule = self.scope.get_schedule(pk)
+        schedule = self.scope.find_schedule(ref)
         self.scope.require_role(schedule.tenant, OPERATOR, "run")
         run_options = kinds.clean_run_options(schedule, options)
         # A claimed_by of its own: the scheduler's pick-up of manual runs leaves it alone.
@@ -169,7 +197,7 @@ class SchedulingCLI:
             options=run_options,
         )
         if execution is None:
-            raise CLIError(f"Schedule {pk} is being run by someone else right now.")
+            raise CLIError(f"Schedule {schedule.pk} is being run by someone else right now.")
         services.record_audit(
             schedule=schedule,
             action=AuditAction.RUN,
@@ -212,7 +240,7 @@ class SchedulingCLI:
         return self._execution_changed(execution, "Cancelled")
 
     def retry(self, pk: int) -> int:
-        """Queue the next attempt of a failed, timed-out or interrupted execution."""
+        """Queue the next attempt of a failed, timed-out, interrupted or missed execution."""
         execution = self.scope.get_execution(pk)
         self.scope.require_role(execution.tenant, OPERATOR, "retry")
         queued = runner.retry(execution, by=self.scope.user)
@@ -242,21 +270,144 @@ class SchedulingCLI:
             )
         return 0
 
-    def pause(self, pk: int, *, until: datetime | None = None) -> int:
+    def pause(self, ref: ScheduleRef, *, until: datetime | None = None) -> int:
         """Pause a schedule until a time, or until resumed (``enabled`` is left alone)."""
-        schedule = self.scope.get_schedule(pk)
+        schedule = self.scope.find_schedule(ref)
         self.scope.require_role(schedule.tenant, OPERATOR, "pause")
         if until is not None and until <= timezone.now():
             raise CLIError(f"--until {until.isoformat()} is not in the future.")
         services.pause_schedule(schedule=schedule, until=until, user=self.scope.user, source="cli")
         return self._changed(schedule, "Paused")
 
-    def resume(self, pk: int) -> int:
+    def resume(self, ref: ScheduleRef) -> int:
         """End a schedule's pause; a disabled one stays so (exit 2): enabling is an admin's."""
-        schedule = self.scope.get_schedule(pk)
+        schedule = self.scope.find_schedule(ref)
         self.scope.require_role(schedule.tenant, OPERATOR, "resume")
         services.resume_schedule(schedule=schedule, user=self.scope.user, source="cli")
         return self._changed(schedule, "Resumed")
+
+    def enable(self, ref: ScheduleRef) -> int:
+        """Enable a schedule (an admin's); a pause it has stays until it ends or is resumed."""
+        return self._set_enabled(ref, enabled=True)
+
+    def disable(self, ref: ScheduleRef) -> int:
+        """Disable a schedule (an admin's): it does not fire until enabled again."""
+        return self._set_enabled(ref, enabled=False)
+
+    def _set_enabled(self, ref: ScheduleRef, *, enabled: bool) -> int:
+        schedule = self.scope.find_schedule(ref)
+        verb = "enable" if enabled else "disable"
+        self.scope.require_role(schedule.tenant, ADMIN, verb)
+        if schedule.enabled == enabled:
+            # Nothing to change, and nothing for the audit trail: a script may repeat itself.
+            data = schedule_data(schedule)
+            if self.out.as_json:
+                self.out.emit_json({"schedule": data})
+            else:
+                self.out.print(f"{identity(data)} is {verb}d already.")
+            return 0
+        services.set_schedule_enabled(
+            schedule=schedule, enabled=enabled, user=self.scope.user, source="cli"
+        )
+        return self._changed(schedule, f"{verb.capitalize()}d")
+
+    def remove(self, ref: ScheduleRef, *, yes: bool = False) -> int:
+        """Delete a schedule (an admin's), its history kept; asks first unless ``yes``."""
+        schedule = self.scope.find_schedule(ref)
+        self.scope.require_role(schedule.tenant, ADMIN, "remove")
+        data = schedule_data(schedule)
+        if not yes and not self._confirm(f"Remove {identity(data)}? Its history is kept."):
+            self.out.print("Nothing was removed.")
+            return 0
+        services.delete_schedule(schedule=schedule, user=self.scope.user, source="cli")
+        if self.out.as_json:
+            self.out.emit_json({"removed": data})
+        else:
+            self.out.print(f"Removed {identity(data)}.")
+        return 0
+
+    def _confirm(self, question: str) -> bool:
+        """Ask ``question`` on the terminal; without one (a script, CI) refuse to guess."""
+        if not (hasattr(self.stdin, "isatty") and self.stdin.isatty()):
+            raise CLIError("Not removed: give --yes to remove without a terminal to confirm on.")
+        self.stderr.write(f"{question} [y/N] ")
+        self.stderr.flush()
+        return self.stdin.readline().strip().lower() in ("y", "yes")
+
+    def add(
+        self,
+        *,
+        name: str,
+        values: Mapping[str, Any],
+        text_values: Iterable[tuple[str, str]] = (),
+        options: Mapping[str, Any] | None = None,
+        depends_on: Iterable[str] = (),
+        system: bool = False,
+    ) -> int:
+        """Create a schedule of ``--kind`` in ``--tenant`` (or a system one), as the API does.
+
+        ``values`` are fields from flags of their own (``type`` is the kind's type field),
+        ``text_values`` the ``--set FIELD=VALUE`` pairs, read as a schedules file is. Every
+        problem is printed, one line each, and nothing is created (exit 2); on success the
+        new schedule is printed with its id.
+        """
+        if not self.scope.kind:
+            raise CLIError(f"add needs --kind: one of {', '.join(KINDS)}.")
+        tenant = self.scope.tenant()
+        if system == (tenant is not None):
+            raise CLIError(
+                "add needs --tenant SLUG, or --system for a schedule of no tenant (superusers)."
+            )
+        self.scope.require_role(tenant, ADMIN, "add")
+        spec = KINDS[self.scope.kind]
+        new = build_schedule(
+            spec=spec,
+            tenant=tenant,
+            name=name,
+            values=values,
+            text_values=text_values,
+            options=options,
+            depends_on=depends_on,
+        )
+        fields = {**new.values, "name": name}
+        schedule: Schedule | None = None
+        invalid: ValidationError | None = None
+        try:
+            if new.errors:
+                # What validation says of the rest is reported too; nothing is saved.
+                services.validate_schedule(
+                    spec.model(tenant=tenant, **fields), depends_on=new.depends_on, creating=True
+                )
+            else:
+                schedule = services.create_schedule(
+                    model=spec.model,
+                    tenant=tenant,
+                    user=self.scope.user,
+                    source="cli",
+                    depends_on=new.depends_on,
+                    **fields,
+                )
+        except ValidationError as exc:
+            invalid = exc
+        if schedule is None:
+            errors = schedules_io.problems_from(
+                merge_errors(new, invalid), tenant=tenant_key(tenant), kind=spec.kind, name=name
+            )
+            if self.out.as_json:
+                self.out.emit_json({"schedule": None, "errors": [p.as_dict() for p in errors]})
+            else:
+                for problem in errors:
+                    self.out.line(Text(str(problem), style="red"))
+            raise CLIError(f"{len(errors)} error(s); nothing was added.")
+        data = schedule_data(schedule)
+        if self.out.as_json:
+            self.out.emit_json({"schedule": data})
+            return 0
+        state = data["state"] + display_pause(data["paused_until"])
+        self.out.print(f"Added {identity(data)}: {state}, {data['trigger']}.")
+        if schedules_io.never_fires_again(schedule):
+            self.out.line(Text(f"warning: {schedules_io.NEVER_FIRES_AGAIN}", style="yellow"))
+        return 0
 
     def _changed(self, schedule: Schedule, verb: str) -> int:
         schedule.refresh_from_db()
@@ -265,9 +416,7 @@ class SchedulingCLI:
             self.out.emit_json({"schedule": data})
         else:
             state = data["state"] + display_pause(data["paused_until"])
-            self.out.print(
-                f"{verb} {data['tenant']}/{data['kind']}/{data['name']} ({data['id']}): {state}."
-            )
+            self.out.print(f"{verb} {identity(data)}: {state}.")
         return 0
 
     # -- schedules files --------------------------------------------------------------------
@@ -424,6 +573,11 @@ class SchedulingCLI:
             f"of {len(results)} tenant(s)."
         )
         return 0
+
+
+def identity(data: dict[str, Any]) -> str:
+    """Return how the verbs name the SCHEDULE ``data``: ``TENANT/KIND/NAME (ID)``."""
+    return f"{data['tenant'] or '(system)'}/{data['kind']}/{data['name']} ({data['id']})"
 
 
 def run_in_foreground(execution_id: int, *, timeout: float) -> Execution:

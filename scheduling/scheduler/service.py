@@ -327,23 +327,27 @@ class SchedulerService:
         started = time.monotonic()
         self.sync.full()
         self._pick_up_queued()
-        self._record_sync(started, full=True)
+        self._record_sync(started, count_jobs=True)
 
     def _incremental_sync(self, *, record: bool = True) -> None:
         if self.sync is None:
             return
         started = time.monotonic()
-        self.sync.incremental()
+        result = self.sync.incremental()
         self._pick_up_queued()
-        if record:
-            self._record_sync(started, full=False)
+        # A pass that changed the job store always records, with the new job count: the
+        # dashboard, the API and the CLI show it, and it must not wait for the full sync.
+        if record or result.changed:
+            self._record_sync(started, count_jobs=bool(result.changed))
 
-    def _record_sync(self, started: float, *, full: bool) -> None:
+    def _record_sync(self, started: float, *, count_jobs: bool) -> None:
         values: dict[str, Any] = {
             "last_sync_at": timezone.now(),
             "sync_lag_ms": int((time.monotonic() - started) * 1000),
         }
-        if full:
+        if count_jobs:
+            # Counted only when jobs changed (and on the full sync, which also catches
+            # drift), so an idle pass costs no count whatever the number of schedules.
             values["job_count"] = DjangoJob.objects.filter(id__startswith=JOB_PREFIX).count()
         SchedulerLease.objects.filter(name=self.lease.name, holder=self.identity).update(**values)
 

@@ -20,11 +20,19 @@ from .formats import (
     parse,
 )
 from .plan import Change, ImportPlan, Planner, plan_import
-from .problems import Problem, never_fires_again, validate_database
+from .problems import (
+    NEVER_FIRES_AGAIN,
+    Problem,
+    never_fires_again,
+    problems_from,
+    validate_database,
+)
+from .values import import_value
 
 __all__ = [
     "FILE_FORMATS",
     "FORMAT_VERSION",
+    "NEVER_FIRES_AGAIN",
     "Change",
     "Document",
     "ImportPlan",
@@ -37,8 +45,10 @@ __all__ = [
     "export_entry",
     "export_schedules",
     "guess_format",
+    "import_value",
     "never_fires_again",
     "parse",
     "plan_import",
+    "problems_from",
     "validate_database",
 ]

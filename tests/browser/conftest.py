@@ -157,3 +157,45 @@ def run_action(page: Any, row_text: str, action: str) -> None:
 def message(page: Any) -> Any:
     """The admin's messages ("1 schedule resumed.") at the top of the page."""
     return page.locator("ul.messagelist")
+
+
+class Operator:
+    """An operator's hands on a page: every click and every field typed or picked is counted.
+
+    The task tests do their work only through these methods (navigation by URL counts as one
+    click: the operator followed a link or a bookmark), so ``actions`` is what the task cost.
+    """
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.actions = 0
+        self.log: list[str] = []
+
+    def _count(self, what: str) -> None:
+        self.actions += 1
+        self.log.append(what)
+
+    def goto(self, url: str) -> None:
+        self._count(f"open {url}")
+        self.page.goto(url)
+
+    def click(self, locator: Any) -> None:
+        self._count(f"click {locator}")
+        locator.click()
+
+    def fill(self, locator: Any, text: str) -> None:
+        self._count(f"type {text!r}")
+        locator.fill(text)
+
+    def select(self, locator: Any, **option: str) -> None:
+        self._count(f"pick {option}")
+        locator.select_option(**option)
+
+    def check(self, locator: Any) -> None:
+        self._count(f"tick {locator}")
+        locator.check()
+
+    def assert_at_most(self, limit: int) -> None:
+        assert self.actions <= limit, (
+            f"{self.actions} clicks and typed fields (at most {limit}): {self.log}"
+        )

@@ -34,8 +34,15 @@ def test_run_now_queues_one_manual_execution_per_schedule_and_runs_nothing(
     scans = [make_scan(tenant=tenant_a) for _ in range(3)]
     response = act(superuser_client, "run_now", scans)
     assert response.redirect_chain
-    assert messages_of(response) == ["3 runs queued; the scheduler starts them within seconds."]
-    executions = Execution.objects.filter(trigger="manual")
+    executions = Execution.objects.filter(trigger="manual").select_related("schedule")
+    links = ", ".join(
+        f'<a href="{reverse("admin:scheduling_execution_change", args=[e.pk])}">'
+        f"{e.schedule.name} (execution {e.pk})</a>"
+        for e in executions.order_by("schedule__name")
+    )
+    assert messages_of(response) == [
+        f"3 runs queued; the scheduler starts them within seconds: {links}."
+    ]
     assert sorted(e.schedule_id for e in executions) == sorted(s.pk for s in scans)
     assert {e.status for e in executions} == {"queued"}  # queued, never started in the request
     assert AuditEntry.objects.filter(action="run", source="admin").count() == 3
@@ -64,13 +71,14 @@ def test_pause_until_a_time_pauses_and_says_until_when(superuser_client, tenant_
         until_1="08:00:00",
     )
     assert response.redirect_chain
-    assert messages_of(response) == ["3 schedules paused until 2026-03-05 08:00 UTC."]
-    until = datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
+    # Read in the schedules' zone (tenant A's, Europe/Berlin), not in UTC.
+    assert messages_of(response) == ["3 schedules paused until 2026-03-05 08:00:00 CET."]
+    until = datetime(2026, 3, 5, 7, 0, tzinfo=UTC)
     for scan in scans:
         scan.refresh_from_db()
         assert scan.enabled and scan.paused_until == until
     entry = AuditEntry.objects.filter(action="pause", source="admin").first()
-    assert entry.changes["paused_until"][1].startswith("2026-03-05T08:00:00")
+    assert entry.changes["paused_until"][1].startswith("2026-03-05T07:00:00")
 
 
 @time_machine.travel(NOW, tick=False)

@@ -103,6 +103,7 @@ def scan_b(tenant_b):
         ("failed", {"retry"}),
         ("timed_out", {"retry"}),
         ("interrupted", {"retry"}),
+        ("missed", {"retry"}),
         ("succeeded", set()),
         ("cancelled", set()),
         ("skipped", set()),
@@ -338,7 +339,7 @@ def test_retry_action_retries_failed_ones_and_says_why_not_the_others(superuser_
     response = act(superuser_client, "retry_executions", [failed, timed_out, succeeded])
     assert messages_of(response) == [
         f"1 execution was left unchanged: Execution {succeeded.pk} is succeeded; only a "
-        "failed, timed-out or interrupted execution can be retried.",
+        "failed, timed-out, interrupted or missed execution can be retried.",
         "2 retries queued; the scheduler starts them within seconds.",
     ]
     retries = Execution.objects.filter(trigger="retry", status="queued", attempt=2)
@@ -642,7 +643,8 @@ def test_system_permission_holder_sees_and_runs_system_schedules(
         {"action": "run_now", "_selected_action": [system_scan.pk, scan_a.pk]},
         follow=True,
     )
-    assert messages_of(response) == ["2 runs queued; the scheduler starts them within seconds."]
+    [message] = messages_of(response)
+    assert message.startswith("2 runs queued; the scheduler starts them within seconds: ")
     assert Execution.objects.filter(schedule=system_scan, trigger="manual").count() == 1
 
 

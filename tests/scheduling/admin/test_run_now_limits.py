@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.urls import reverse
 
@@ -36,11 +34,17 @@ def test_run_now_action_queues_only_schedules_without_a_queued_run(superuser_cli
     queued = services.run_now(schedule=waiting)
     fresh = make_report(tenant=tenant_a, name="fresh")
     response = act(superuser_client, "run_now", [waiting], model="periodicscan")
+    url = reverse("admin:scheduling_execution_change", args=[queued.pk])
     assert messages_of(response) == [
-        f"Already queued, not queued again: waiting (execution {queued.pk})."
+        f'Already queued, not queued again: <a href="{url}">waiting (execution {queued.pk})</a>.'
     ]
     response = act(superuser_client, "run_now", [fresh], model="report")
-    assert messages_of(response) == ["1 run queued; the scheduler starts it within seconds."]
+    new = Execution.objects.get(schedule=fresh)
+    url = reverse("admin:scheduling_execution_change", args=[new.pk])
+    assert messages_of(response) == [
+        "1 run queued; the scheduler starts it within seconds: "
+        f'<a href="{url}">fresh (execution {new.pk})</a>.'
+    ]
     assert Execution.objects.filter(trigger="manual").count() == 2
 
 
@@ -51,11 +55,13 @@ def test_add_form_shows_the_size_limits_as_field_errors(superuser_client, tenant
         tenant_a,
         **CALENDAR,
         description="d" * 2001,
-        options=json.dumps({"big": "x" * OPTIONS_MAX_BYTES}),
+        scan_type="test_sleep",
+        **{"options-test_sleep-record": "x" * OPTIONS_MAX_BYTES},
     )
     response = superuser_client.post(reverse(ADD), data)
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
     assert errors["description"] == ["Ensure this value has at most 2000 characters (it has 2001)."]
-    assert "at most 16384 bytes" in errors["options"][0]
+    # The options as a whole, above the form: no one field of them is at fault.
+    assert "Options may take at most 16384 bytes" in errors["__all__"][0]
     assert not PeriodicScan.objects.exists()

@@ -247,9 +247,10 @@ def test_tenant_pages_are_read_only_for_tenant_staff(staff_client, tenant_a, wor
     assert "Alpha-member" in page and SECRET not in page
 
 
-def test_viewer_does_not_see_memberships(staff_client, tenant_a, world):
+def test_viewer_sees_only_their_own_membership(staff_client, tenant_a, world):
     client = staff_client({tenant_a: "viewer"})
-    assert client.get(reverse("admin:tenants_membership_changelist")).status_code == 403
+    memberships = client.get(reverse("admin:tenants_membership_changelist"))
+    assert [m.user for m in memberships.context["cl"].result_list] == [client.user]
     response = client.get(reverse("admin:tenants_tenant_change", args=[tenant_a.pk]))
     assert "Alpha-member" not in response.content.decode()
 

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
+from django.conf import settings
+from django.core.checks import run_checks
 from django.core.management import call_command
+from django.test import override_settings
 from drf_spectacular.settings import patched_settings
 from drf_spectacular.validation import validate_schema
 from rest_framework.test import APIClient
 
-from scheduling.api.schema import SCHEMA_SETTINGS
+from scheduling.api.schema import ENUMS, SCHEMA_SETTINGS
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 
+ROOT = Path(__file__).resolve().parents[3]
 KINDS = ("scans", "reports", "cleanups", "tasks")
 EXPECTED_PATHS = {
-    "/api/tenants/": {"get"},
-    "/api/tenants/{id}/": {"get"},
+    "/api/tenants/": {"get", "post"},
+    "/api/tenants/{id}/": {"get", "put", "patch"},
     "/api/executions/": {"get"},
     "/api/executions/{id}/": {"get"},
     "/api/executions/{id}/cancel/": {"post"},
@@ -41,9 +50,52 @@ def test_the_spectacular_command_validates_the_schema_without_warnings(tmp_path)
     assert "/api/scans/{id}/run/" in out.read_text()
 
 
+def test_the_spectacular_command_validates_the_project_schema_without_warnings(tmp_path):
+    # The host project's own schema (its settings, none of ours) takes in the app's endpoints.
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    assert "/api/report-artifacts/{id}/download/" in out.read_text()
+
+
+def test_the_deploy_check_finds_no_schema_warnings():
+    messages = run_checks(include_deployment_checks=True)
+    assert [m for m in messages if m.id and m.id.startswith("drf_spectacular")] == []
+
+
+def test_the_deploy_check_of_the_demo_project_shows_no_schema_warnings(tmp_path):
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SCHEDULING_DB_PATH": str(tmp_path / "db.sqlite3"),
+    }
+    result = subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, str(ROOT / "manage.py"), "check", "--deploy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "System check identified" in result.stderr + result.stdout, result.stderr
+    assert "drf_spectacular" not in result.stderr + result.stdout
+
+
+def test_every_choice_set_has_one_name():
+    values = [frozenset(choices.values) for choices in ENUMS.values()]
+    assert len(set(values)) == len(values)
+
+
 @pytest.fixture
-def schema() -> dict:
-    response = APIClient().get("/api/schema/")
+def schema_client() -> APIClient:
+    client = APIClient()
+    client.force_authenticate(make_user())
+    return client
+
+
+@pytest.fixture
+def schema(schema_client) -> dict:
+    response = schema_client.get("/api/schema/")
     assert response.status_code == 200
     document = yaml.safe_load(response.content)
     validate_schema(document)
@@ -86,8 +138,75 @@ def test_request_bodies_forbid_unknown_keys_and_leave_out_state_fields(schema):
     assert response["properties"]["next_run_at"]["readOnly"] is True
 
 
-def test_the_docs_page_lists_the_endpoints_and_loads_nothing_from_outside():
-    response = APIClient().get("/api/docs/")
+def test_the_schema_names_each_choice_set_once(schema):
+    components = schema["components"]["schemas"]
+    assert components["ScheduleKindEnum"]["enum"] == ["scan", "report", "cleanup", "task"]
+    for component, field in (("PeriodicScan", "kind"), ("Execution", "schedule_kind")):
+        assert components[component]["properties"][field]["allOf"] == [
+            {"$ref": "#/components/schemas/ScheduleKindEnum"}
+        ]
+    last_status = components["PeriodicScan"]["properties"]["last_status"]["oneOf"]
+    assert {"$ref": "#/components/schemas/ScheduleStatusEnum"} in last_status
+    assert not [
+        name for name in components if re.fullmatch(r"(Kind|Status|\w+[0-9a-f]{3})Enum", name)
+    ]
+
+
+def test_the_download_is_a_binary_response_in_each_format(schema):
+    responses = schema["paths"]["/api/report-artifacts/{id}/download/"]["get"]["responses"]
+    content = responses["200"]["content"]
+    assert list(content) == [
+        "application/octet-stream",
+        "application/json",
+        "text/csv",
+        "text/html",
+    ]
+    for media_type in content.values():
+        assert media_type["schema"] == {"type": "string", "format": "binary"}
+
+
+@pytest.mark.parametrize("url", ["/api/schema/", "/api/docs/"])
+def test_the_schema_and_docs_follow_the_projects_permissions(url):
+    assert APIClient().get(url).status_code in (401, 403)  # the demo: IsAuthenticated
+    public = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    }
+    with override_settings(REST_FRAMEWORK=public):
+        assert APIClient().get(url).status_code == 200
+
+
+def test_the_api_root_links_the_resources_the_status_the_schema_and_the_docs(schema_client):
+    response = schema_client.get("/api/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    links = response.json()
+    assert links["scans"] == "http://testserver/api/scans/"
+    assert links["scheduler/status"] == "http://testserver/api/scheduler/status/"
+    assert links["schema"] == "http://testserver/api/schema/"
+    assert links["docs"] == "http://testserver/api/docs/"
+    for url in links.values():
+        assert schema_client.get(url).status_code == 200, url
+
+
+def test_the_docs_page_renders_markdown_and_escapes_html(schema_client):
+    html = schema_client.get("/api/docs/").content.decode()
+    # Help texts, docstrings and choice lists are Markdown: none of it shows as syntax.
+    assert "Everyone sees <code>error</code>." in html
+    assert "<li><code>succeeded</code> - Succeeded</li>" in html
+    assert not re.search(r"`\w+`", html)
+
+
+def test_markdown_in_descriptions_cannot_inject_html():
+    from scheduling.api.docs import markdown
+
+    html = markdown("<script>alert(1)</script> [x](javascript:alert(1)) `ok`")
+    assert "<script" not in html
+    assert 'href="javascript' not in html
+    assert "<code>ok</code>" in html
+
+
+def test_the_docs_page_lists_the_endpoints_and_loads_nothing_from_outside(schema_client):
+    response = schema_client.get("/api/docs/")
     assert response.status_code == 200
     html = response.content.decode()
     assert response["Content-Type"].startswith("text/html")

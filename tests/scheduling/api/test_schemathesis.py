@@ -27,7 +27,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from scheduling.api.schema import build_schema
+from scheduling.api.docs import build_schema
 from tests.factories import make_membership, make_token, make_user
 from tests.scheduling.api.conftest import CLEANUP_TARGET, REPORT_TYPE, build_world, tenant_state
 

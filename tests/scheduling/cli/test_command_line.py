@@ -39,7 +39,12 @@ def manage(*args: str) -> subprocess.CompletedProcess:
     ("args", "message"),
     [
         (("list", "--format", "xml"), "invalid choice: 'xml'"),
-        (("show", "twelve"), "'twelve' is not a whole number"),
+        (("show", "twelve"), "Schedule 'twelve' not found."),
+        (("show", "0"), "'0' must be greater than zero"),
+        (("show", "acme/nothing", "--name", "x"), "Give the schedule once"),
+        (("enable",), "Give the schedule: its id, TENANT/NAME"),
+        (("add", "--kind", "scan"), "the following arguments are required: --name"),
+        (("add", "--name", "x", "--every", "soon"), "'soon' is not a duration"),
         ((), "the following arguments are required: VERB"),
         (("explode",), "invalid choice: 'explode'"),
         (("list", "--tenant", "nowhere"), "Unknown tenant 'nowhere'."),

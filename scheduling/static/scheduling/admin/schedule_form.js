@@ -1,9 +1,11 @@
 /*
- * Schedule change form: show only the fields of the chosen trigger type, and keep the
- * "Next runs" preview in step with the form before it is saved.
+ * Schedule change form: show only the fields of the chosen trigger type and the options of
+ * the chosen registered type, and keep the "Next runs" preview in step with the form before
+ * it is saved.
  *
- * Without JavaScript every trigger fieldset stays on the page (the other types collapsed)
- * and the preview shows the saved trigger; this script only improves on that.
+ * Without JavaScript every trigger fieldset and every type's options stay on the page (the
+ * others than the chosen ones collapsed) and the preview shows the saved trigger; this
+ * script only improves on that.
  */
 "use strict";
 (function () {
@@ -18,6 +20,22 @@
   function showTriggerFields(type) {
     document.querySelectorAll("fieldset.scheduling-trigger").forEach(function (fieldset) {
       var chosen = fieldset.classList.contains("scheduling-trigger-" + type);
+      fieldset.classList.toggle("is-hidden", !chosen);
+      var details = fieldset.querySelector("details");
+      if (chosen && details) {
+        details.open = true;
+      }
+    });
+  }
+
+  // The class of a type's options fieldset (forms.option_fieldset_class).
+  function optionsClass(key) {
+    return "scheduling-options-" + key.replace(/[^A-Za-z0-9_-]/g, "-");
+  }
+
+  function showOptions(key) {
+    document.querySelectorAll("fieldset.scheduling-options").forEach(function (fieldset) {
+      var chosen = key !== "" && fieldset.classList.contains(optionsClass(key));
       fieldset.classList.toggle("is-hidden", !chosen);
       var details = fieldset.querySelector("details");
       if (chosen && details) {
@@ -89,6 +107,13 @@
   }
 
   ready(function () {
+    var typeSelect = document.querySelector("select.scheduling-type");
+    if (typeSelect) {
+      showOptions(typeSelect.value);
+      typeSelect.addEventListener("change", function () {
+        showOptions(typeSelect.value);
+      });
+    }
     var select = document.getElementById("id_trigger_type");
     if (!select || !select.form) {
       return; // a read-only page: nothing to keep in step
