@@ -30,6 +30,7 @@ from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from scheduling import services
 from scheduling.admin import (
     MANAGE_ROLE,
     VIEW_ROLE,
@@ -40,6 +41,8 @@ from scheduling.admin import (
     tenant_ids_for,
 )
 from scheduling.admin.base import format_time
+from scheduling.admin.forms import TimezoneField
+from scheduling.models import AuditSource
 from scheduling.tenancy import tenants_visible_to
 from tenants import members
 from tenants.models import ROLE_RANK, Membership, Role, Tenant
@@ -175,9 +178,89 @@ class TenantAdmin(ScopedReadOnlyAdmin):
     # a resolver lets other staff change tenants.
     superuser_fields = ["scan_allow_networks"]
 
+    actions = ["deactivate_tenants", "activate_tenants"]
+
     @admin.display(description=_("created at"), ordering="created_at")
     def created(self, obj: Tenant) -> str:
         return format_time(obj.created_at, obj.timezone)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "timezone":
+            # A choice of IANA names (searchable), not free text.
+            return TimezoneField(
+                empty_label="---------",
+                required=True,
+                label=db_field.verbose_name.capitalize(),
+                initial=db_field.default,
+                help_text=_("The zone of its schedules and blackout windows that name none."),
+            )
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "is_active" and field is not None:
+            field.help_text = _(
+                "Unticking pauses every schedule of the tenant; ticking it again resumes the "
+                "schedules this paused (not those an operator had paused before)."
+            )
+        return field
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data:
+            count = services.set_tenant_active(
+                tenant=obj, active=obj.is_active, user=request.user, source=AuditSource.ADMIN
+            )
+            self._report_activation(request, [obj], obj.is_active, count)
+
+    def _report_activation(
+        self, request: HttpRequest, tenants: list[Any], active: bool, count: int
+    ) -> None:
+        names = ", ".join(str(tenant) for tenant in tenants)
+        if active:
+            text = ngettext(
+                "%(names)s: active again; %(count)d schedule resumed.",
+                "%(names)s: active again; %(count)d schedules resumed.",
+                count,
+            )
+        else:
+            text = ngettext(
+                "%(names)s: deactivated; %(count)d schedule paused.",
+                "%(names)s: deactivated; %(count)d schedules paused.",
+                count,
+            )
+        self.message_user(request, text % {"names": names, "count": count}, messages.SUCCESS)
+
+    def _set_active(self, request: HttpRequest, queryset: QuerySet[Any], active: bool) -> None:
+        tenants = [tenant for tenant in queryset if tenant.is_active != active]
+        if not tenants:
+            self.message_user(
+                request,
+                _("The selected tenants are active already.")
+                if active
+                else _("The selected tenants are inactive already."),
+                messages.WARNING,
+            )
+            return
+        count = sum(
+            services.set_tenant_active(
+                tenant=tenant, active=active, user=request.user, source=AuditSource.ADMIN
+            )
+            for tenant in tenants
+        )
+        self._report_activation(request, tenants, active, count)
+
+    @admin.action(description=_("Deactivate selected tenants (pauses their schedules)"))
+    def deactivate_tenants(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_active(request, queryset, False)
+
+    @admin.action(description=_("Activate selected tenants (resumes their schedules)"))
+    def activate_tenants(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        self._set_active(request, queryset, True)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not self.has_change_permission(request):
+            for name in ("deactivate_tenants", "activate_tenants"):
+                actions.pop(name, None)
+        return actions
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))
