@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import BadRequest
+from django.core.exceptions import BadRequest, ValidationError
 from django.db.models import ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField
 from django.http import Http404, HttpRequest, HttpResponse
@@ -112,6 +112,19 @@ def has_object_role(request: HttpRequest, role: str, obj: object | None) -> bool
     if obj.tenant_id is None:
         return sees_system_rows(request)
     return has_role(request, role, obj.tenant_id)
+
+
+def only_tenant_choice(request: HttpRequest, *, may_be_empty: bool) -> Any | None:
+    """Return the id of the one tenant a new row of the user's can belong to, if there is one.
+
+    That is the only tenant they manage, unless the row may also have none (a system schedule,
+    for those who see system rows): then there is no one choice to make for them.
+    """
+    if may_be_empty:
+        return None
+    managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+    ids = list(managed.values_list("pk", flat=True)[:2])
+    return ids[0] if len(ids) == 1 else None
 
 
 def reject_null_characters(params: Iterable[tuple[str, list[str]]]) -> None:
@@ -269,6 +282,28 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
         qs = super().get_queryset(request)
         q = scope_q(tenant_ids_for(request, VIEW_ROLE), sees_system_rows(request))
         return qs if q is None else qs.filter(q)
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        """The add form's tenant: ``?tenant=<id>`` of one the user manages, else their only
+        choice (``only_tenant_choice``); anything else in ``?tenant=`` is ignored."""
+        initial = super().get_changeform_initial_data(request)
+        field = next((f for f in self.model._meta.fields if f.name == "tenant"), None)
+        if field is None:
+            return initial
+        tenant = initial.pop("tenant", "")
+        managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+        try:
+            named = isinstance(tenant, str) and managed.filter(pk=tenant).exists()
+        except (ValueError, TypeError, OverflowError, ValidationError):
+            named = False  # not a tenant's id
+        if named:
+            initial["tenant"] = tenant
+        else:
+            may_be_empty = field.null and sees_system_rows(request)
+            only = only_tenant_choice(request, may_be_empty=may_be_empty)
+            if only is not None:
+                initial["tenant"] = str(only)
+        return initial
 
     def formfield_for_foreignkey(
         self,
