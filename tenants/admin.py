@@ -247,20 +247,19 @@ class TenantAdmin(ScopedReadOnlyAdmin):
         )
         self._report_activation(request, tenants, active, count)
 
-    @admin.action(description=_("Deactivate selected tenants (pauses their schedules)"))
+    @admin.action(
+        description=_("Deactivate selected tenants (pauses their schedules)"),
+        permissions=["change"],
+    )
     def deactivate_tenants(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._set_active(request, queryset, False)
 
-    @admin.action(description=_("Activate selected tenants (resumes their schedules)"))
+    @admin.action(
+        description=_("Activate selected tenants (resumes their schedules)"),
+        permissions=["change"],
+    )
     def activate_tenants(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         self._set_active(request, queryset, True)
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        if not self.has_change_permission(request):
-            for name in ("deactivate_tenants", "activate_tenants"):
-                actions.pop(name, None)
-        return actions
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         fields = list(super().get_readonly_fields(request, obj))

@@ -7,6 +7,7 @@ members see their tenants' rows, admins and owners change them, the audit trail 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -207,19 +208,13 @@ class BlackoutWindowAdmin(ScheduleRuleAdmin):
         return obj.effective_timezone
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
+        # The tenant: one the user manages, checked by TenantScopedAdmin, or none.
         initial = super().get_changeform_initial_data(request)
-        managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
-        tenant = str(initial.get("tenant", ""))
-        if not (tenant.isascii() and tenant.isdigit() and int(tenant) < 2**63):
-            # ?tenant= is a tenant's id, or nothing: then the only tenant the user manages.
-            initial.pop("tenant", None)
-            ids = list(managed.values_list("pk", flat=True)[:2])
-            tenant = str(ids[0]) if len(ids) == 1 else ""
-            if tenant:
-                initial["tenant"] = tenant
+        tenant = initial.get("tenant")
         if tenant and "timezone" not in initial:
             # A new window is in its tenant's time zone.
-            chosen = managed.filter(pk=int(tenant)).first()
+            managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+            chosen = managed.filter(pk=tenant).first()
             if chosen is not None:
                 initial["timezone"] = getattr(chosen, "timezone", "") or "UTC"
         return initial
@@ -254,6 +249,17 @@ def model_field(model: type[Schedule], name: str) -> models.Field[Any, Any] | No
     return field if isinstance(field, models.Field) else None
 
 
+def field_order(model: type[Schedule]) -> Callable[[str], tuple[int, str]]:
+    """Return the sort key that puts recorded field names in ``model``'s field order.
+
+    The same order on every database: PostgreSQL's jsonb does not keep the order the keys of
+    ``changes`` were written in (it sorts them by length). Names the model does not have (an
+    execution, a field of an older version) come last.
+    """
+    positions = {field.name: index for index, field in enumerate(model._meta.get_fields())}
+    return lambda name: (positions.get(name, len(positions)), name)
+
+
 class ChangeFormatter:
     """Shows the values an audit entry recorded (JSON) as the admin shows them elsewhere."""
 
@@ -286,8 +292,9 @@ class ChangeFormatter:
     def rows(self) -> list[tuple[str, str]]:
         """Return ``(label, HTML of the change)`` for each recorded field."""
         action = self.entry.action
+        order = field_order(self.model)
         rows = []
-        for name, pair in self.changes.items():
+        for name, pair in sorted(self.changes.items(), key=lambda item: order(item[0])):
             old, new = (list(pair) + [None, None])[:2] if isinstance(pair, list) else (None, pair)
             if action == AuditAction.CREATE or (name == "execution" and old is None):
                 change = self.value(name, new)
@@ -373,7 +380,7 @@ class AuditEntryAdmin(ReadOnlyAdmin):
         """The recorded fields by name, the first few; "-" for an action without any."""
         model = audited_model(obj)
         changes = obj.changes if isinstance(obj.changes, dict) else {}
-        names = [field_label(model, name) for name in changes]
+        names = [field_label(model, name) for name in sorted(changes, key=field_order(model))]
         if not names:
             return "-"
         shown = ", ".join(names[:CHANGED_FIELDS_LISTED])

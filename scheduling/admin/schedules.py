@@ -679,10 +679,12 @@ class ScheduleAdmin(TenantScopedAdmin):
                     name: str(field.label or capfirst(name.replace("_", " ")))
                     for name, field in form.base_fields.items()
                 }
+        # In the order of the type's form (labelled ones first), not of the stored JSON, which
+        # PostgreSQL's jsonb keeps sorted by key length.
+        order = {name: index for index, name in enumerate(labels)}
+        names = sorted(options, key=lambda name: (order.get(name, len(order)), name))
         return format_html_join(
-            "",
-            "<div>{}: {}</div>",
-            ((labels.get(name, name), value) for name, value in options.items()),
+            "", "<div>{}: {}</div>", ((labels.get(name, name), options[name]) for name in names)
         )
 
     @admin.display(description=_("trigger"))

@@ -113,16 +113,18 @@ def test_only_admins_purge(history, frozen):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_purging_200000_executions_lets_a_concurrent_writer_in_between_batches():
+def test_a_large_purge_lets_a_concurrent_writer_in_between_batches():
     tenant = make_tenant(slug="big", execution_retention_days=30)
     scan = echo_scan(tenant, name="busy")
     writer_scan = echo_scan(make_tenant(slug="writer"), name="writer")
     old = timezone.now() - timedelta(days=60)
     first = datetime(2020, 1, 1, tzinfo=UTC)
-    total = 200_000
-    batch = 800  # below every SQLite build's limit of query parameters: the batch is this size
+    # A hundred batches: enough commits for the writer to get in between many of them (the
+    # purge's own speed on large tables is measured by bench/, not here).
+    total = 10_000
+    batch = 100
     with transaction.atomic():
-        for start in range(0, total, 20_000):
+        for start in range(0, total, 5_000):
             Execution.objects.bulk_create(
                 Execution(
                     schedule=scan,
@@ -136,7 +138,7 @@ def test_purging_200000_executions_lets_a_concurrent_writer_in_between_batches()
                     finished_at=old,
                     duration_ms=5,
                 )
-                for n in range(start, start + 20_000)
+                for n in range(start, start + 5_000)
             )
     recent = make_execution(schedule=scan)
 
