@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .conf import conf
 from .exceptions import TargetNotAllowed, UnknownTaskType
+from .formats import format_time
 from .registry import cleanup_targets, report_types, scan_types, task_types
 from .targets import ResolutionError, check_url
 from .tenancy import scope_q, sees_system, visible_tenant_ids
@@ -1027,7 +1028,14 @@ class Execution(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.schedule_name} @ {self.scheduled_for:%Y-%m-%d %H:%M:%S} #{self.attempt}"
+        # In the schedule's zone where its schedule and tenant are at hand (as on the admin's
+        # pages, which select them), else in UTC: the name of a row never costs a query.
+        loaded = all(
+            field.is_cached(self) or getattr(self, field.attname) is None
+            for field in (self._meta.get_field("schedule"), self._meta.get_field("tenant"))
+        )
+        zone = self.effective_timezone if loaded else "UTC"
+        return f"{self.schedule_name} @ {format_time(self.scheduled_for, zone)} #{self.attempt}"
 
     @classmethod
     def for_occurrence(

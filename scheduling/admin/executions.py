@@ -118,6 +118,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     inlines = [ArtifactInline]
     actions = ["cancel_executions", "retry_executions"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Model]:
+        # The change page's title and breadcrumb (``str(execution)``) read in the schedule's
+        # zone when the schedule and tenant come with the row.
+        return super().get_queryset(request).select_related("tenant", "schedule")
+
     change_form_template = OBJECT_ACTIONS_TEMPLATE
     fields = readonly_fields = (
         "schedule_link",

@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils.http import content_disposition_header
 from django.utils.translation import gettext as _
 
-from .. import triggers
+from .. import triggers, validators
 from ..exceptions import InvalidTrigger, StateConflict
 from ..tenancy import tenants_visible_to
 from .forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
@@ -137,8 +137,14 @@ def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
     # modelform_factory subclasses ``form``; the stubs return a plain ModelForm.
     form = cast(TriggerPreviewForm, form_class(data, instance=instance))
     if not form.is_valid():
-        return JsonResponse({"ok": False, "errors": form.error_messages_list()}, status=400)
-    preview = upcoming_runs(form.instance)
+        preview: Preview = {"ok": False, "errors": form.error_messages_list()}
+    else:
+        preview = upcoming_runs(form.instance)
+    # The zone the form's times are read in, also while the trigger is incomplete: the page's
+    # notes beside its times follow it as the tenant or the zone changes (zoned_times.js).
+    zone = validators.find_timezone(form.instance.effective_timezone or "")
+    if zone:
+        preview.setdefault("timezone", zone)
     return JsonResponse(preview, status=200 if preview["ok"] else 400)
 
 

@@ -88,3 +88,28 @@ def scan_zone(scan):
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(scan.effective_timezone)
+
+
+def test_the_dashboards_failing_schedules_fit_a_1280_px_screen(page, superuser, screenshot):
+    tenant = make_tenant(name="Acme Logistics Europe", slug="acme", timezone="Europe/Berlin")
+    for n in range(3):
+        scan = make_scan(tenant=tenant, name=f"Production API deep health check {n} (eu-central)")
+        make_execution(schedule=scan, status=Status.FAILED, error=ERROR * 3)
+        type(scan).objects.filter(pk=scan.pk).update(
+            last_status=Status.FAILED, consecutive_failures=3
+        )
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in(page, superuser)
+    page.goto(reverse("admin:scheduling_dashboard"))
+    screenshot("failing")
+
+    rows = page.locator("#failing-schedules tbody tr")
+    expect(rows).to_have_count(3)
+    # Nothing to scroll sideways; the error is cut to the table, its text kept on hover.
+    width = page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 1280
+    table = page.locator("#failing-schedules table")
+    error = rows.first.locator("td.sd-latest-error")
+    assert right_edge(error) <= right_edge(table) + 1
+    title = error.locator("a").get_attribute("title")
+    assert title is not None and title.startswith(ERROR)

@@ -18,7 +18,7 @@ from playwright.sync_api import expect  # noqa: E402
 from scheduling.models import PeriodicScan  # noqa: E402
 from tests.browser.conftest import log_in, message  # noqa: E402
 from tests.browser.test_admin_workflow import choose_tenant  # noqa: E402
-from tests.factories import make_tenant  # noqa: E402
+from tests.factories import make_scan, make_tenant  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
 
@@ -50,9 +50,12 @@ def test_the_types_options_follow_the_choice_and_times_follow_the_zone(page, sup
     page.get_by_label("Scan type:").select_option(label="HTTP check")
     expect(page.get_by_label("Expected status:")).to_have_value("204")  # kept meanwhile
 
-    # The time zone: searched by part of its name, in any case; the notes follow it.
+    # The time zone: the chosen tenant's until one is chosen (the server reads the times in it);
+    # searched by part of its name, in any case; the notes follow it.
     notes = page.locator(".scheduling-zone-note")
-    expect(notes.first).to_have_text("Times are in UTC.")
+    expect(notes.first).to_have_text("Times are in Europe/Berlin.")
+    # The admin's own note ("You are 1 hour behind server time") would contradict it.
+    expect(page.locator(".timezonewarning:visible")).to_have_count(0)
     page.locator("#id_timezone + .select2").get_by_role("combobox").click()
     page.locator(".select2-container--open").get_by_role("searchbox").fill("tokyo")
     page.get_by_role("option", name="Asia/Tokyo").click()
@@ -79,3 +82,17 @@ def test_the_types_options_follow_the_choice_and_times_follow_the_zone(page, sup
     assert scan.start_at == datetime(2030, 3, 9, 23, 0, tzinfo=UTC)
     expect(page.locator("#id_start_at_1")).to_have_value("08:00:00")
     expect(page.locator("#id_timezone + .select2")).to_contain_text(re.compile("Asia/Tokyo"))
+
+
+def test_a_schedules_page_names_its_zone_once_without_the_admins_server_time_note(page, superuser):
+    # The browser runs in UTC; the schedule's times read in Berlin's zone, which the page's
+    # "Now" takes for the server's. The admin adds its "You are 1 hour behind server time"
+    # beside each date and time; the page shows its own note instead.
+    tenant = make_tenant(name="Acme", slug="acme", timezone="Europe/Berlin")
+    scan = make_scan(tenant=tenant, name="Nightly")
+    log_in(page, superuser)
+    page.goto(f"/admin/scheduling/periodicscan/{scan.pk}/change/")
+    expect(page.locator(".scheduling-zone-note").first).to_have_text("Times are in Europe/Berlin.")
+    warnings = page.locator(".field-start_at .timezonewarning")
+    expect(warnings.first).to_be_attached()
+    expect(page.locator(".timezonewarning:visible")).to_have_count(0)

@@ -106,6 +106,11 @@ class TestTimes:
         }
         assert fields["Lateness"] == "3.0 s"
         assert " p.m." not in page and " a.m." not in page
+        # Its title and breadcrumb too: the occurrence in the schedule's zone, not in UTC.
+        title = re.search(r"<title>(.*?)</title>", page, re.S)
+        assert title is not None
+        assert unescape(title.group(1)).startswith(f"{scan.name} @ 2025-07-01 18:00:00 JST #1")
+        assert "09:00:00" not in page
 
     def test_report_artifacts_read_in_their_reports_zone(self, superuser_client, tenant_a):
         report = make_report(tenant=tenant_a, timezone="Asia/Tokyo")

@@ -56,6 +56,18 @@ def test_invalid_cron_is_a_readable_error(superuser_client, tenant_a):
     assert status == 400 and not body["ok"]
     [message] = body["errors"]
     assert message.startswith("Cron expression: Invalid cron expression")
+    # The zone the form's times read in, all the same: the page's notes follow the tenant.
+    assert body["timezone"] == "Europe/Berlin"
+
+
+def test_an_incomplete_trigger_still_names_the_zone_the_form_reads_times_in(
+    superuser_client, tenant_a
+):
+    status, body = preview(superuser_client, tenant=tenant_a.pk, cron_expression="")
+    assert status == 400 and not body["ok"]
+    assert body["timezone"] == "Europe/Berlin"
+    _status, body = preview(superuser_client, cron_expression="")  # no tenant yet: UTC
+    assert body["timezone"] == "UTC"
 
 
 def test_a_cron_that_never_fires_is_an_error(superuser_client):

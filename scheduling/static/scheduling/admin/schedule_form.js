@@ -92,6 +92,12 @@
           .then(function (data) {
             if (current === sequence) {
               renderPreview(container, data);
+              if (data.timezone) {
+                // The zone the form's times read in, for the notes beside them.
+                document.dispatchEvent(
+                  new CustomEvent("scheduling:zone", { detail: { zone: data.timezone } })
+                );
+              }
             }
           })
           .catch(function () {
