@@ -1031,8 +1031,8 @@ class Execution(models.Model):
         # In the schedule's zone where its schedule and tenant are at hand (as on the admin's
         # pages, which select them), else in UTC: the name of a row never costs a query.
         loaded = all(
-            field.is_cached(self) or getattr(self, field.attname) is None
-            for field in (self._meta.get_field("schedule"), self._meta.get_field("tenant"))
+            getattr(self, f"{name}_id") is None or name in self._state.fields_cache
+            for name in ("schedule", "tenant")
         )
         zone = self.effective_timezone if loaded else "UTC"
         return f"{self.schedule_name} @ {format_time(self.scheduled_for, zone)} #{self.attempt}"

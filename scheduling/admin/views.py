@@ -137,7 +137,7 @@ def trigger_preview(model_admin: ModelAdmin, request: HttpRequest) -> HttpRespon
     # modelform_factory subclasses ``form``; the stubs return a plain ModelForm.
     form = cast(TriggerPreviewForm, form_class(data, instance=instance))
     if not form.is_valid():
-        preview: Preview = {"ok": False, "errors": form.error_messages_list()}
+        preview: Preview = {"ok": False, "errors": list(form.error_messages_list())}
     else:
         preview = upcoming_runs(form.instance)
     # The zone the form's times are read in, also while the trigger is incomplete: the page's
