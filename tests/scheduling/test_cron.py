@@ -26,6 +26,8 @@ import pytest
 from scheduling.cron import MAX_YEARS, CronExpression
 from scheduling.exceptions import InvalidTrigger
 
+pytestmark = pytest.mark.reference
+
 MONTH_NAMES = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
 DOW_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
 BOUNDS = {"minute": (0, 59), "hour": (0, 23), "dom": (1, 31), "month": (1, 12), "dow": (0, 7)}

@@ -37,6 +37,8 @@ from scheduling.models import PeriodicScan
 from scheduling.triggers import CalendarTrigger, ZonedCronTrigger
 from tests.scheduling.test_cron import _random_case
 
+pytestmark = pytest.mark.reference
+
 ZONES = (
     "Europe/Berlin",
     "America/New_York",

@@ -31,6 +31,8 @@ from scheduling.api.docs import build_schema
 from tests.factories import make_membership, make_token, make_user
 from tests.scheduling.api.conftest import CLEANUP_TARGET, REPORT_TYPE, build_world, tenant_state
 
+pytestmark = pytest.mark.fuzz
+
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
