@@ -36,7 +36,11 @@ class ExecutionContext:
     tenant: Model | None
     scheduled_for: datetime
     timeout: float
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("scheduling.task"))
+    # The "scheduling.task" logger; the runner's carries the execution's fields on every line
+    # (scheduling.logs.ExecutionLogger), so a handler's own lines are attributable.
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = field(
+        default_factory=lambda: logging.getLogger("scheduling.task")
+    )
     # The options of this run: the schedule's, with a manual run's own merged over them.
     options: dict[str, Any] = field(default_factory=dict)
     _started: float = field(default_factory=time.monotonic)

@@ -22,7 +22,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import alerts, kinds, signals
+from . import alerts, kinds, logs, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import ExecutionCancelled, ExecutionTimeout, StateConflict, UnknownTaskType
@@ -216,6 +216,7 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
         scheduled_for=execution.scheduled_for,
         timeout=kind_object.effective_timeout,
         options=options or {},
+        logger=logs.execution_logger(execution),
     )
     try:
         result = kinds.run_kind(kind_object, context)
@@ -253,10 +254,12 @@ def run_options(schedule: Schedule, execution: Execution) -> dict[str, Any] | No
 
 def log_discarded(execution: Execution) -> None:
     """Log that a late outcome lost to a timeout or an interruption (its write matched 0 rows)."""
+    status = Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first()
     logger.warning(
         "Execution %s finished after it was marked %s; its result is discarded.",
         execution.pk,
-        Execution.objects.filter(pk=execution.pk).values_list("status", flat=True).first(),
+        status,
+        extra=logs.execution_fields(execution, status=status),
     )
 
 
@@ -330,18 +333,12 @@ def record_outcome(execution: Execution) -> Execution | None:
 
 
 def announce(execution: Execution) -> None:
-    """Log the execution's line and send ``execution_finished`` (after its outcome commits)."""
-    logger.info(
-        "execution=%s schedule=%s name=%r tenant=%s status=%s duration_ms=%s attempt=%s%s",
-        execution.pk,
-        execution.schedule_id,
-        execution.schedule_name,
-        execution.tenant_id,
-        execution.status,
-        execution.duration_ms,
-        execution.attempt,
-        f" error={execution.error[:200]!r}" if execution.error else "",
-    )
+    """Log the execution's line and send ``execution_finished`` (after its outcome commits).
+
+    The line's level follows the outcome, and it carries the execution's fields as
+    attributes (``scheduling.logs``).
+    """
+    logs.log_outcome(logger, execution)
     signals.execution_finished.send(
         sender=Execution, execution=execution, schedule=execution.schedule, status=execution.status
     )
@@ -460,7 +457,11 @@ def cancel(execution: Execution, *, by: Any = None) -> Execution:
         Status.CANCELLED, error=error
     ):
         logger.info(
-            "Execution %s cancelled while %s%s.", execution.pk, was, f" by {who}" * bool(who)
+            "Execution %s cancelled while %s%s.",
+            execution.pk,
+            was,
+            f" by {who}" * bool(who),
+            extra=logs.execution_fields(execution),
         )
         finish(execution)
         return execution
