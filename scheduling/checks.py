@@ -141,6 +141,7 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
     for name in ("SCAN_DENY_NETWORKS", "SCAN_ALLOW_NETWORKS"):
         errors.extend(_check_networks(name))
     errors.extend(_check_import("TENANT_RESOLVER", "scheduling.E019"))
+    errors.extend(_check_tenant_context())
     if not isinstance(conf.LEASE_NAME, str) or not conf.LEASE_NAME:
         errors.append(
             Error(
@@ -275,6 +276,43 @@ def _check_import(name: str, check_id: str) -> list[CheckMessage]:
                 f"SCHEDULING_{name} cannot be imported: {exc}.",
                 hint="Give the dotted path of a class.",
                 id=check_id,
+            )
+        ]
+    return []
+
+
+def _check_tenant_context() -> list[CheckMessage]:
+    path = conf.TENANT_CONTEXT
+    if path is None:
+        return []
+    hint = (
+        "Give the dotted path of a callable that takes a tenant and returns a context manager "
+        '("django_tenants.utils.tenant_context"), or remove the setting.'
+    )
+    if not isinstance(path, str) or not path:
+        return [
+            Error(
+                "SCHEDULING_TENANT_CONTEXT must be a dotted path or None.",
+                hint=hint,
+                id="scheduling.E058",
+            )
+        ]
+    try:
+        target = import_string(path)
+    except ImportError as exc:
+        return [
+            Error(
+                f"SCHEDULING_TENANT_CONTEXT cannot be imported: {exc}.",
+                hint=hint,
+                id="scheduling.E058",
+            )
+        ]
+    if not callable(target):
+        return [
+            Error(
+                f"SCHEDULING_TENANT_CONTEXT names {path}, which is not callable.",
+                hint=hint,
+                id="scheduling.E058",
             )
         ]
     return []

@@ -6,7 +6,9 @@ Read settings through ``conf`` (``from scheduling.conf import conf``), never thr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -46,6 +48,17 @@ class Settings:
     def get_tenant_resolver(self) -> TenantResolver:
         """Import and instantiate the configured tenant resolver."""
         return import_string(self.TENANT_RESOLVER)()
+
+    @property
+    def TENANT_CONTEXT(self) -> str | None:
+        """Dotted path of a callable ``(tenant) -> context manager`` that every handler of a
+        tenant's schedule runs inside (``django_tenants.utils.tenant_context``); None: none."""
+        return self._get("TENANT_CONTEXT", None)
+
+    def get_tenant_context(self) -> Callable[[Any], AbstractContextManager[Any]] | None:
+        """Import the configured tenant context callable, if one is configured."""
+        path = self.TENANT_CONTEXT
+        return import_string(path) if path else None
 
     @property
     def EXECUTOR(self) -> str:

@@ -11,10 +11,12 @@ import json
 import logging
 import os
 import socket
+import sys
 import traceback as tb
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
@@ -38,6 +40,9 @@ from .models import (
     TriggerKind,
     TriggerType,
 )
+
+if TYPE_CHECKING:
+    from tenants.models import Tenant
 
 logger = logging.getLogger("scheduling.runner")
 
@@ -219,7 +224,10 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
         logger=logs.execution_logger(execution),
     )
     try:
-        result = kinds.run_kind(kind_object, context)
+        with tenant_context(execution.tenant if execution.tenant_id else None):
+            result = kinds.run_kind(kind_object, context)
+    except TenantContextError as exc:
+        return Status.FAILED, {"error": str(exc), "traceback": tb.format_exc()[-ERROR_LIMIT:]}
     except UnknownTaskType as exc:
         return Status.FAILED, {"error": str(exc)}
     except ExecutionTimeout as exc:
@@ -232,6 +240,53 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
             "traceback": tb.format_exc()[-ERROR_LIMIT:],
         }
     return Status.SUCCEEDED, {"result": _jsonable(result)}
+
+
+class TenantContextError(Exception):
+    """The tenant's context (``SCHEDULING_TENANT_CONTEXT``) could not be entered or left."""
+
+
+@contextmanager
+def tenant_context(tenant: Tenant | None) -> Iterator[None]:
+    """Run the body inside ``SCHEDULING_TENANT_CONTEXT(tenant)``, left again afterwards.
+
+    Around the handler only: claiming, starting and recording the outcome happen outside it,
+    in the default context (the app's tables are shared, not a tenant's). A system schedule
+    (no tenant) and a project without the setting run the handler as it is. The context is
+    left also when the handler fails or times out; failing to enter or to leave it raises
+    ``TenantContextError``, which fails the execution with that reason.
+    """
+    factory = conf.get_tenant_context()
+    if factory is None or tenant is None:
+        yield
+        return
+    try:
+        manager = factory(tenant)
+        manager.__enter__()
+    except Exception as exc:
+        raise TenantContextError(
+            f"The tenant's context could not be entered (SCHEDULING_TENANT_CONTEXT): "
+            f"{_error_text(exc)}"
+        ) from exc
+    try:
+        yield
+    except BaseException:
+        if not _leave(manager, *sys.exc_info()):
+            raise
+    else:
+        _leave(manager, None, None, None)
+
+
+def _leave(manager: AbstractContextManager[Any], *exc_info: Any) -> bool | None:
+    try:
+        return manager.__exit__(*exc_info)
+    except Exception as exc:
+        if exc is exc_info[1]:  # the context re-raised the handler's own exception
+            raise
+        raise TenantContextError(
+            f"The tenant's context could not be left (SCHEDULING_TENANT_CONTEXT): "
+            f"{_error_text(exc)}"
+        ) from exc
 
 
 def run_options(schedule: Schedule, execution: Execution) -> dict[str, Any] | None:
