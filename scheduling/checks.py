@@ -142,6 +142,7 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
         errors.extend(_check_networks(name))
     errors.extend(_check_import("TENANT_RESOLVER", "scheduling.E019"))
     errors.extend(_check_tenant_context())
+    errors.extend(_check_scopes_dimension())
     if not isinstance(conf.LEASE_NAME, str) or not conf.LEASE_NAME:
         errors.append(
             Error(
@@ -173,6 +174,16 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
     errors.extend(_check_file_cleanup_roots())
     errors.extend(_check_throttle_rates())
     errors.extend(_check_monitoring())
+    if not isinstance(conf.METRICS_PER_SCHEDULE, bool):
+        errors.append(
+            Error(
+                f"SCHEDULING_METRICS_PER_SCHEDULE must be True or False; "
+                f"got {conf.METRICS_PER_SCHEDULE!r}.",
+                hint="True adds two series per enabled schedule to /metrics (its last success "
+                "and next run, labelled by ids); False (the default) leaves them out.",
+                id="scheduling.E059",
+            )
+        )
     return errors
 
 
@@ -316,6 +327,21 @@ def _check_tenant_context() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _check_scopes_dimension() -> list[CheckMessage]:
+    dimension = conf.SCOPES_DIMENSION
+    if isinstance(dimension, str) and dimension.isidentifier():
+        return []
+    return [
+        Error(
+            f"SCHEDULING_SCOPES_DIMENSION must be the name of a django-scopes dimension; "
+            f"got {dimension!r}.",
+            hint='The name your ScopedManager(...) declarations give the tenant, e.g. "tenant" '
+            '(the default) for ScopedManager(tenant="organisation").',
+            id="scheduling.E060",
+        )
+    ]
 
 
 def check_database(**kwargs: object) -> list[CheckMessage]:
@@ -593,8 +619,71 @@ def check_declared_schedules(**kwargs: object) -> list[CheckMessage]:
     ]
 
 
+# The apps whose tables the scheduler shares between tenants: under django-tenants they must
+# live in the public schema, for every tenant's schedules at once.
+SHARED_TABLE_APPS = ("scheduling", "django_apscheduler", "tenants")
+
+
+def check_django_tenants(**kwargs: object) -> list[CheckMessage]:
+    """Under django-tenants: the app's tables shared, its tenant theirs, handlers in schemas."""
+    if "django_tenants" not in settings.INSTALLED_APPS:
+        return []
+    return django_tenants_problems(
+        installed_apps=list(settings.INSTALLED_APPS),
+        shared_apps=list(getattr(settings, "SHARED_APPS", [])),
+        tenant_apps=list(getattr(settings, "TENANT_APPS", [])),
+        tenant_model=getattr(settings, "TENANT_MODEL", None),
+    )
+
+
+def django_tenants_problems(
+    *,
+    installed_apps: Sequence[str],
+    shared_apps: Sequence[str],
+    tenant_apps: Sequence[str],
+    tenant_model: str | None,
+) -> list[CheckMessage]:
+    """Return the problems of a django-tenants project's settings for this app."""
+    problems: list[CheckMessage] = []
+    for app in SHARED_TABLE_APPS:
+        if app not in installed_apps:
+            continue
+        if app not in shared_apps or app in tenant_apps:
+            problems.append(
+                Error(
+                    f"Under django-tenants, {app!r} must be in SHARED_APPS and not in TENANT_APPS.",
+                    hint="The scheduler keeps every tenant's schedules, executions and jobs in "
+                    "one set of tables in the public schema; in a tenant's schema they would "
+                    "never be run.",
+                    id="scheduling.E061",
+                )
+            )
+    scheduling_tenant = getattr(settings, "SCHEDULING_TENANT_MODEL", "tenants.Tenant")
+    if tenant_model and scheduling_tenant.lower() != tenant_model.lower():
+        problems.append(
+            Error(
+                f"SCHEDULING_TENANT_MODEL is {scheduling_tenant!r}, but django-tenants' "
+                f"TENANT_MODEL is {tenant_model!r}.",
+                hint=f'Set SCHEDULING_TENANT_MODEL = "{tenant_model}" (before the first '
+                "migrate): schedules belong to the tenants whose schemas their handlers run in.",
+                id="scheduling.E062",
+            )
+        )
+    if not conf.TENANT_CONTEXT:
+        problems.append(
+            Warning(
+                "Under django-tenants, SCHEDULING_TENANT_CONTEXT is not set: handlers run in "
+                "the public schema and read no tenant's rows.",
+                hint='Set SCHEDULING_TENANT_CONTEXT = "django_tenants.utils.tenant_context".',
+                id="scheduling.W010",
+            )
+        )
+    return problems
+
+
 CHECKS: list[Callable[..., list[CheckMessage]]] = [
     check_settings,
+    check_django_tenants,
     check_database,
     check_executors,
     check_admin_index,

@@ -61,6 +61,12 @@ class Settings:
         return import_string(path) if path else None
 
     @property
+    def SCOPES_DIMENSION(self) -> str:
+        """The django-scopes dimension that ``scheduling.integrations.scopes.tenant_context``
+        sets to the tenant: the name the host's ``ScopedManager`` declarations use."""
+        return self._get("SCOPES_DIMENSION", "tenant")
+
+    @property
     def EXECUTOR(self) -> str:
         return self._get("EXECUTOR", "thread")
 
@@ -220,6 +226,11 @@ class Settings:
     def MONITORING_ALLOW_NETWORKS(self) -> list[str]:
         """CIDRs ``/healthz`` and ``/metrics`` answer (REMOTE_ADDR); empty: every address."""
         return list(self._get("MONITORING_ALLOW_NETWORKS", []))
+
+    @property
+    def METRICS_PER_SCHEDULE(self) -> bool:
+        """Add each enabled schedule's last success and next run to ``/metrics`` (by id)."""
+        return self._get("METRICS_PER_SCHEDULE", False)
 
     @property
     def HEALTH_MAX_HEARTBEAT_AGE(self) -> float:

@@ -244,6 +244,7 @@ STATE_FIELDS = frozenset(
     {
         "next_run_at",
         "last_run_at",
+        "last_success_at",
         "last_status",
         "run_count",
         "consecutive_failures",
@@ -486,6 +487,10 @@ class Schedule(models.Model):
 
     next_run_at = models.DateTimeField(_("next run at"), null=True, blank=True, editable=False)
     last_run_at = models.DateTimeField(_("last run at"), null=True, blank=True, editable=False)
+    # Kept on the schedule, not looked up in the history, so that it outlives retention.
+    last_success_at = models.DateTimeField(
+        _("last success at"), null=True, blank=True, editable=False
+    )
     last_status = models.CharField(
         _("last status"), max_length=16, choices=Status, blank=True, editable=False
     )

@@ -36,7 +36,17 @@ web process answers the same and a restarted scheduler loses nothing. Series:
 ``scheduling_heartbeat_age_seconds``            gauge      age of the leader's last renewal
 ``scheduling_sync_lag_seconds``                 gauge      duration of the last sync pass
 ``scheduling_last_sync_timestamp_seconds``      gauge      Unix time of the last sync
+``scheduling_build_info{version,django}``       gauge      1, labelled with this package's
+                                                           and Django's versions
 ==============================================  =========  ==============================
+
+With ``SCHEDULING_METRICS_PER_SCHEDULE = True``, two gauges per enabled schedule follow,
+labelled ``{schedule_id,tenant_id,kind}`` (ids only; ``tenant_id`` empty for a system
+schedule): ``scheduling_schedule_last_success_timestamp_seconds`` (``Schedule.last_success_at``,
+which retention does not delete; 0 while it never succeeded) and
+``scheduling_schedule_next_run_timestamp_seconds`` (``next_run_at``, where the scheduler knows
+one). They cost one query of the schedule table per scrape, and two series per schedule in
+Prometheus, hence off by default.
 
 The execution counter and the histograms come from ``ExecutionCounter``: totals the
 scheduler adds to in the transaction that writes each final status, so a scrape reads a few
@@ -50,10 +60,12 @@ and the schedule table. Series without a value (no lease row yet) are left out.
 from __future__ import annotations
 
 import hmac
+import importlib.metadata
 import ipaddress
 from collections.abc import Callable, Iterator
-from functools import wraps
+from functools import cache, wraps
 
+import django
 from django.db import DatabaseError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -89,6 +101,8 @@ from .models import (
 from .status import get_lease, lease_health
 
 KINDS = [k.value for k in Kind]
+# This project's distribution name (pyproject.toml), whose version scheduling_build_info shows.
+DISTRIBUTION = "django-tenant-scheduling"
 # (kind, series) -> bucket -> value, summed over statuses.
 Histograms = dict[tuple[str, str], dict[str, int]]
 
@@ -108,6 +122,15 @@ def _histogram(
     return family
 
 
+@cache
+def distribution_version(name: str = DISTRIBUTION) -> str:
+    """Return the installed version of distribution ``name``, "unknown" when not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"  # e.g. a checkout on sys.path, not installed
+
+
 class SchedulingCollector(Collector):
     """Reads the counters and the scheduler's state at scrape time."""
 
@@ -116,6 +139,9 @@ class SchedulingCollector(Collector):
         yield from self._active()
         yield from self._schedules()
         yield from self._scheduler()
+        yield self._build_info()
+        if conf.METRICS_PER_SCHEDULE:
+            yield from self._per_schedule()
 
     def _counters(self) -> Iterator[Metric]:
         totals: dict[tuple[str, str], int] = {}
@@ -222,6 +248,41 @@ class SchedulingCollector(Collector):
                 "Unix time of the scheduler's last sync pass.",
                 value=lease.last_sync_at.timestamp(),
             )
+
+    def _build_info(self) -> Metric:
+        family = GaugeMetricFamily(
+            "scheduling_build_info",
+            "Always 1; the labels name the versions of this package and of Django.",
+            labels=["version", "django"],
+        )
+        family.add_metric([distribution_version(), django.get_version()], 1)
+        return family
+
+    def _per_schedule(self) -> Iterator[Metric]:
+        labels = ["schedule_id", "tenant_id", "kind"]
+        last_success = GaugeMetricFamily(
+            "scheduling_schedule_last_success_timestamp_seconds",
+            "Unix time at which the schedule's last successful execution finished (0: never).",
+            labels=labels,
+        )
+        next_run = GaugeMetricFamily(
+            "scheduling_schedule_next_run_timestamp_seconds",
+            "Unix time of the schedule's next run, as the scheduler last stored it.",
+            labels=labels,
+        )
+        # One query whatever the number of schedules; ids only (no names on this endpoint).
+        rows = (
+            Schedule.objects.filter(enabled=True)
+            .order_by("pk")
+            .values_list("pk", "tenant_id", "kind", "last_success_at", "next_run_at")
+        )
+        for pk, tenant_id, kind, succeeded_at, next_run_at in rows:
+            values = [str(pk), "" if tenant_id is None else str(tenant_id), kind]
+            last_success.add_metric(values, succeeded_at.timestamp() if succeeded_at else 0)
+            if next_run_at is not None:
+                next_run.add_metric(values, next_run_at.timestamp())
+        yield last_success
+        yield next_run
 
 
 def _client_allowed(request: HttpRequest) -> bool:

@@ -97,7 +97,9 @@ def ensure_retention_schedules() -> int:
     """Give every tenant its history retention cleanup; return how many were created."""
     with_one = CleanupConfig.objects.filter(name=RETENTION_NAME).values("tenant_id")
     created = 0
-    for tenant in get_tenant_model()._default_manager.exclude(pk__in=with_one).iterator():
+    # The base manager: a host's default manager may need a context ``migrate`` is not in.
+    tenants = get_tenant_model()._base_manager.exclude(pk__in=with_one)
+    for tenant in tenants.iterator():
         created += ensure_retention_schedule_or_warn(tenant)
     return created
 

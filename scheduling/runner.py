@@ -377,6 +377,7 @@ def record_outcome(execution: Execution) -> Execution | None:
         values["run_count"] = F("run_count") + 1
     if status == Status.SUCCEEDED:
         values["consecutive_failures"] = 0
+        values["last_success_at"] = execution.finished_at
     elif status in FAILURE_STATUSES and retry is None:
         values["consecutive_failures"] = F("consecutive_failures") + 1
     if _should_disable(schedule, execution, retry):

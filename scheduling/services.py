@@ -349,7 +349,8 @@ def delete_schedule(*, schedule: Schedule, user: Actor = None, source: str = "ap
 
 def _lock_tenant(tenant: Tenant) -> None:
     # A row lock on PostgreSQL; on SQLite the IMMEDIATE transaction already serializes writers.
-    type(tenant)._default_manager.select_for_update().filter(pk=tenant.pk).exists()
+    # The base manager: the row is locked whatever context a host's default manager needs.
+    type(tenant)._base_manager.select_for_update().filter(pk=tenant.pk).exists()
 
 
 # Manual runs of one schedule (each with other options) that may wait to start at once.

@@ -5,7 +5,7 @@
 #   2. ruff check, ruff format --check, mypy, the packaging check, makemigrations --check,
 #      Debian's Chromium for the browser tests (scripts/install_browser.sh)
 #   3. scripts/install_services.sh: Debian's PostgreSQL and Redis when absent
-#   4. pytest on Django 5.2 and SQLite (not the "fuzz" tests), then tests/scale alone (its
+#   4. pytest on Django 5.2 and SQLite (not the "fuzz" and "hosted" tests), then tests/scale alone (its
 #      clusters bring their own PostgreSQL and Redis)
 #   5. pytest again (without tests/scale and the "reference" tests) on the newest Django, 6.1 (6.0 if 6.1 is not
 #      available) in .venv-dj61 with Python 3.12+, on a throwaway PostgreSQL server. Without a
@@ -74,11 +74,12 @@ step "Chromium for the browser tests" bash scripts/install_browser.sh
 # Two pytest-xdist workers (PYTEST_WORKERS): many tests wait on real processes, so two
 # workers finish the suite in about two thirds of the time even on two cores.
 workers=(-n "${PYTEST_WORKERS:-2}")
-# Two kinds of tests run once, in the run that matters for them: "reference" (the calendar
-# against croniter: neither the database nor Django's version plays a part) here, "fuzz"
-# (Schemathesis) in step 5, on PostgreSQL.
+# Some tests run once, in the run that matters for them: "reference" (the calendar against
+# croniter: neither the database nor Django's version plays a part) here; "fuzz"
+# (Schemathesis, on PostgreSQL) and "hosted" (host projects that bring their own PostgreSQL,
+# on the newest Django) in step 5.
 step "pytest (Django 5.2)" .venv/bin/python -m pytest -W error::DeprecationWarning:scheduling -q \
-    "${workers[@]}" --ignore=tests/scale -m "not fuzz" "$@"
+    "${workers[@]}" --ignore=tests/scale -m "not fuzz and not hosted" "$@"
 # The scale-out tests start clusters of schedulers, Celery workers, PostgreSQL and Redis: one at
 # a time, alone on the machine, so that two clusters do not starve each other of the two cores.
 step "pytest tests/scale (one cluster at a time)" .venv/bin/python -m pytest \

@@ -315,6 +315,13 @@ if not Tenant._meta.swapped:
     admin.site.register(Tenant, TenantAdmin)
 
 
+def _base_formfield(field: Any, **kwargs: Any) -> forms.Field | None:
+    """Return ``field``'s form field; a foreign key's choices come from the base manager."""
+    if isinstance(field, ForeignKey):
+        kwargs.setdefault("queryset", field.related_model._base_manager.all())
+    return field.formfield(**kwargs)
+
+
 class MemberAddForm(forms.ModelForm):
     """Add an existing user, or a new one, to a tenant with a role."""
 
@@ -351,6 +358,10 @@ class MemberAddForm(forms.ModelForm):
     class Meta:
         model = Membership
         fields = ["tenant", "role"]
+        # Built when Django starts, outside any request: the tenant field's choices come from
+        # the base manager, which needs no context (a django-scopes ScopedManager refuses every
+        # query outside a scope). The admin builds the form it shows with its own choices.
+        formfield_callback = staticmethod(_base_formfield)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

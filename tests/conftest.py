@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from tests.ci import fail_a_skip, under_ci
@@ -20,21 +18,10 @@ def scratch_database(tmp_path):
 
     A file on SQLite; on PostgreSQL a database on the test server, dropped afterwards.
     """
-    from django.db import connection
+    from tests.servers import scratch_database
 
-    if connection.vendor != "postgresql":
-        yield str(tmp_path / "scratch.sqlite3")
-        return
-    from tests.servers import maintenance_connection
-
-    name = f"scratch_{uuid.uuid4().hex[:16]}"
-    server = maintenance_connection(connection.settings_dict)
-    try:
-        server.execute(f'CREATE DATABASE "{name}"')
+    with scratch_database(tmp_path) as name:
         yield name
-        server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        server.close()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 # Servers started by this process and not stopped yet; stopped at exit.
@@ -431,6 +432,30 @@ class RedisServer(_Server):
         except OSError:
             return False
         return f"process_id:{self.process.pid}\r\n".encode() in info
+
+
+@contextlib.contextmanager
+def scratch_database(directory: Path):
+    """Yield the NAME of a new, empty database for the processes a test starts.
+
+    A file in ``directory`` on SQLite; on PostgreSQL a database on the test run's server,
+    dropped afterwards. For ``SCHEDULING_DB_PATH``.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield str(directory / "scratch.sqlite3")
+        return
+    name = f"scratch_{uuid.uuid4().hex[:16]}"
+    server = maintenance_connection(connection.settings_dict)
+    try:
+        server.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield name
+        finally:
+            server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        server.close()
 
 
 def maintenance_connection(settings_dict: dict):

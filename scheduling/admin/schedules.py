@@ -208,7 +208,7 @@ STATE_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
     {
         "fields": [
             "trigger_text",
-            ("next_run", "last_run_at_time"),
+            ("next_run", "last_run_at_time", "last_success_at_time"),
             ("last_status", "run_count", "consecutive_failures"),
             ("created_at_time", "updated_at_time"),
             "declared",
@@ -267,6 +267,7 @@ class ScheduleAdmin(TenantScopedAdmin):
         "next_run",
         "next_run_at",
         "last_run_at",
+        "last_success_at",
         "last_status",
         "run_count",
         "consecutive_failures",
@@ -275,7 +276,10 @@ class ScheduleAdmin(TenantScopedAdmin):
         "declared",
         # Times in the schedule's zone (format_time), and the options, where they are shown
         # rather than edited.
-        *(f"{name}_time" for name in ("last_run_at", "created_at", "updated_at")),
+        *(
+            f"{name}_time"
+            for name in ("last_run_at", "last_success_at", "created_at", "updated_at")
+        ),
         *(f"{name}_time" for name in SHOWN_TIME_FIELDS),
         "options_summary",
     ]
@@ -637,6 +641,10 @@ class ScheduleAdmin(TenantScopedAdmin):
     @admin.display(description=_("last run at"), ordering="last_run_at")
     def last_run_at_time(self, obj: Schedule) -> str:
         return format_time(obj.last_run_at, obj.effective_timezone)
+
+    @admin.display(description=_("last success at"), ordering="last_success_at")
+    def last_success_at_time(self, obj: Schedule) -> str:
+        return format_time(obj.last_success_at, obj.effective_timezone)
 
     @admin.display(description=_("created at"))
     def created_at_time(self, obj: Schedule) -> str:

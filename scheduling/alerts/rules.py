@@ -260,10 +260,11 @@ def _claim(
 
 
 class _LastSuccess(TypedDict):
-    last_success_at: datetime | None
+    latest_success_at: datetime | None
 
 
-# A schedule annotated with the end of its latest successful run.
+# A schedule annotated with the end of its latest successful run in the history (named apart
+# from the field ``Schedule.last_success_at``, which an annotation may not shadow).
 _Watched: TypeAlias = "WithAnnotations[Schedule, _LastSuccess]"
 
 # What a deadline depends on: the latest success (else creation), updated_at, paused_until and
@@ -306,7 +307,7 @@ def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
         .filter(Q(paused_until__isnull=True) | Q(paused_until__lte=now))
         # A one-off schedule has no period to be late by.
         .exclude(trigger_type=TriggerType.ONCE)
-        .annotate(last_success_at=Subquery(latest_success))
+        .annotate(latest_success_at=Subquery(latest_success))
         .order_by()
     )
     by_tenant: dict[int | None, list[_Watched]] = {}
@@ -353,14 +354,14 @@ def _check_did_not_run(now: datetime) -> list[AlertDelivery]:
             last_status=schedule.last_status,
             last_error=last or "",
             at=now,
-            last_success_at=schedule.last_success_at,
+            last_success_at=schedule.latest_success_at,
         )
         deliveries += deliver(alert)
     return deliveries
 
 
 def _cached_deadline(schedule: _Watched, multiple: float, cache: _Deadlines) -> datetime | None:
-    since = schedule.last_success_at or schedule.created_at
+    since = schedule.latest_success_at or schedule.created_at
     key: _DeadlineKey = (since, schedule.updated_at, schedule.paused_until, multiple)
     slot = (schedule.pk, multiple)
     cached = _deadlines.get(slot)

@@ -220,6 +220,7 @@ COMMON_FIELDS = [
 SCHEDULER_STATE = [
     "next_run_at",
     "last_run_at",
+    "last_success_at",
     "last_status",
     "run_count",
     "consecutive_failures",

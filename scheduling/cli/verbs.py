@@ -7,10 +7,12 @@ and ``scheduling.schedules_io`` for the work, and prints through ``Output``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -596,14 +598,35 @@ def run_in_foreground(execution_id: int, *, timeout: float) -> Execution:
             connections.close_all()  # this thread's connections
             done.set()
 
-    thread = threading.Thread(target=work, name="scheduling-cli-run", daemon=True)
-    thread.start()
-    try:
-        if not done.wait(timeout):
-            runner.time_out(execution_id)
-    except KeyboardInterrupt:
-        runner.interrupt(
-            Execution.objects.filter(pk=execution_id).select_related("schedule"),
-            "Interrupted at the command line.",
-        )
+    with outcome_reported_once():
+        thread = threading.Thread(target=work, name="scheduling-cli-run", daemon=True)
+        thread.start()
+        try:
+            if not done.wait(timeout):
+                runner.time_out(execution_id)
+        except KeyboardInterrupt:
+            runner.interrupt(
+                Execution.objects.filter(pk=execution_id).select_related("schedule"),
+                "Interrupted at the command line.",
+            )
     return Execution.objects.select_related("tenant").get(pk=execution_id)
+
+
+@contextlib.contextmanager
+def outcome_reported_once() -> Iterator[None]:
+    """Keep the runner's log lines off stderr where the project configured no handler for them.
+
+    The verb reports the outcome itself, in one line; without a handler, Python's last resort
+    would print the runner's warning and error lines to stderr too. Where the project
+    configured logging, its handlers get them as usual.
+    """
+    logger = logging.getLogger("scheduling")
+    if logger.hasHandlers():
+        yield
+        return
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)

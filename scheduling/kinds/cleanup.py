@@ -34,7 +34,9 @@ def target_queryset(entry: TaskType, tenant: Any) -> QuerySet:
         queryset = entry.queryset(tenant)
     else:
         model = apps.get_model(entry.model or "")
-        queryset = model._default_manager.all()
+        # The base manager: ``tenant_path`` does the scoping, and a host's default manager may
+        # filter by a context (django-scopes, django-multitenant) a system cleanup runs without.
+        queryset = model._base_manager.all()
     if entry.tenant_path and tenant is not None:
         # Applied even on top of a custom queryset: tenant scoping must never hinge on one
         # callable remembering to filter.

@@ -345,7 +345,9 @@ def sync_declared_schedules(*, tenant: Tenant | None = None) -> SyncSummary:
 
 
 def _active_tenants() -> list[Tenant]:
-    manager = get_tenant_model()._default_manager
+    # The base manager: a host's default manager may need a context the scheduler is not in
+    # (a django-scopes ScopedManager refuses every query outside a scope).
+    manager = get_tenant_model()._base_manager
     if any(f.name == "is_active" for f in manager.model._meta.get_fields()):
         return list(manager.filter(is_active=True).order_by("pk"))
     return list(manager.order_by("pk"))

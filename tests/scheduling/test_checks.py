@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import ast
 import io
-import threading
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -22,6 +26,8 @@ from scheduling.checks import (
 )
 from scheduling.models import Schedule
 from tests.factories import make_scan, make_tenant
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ids(errors) -> set[str]:
@@ -98,9 +104,22 @@ def test_check_command_runs_the_checks():
 
 
 def test_loading_the_apps_starts_no_scheduler():
-    # django.setup() ran ready() of every app: nothing may have started a scheduler thread.
-    names = [t.name for t in threading.enumerate()]
-    assert not any("APScheduler" in n or n.startswith("scheduling-") for n in names)
+    # django.setup() runs ready() of every app: nothing may start a scheduler thread. In a
+    # fresh process: threads that earlier tests of this one started would blur the answer.
+    script = (
+        "import threading, django; django.setup(); print([t.name for t in threading.enumerate()])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    names = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert names == ["MainThread"]
 
 
 APP_TEMPLATES_ONLY = [

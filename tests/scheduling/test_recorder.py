@@ -50,8 +50,10 @@ def test_a_batch_of_executions_is_started_run_and_recorded(recorder, caplog):
             1,
             row.started_at,
         )
-    lines = [r.getMessage() for r in caplog.records if r.name == "scheduling.runner"]
-    assert sorted(line.split()[0] for line in lines) == sorted(f"execution={r.pk}" for r in rows)
+    # One outcome line per execution, each with its own fields (scheduling.logs).
+    logged = [r for r in caplog.records if r.name == "scheduling.runner"]
+    assert sorted(r.execution_id for r in logged) == [r.pk for r in rows]
+    assert {r.status for r in logged} == {Status.SUCCEEDED}
     assert rec.backlog == 0
 
 
