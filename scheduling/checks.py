@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import re
@@ -142,6 +143,7 @@ def check_settings(**kwargs: object) -> list[CheckMessage]:
         errors.extend(_check_networks(name))
     errors.extend(_check_import("TENANT_RESOLVER", "scheduling.E019"))
     errors.extend(_check_tenant_context())
+    errors.extend(_check_sentry_monitors())
     errors.extend(_check_scopes_dimension())
     if not isinstance(conf.LEASE_NAME, str) or not conf.LEASE_NAME:
         errors.append(
@@ -287,6 +289,27 @@ def _check_import(name: str, check_id: str) -> list[CheckMessage]:
                 f"SCHEDULING_{name} cannot be imported: {exc}.",
                 hint="Give the dotted path of a class.",
                 id=check_id,
+            )
+        ]
+    return []
+
+
+def _check_sentry_monitors() -> list[CheckMessage]:
+    value = conf.SENTRY_MONITORS
+    if not isinstance(value, bool):
+        return [
+            Error(
+                f"SCHEDULING_SENTRY_MONITORS must be True or False; got {value!r}.",
+                hint="True checks each run of a cron or interval schedule in to Sentry.",
+                id="scheduling.E063",
+            )
+        ]
+    if value and importlib.util.find_spec("sentry_sdk") is None:
+        return [
+            Error(
+                "SCHEDULING_SENTRY_MONITORS is True, but sentry-sdk is not installed.",
+                hint='pip install "django-tenant-scheduling[sentry]", and call sentry_sdk.init().',
+                id="scheduling.E063",
             )
         ]
     return []

@@ -67,6 +67,11 @@ class Settings:
         return self._get("SCOPES_DIMENSION", "tenant")
 
     @property
+    def SENTRY_MONITORS(self) -> bool:
+        """Check each run of a cron or interval schedule in to a Sentry cron monitor."""
+        return self._get("SENTRY_MONITORS", False)
+
+    @property
     def EXECUTOR(self) -> str:
         return self._get("EXECUTOR", "thread")
 

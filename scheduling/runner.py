@@ -28,6 +28,7 @@ from . import alerts, kinds, logs, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import ExecutionCancelled, ExecutionTimeout, StateConflict, UnknownTaskType
+from .integrations import sentry
 from .models import (
     ACTIVE_STATUSES,
     FAILURE_STATUSES,
@@ -126,7 +127,10 @@ def execute(
     signals.execution_started.send(
         sender=Execution, execution=execution, schedule=execution.schedule
     )
+    monitor = sentry.start_monitor(execution)
     status, outcome = _run(execution)
+    if monitor is not None:
+        monitor(status)
     writer.finish(execution, status, **outcome)
     return execution
 
@@ -227,6 +231,7 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
         with tenant_context(execution.tenant if execution.tenant_id else None):
             result = kinds.run_kind(kind_object, context)
     except TenantContextError as exc:
+        sentry.capture_failure(execution, exc)
         return Status.FAILED, {"error": str(exc), "traceback": tb.format_exc()[-ERROR_LIMIT:]}
     except UnknownTaskType as exc:
         return Status.FAILED, {"error": str(exc)}
@@ -235,6 +240,7 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
     except ExecutionCancelled as exc:
         return Status.CANCELLED, {"error": str(exc)}
     except Exception as exc:
+        sentry.capture_failure(execution, exc)  # where the project set Sentry up
         return Status.FAILED, {
             "error": _error_text(exc),
             "traceback": tb.format_exc()[-ERROR_LIMIT:],

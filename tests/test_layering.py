@@ -41,6 +41,7 @@ LAYERS = {
     "scheduling.runner": WORK,
     "scheduling.outcomes": WORK,
     "scheduling.logs": WORK,
+    "scheduling.integrations.sentry": WORK,
     "scheduling.kinds": WORK,
     "scheduling.alerts": WORK,
     "scheduling.builtin": WORK,
