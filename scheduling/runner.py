@@ -28,7 +28,7 @@ from . import alerts, kinds, logs, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import ExecutionCancelled, ExecutionTimeout, StateConflict, UnknownTaskType
-from .integrations import sentry
+from .integrations import otel, sentry
 from .models import (
     ACTIVE_STATUSES,
     FAILURE_STATUSES,
@@ -127,10 +127,12 @@ def execute(
     signals.execution_started.send(
         sender=Execution, execution=execution, schedule=execution.schedule
     )
-    monitor = sentry.start_monitor(execution)
-    status, outcome = _run(execution)
-    if monitor is not None:
-        monitor(status)
+    with otel.execution_span(execution) as traced:
+        monitor = sentry.start_monitor(execution)
+        status, outcome = _run(execution)
+        if monitor is not None:
+            monitor(status)
+        traced(status, outcome.get("error", ""))
     writer.finish(execution, status, **outcome)
     return execution
 
@@ -231,7 +233,7 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
         with tenant_context(execution.tenant if execution.tenant_id else None):
             result = kinds.run_kind(kind_object, context)
     except TenantContextError as exc:
-        sentry.capture_failure(execution, exc)
+        report_failure(execution, exc)
         return Status.FAILED, {"error": str(exc), "traceback": tb.format_exc()[-ERROR_LIMIT:]}
     except UnknownTaskType as exc:
         return Status.FAILED, {"error": str(exc)}
@@ -240,12 +242,19 @@ def _run(execution: Execution) -> tuple[str, dict[str, Any]]:
     except ExecutionCancelled as exc:
         return Status.CANCELLED, {"error": str(exc)}
     except Exception as exc:
-        sentry.capture_failure(execution, exc)  # where the project set Sentry up
+        report_failure(execution, exc)
         return Status.FAILED, {
             "error": _error_text(exc),
             "traceback": tb.format_exc()[-ERROR_LIMIT:],
         }
     return Status.SUCCEEDED, {"result": _jsonable(result)}
+
+
+def report_failure(execution: Execution, exc: BaseException) -> None:
+    """Tell the host's monitoring of a handler's exception: Sentry and the execution's span,
+    where the project set them up."""
+    sentry.capture_failure(execution, exc)
+    otel.record_exception(exc)
 
 
 class TenantContextError(Exception):

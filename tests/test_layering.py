@@ -42,6 +42,7 @@ LAYERS = {
     "scheduling.outcomes": WORK,
     "scheduling.logs": WORK,
     "scheduling.integrations.sentry": WORK,
+    "scheduling.integrations.otel": WORK,
     "scheduling.kinds": WORK,
     "scheduling.alerts": WORK,
     "scheduling.builtin": WORK,
