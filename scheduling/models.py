@@ -72,6 +72,13 @@ class CalendarUnit(models.TextChoices):
     MONTH = "month", _("Months")
 
 
+class PingStyle(models.TextChoices):
+    """How a heartbeat URL is told that a run started, succeeded or failed."""
+
+    HEALTHCHECKS = "healthchecks", _("healthchecks.io: URL/start, URL, URL/fail")
+    CRONITOR = "cronitor", _("Cronitor: URL?state=run, complete, fail")
+
+
 class Overlap(models.TextChoices):
     SKIP = "skip", _("Skip when still running")
     QUEUE = "queue", _("Queue after the running one")
@@ -472,6 +479,21 @@ class Schedule(models.Model):
         blank=True,
         help_text=_("Disable the schedule after this many successful runs."),
     )
+    ping_url = models.URLField(
+        _("heartbeat URL"),
+        max_length=500,
+        blank=True,
+        help_text=_(
+            "Pinged as each run starts and ends (a healthchecks.io check, a Cronitor monitor), "
+            "through the target policy; a ping that fails never fails the run."
+        ),
+    )
+    ping_style = models.CharField(
+        _("heartbeat convention"),
+        max_length=16,
+        choices=PingStyle,
+        default=PingStyle.HEALTHCHECKS,
+    )
     depends_on = models.ManyToManyField(
         "self",
         symmetrical=False,
@@ -684,6 +706,11 @@ class Schedule(models.Model):
             self.clean_type()
         except ValidationError as exc:
             _add_new(errors, exc.message_dict)
+        if self.ping_url and "ping_url" not in errors:
+            try:
+                check_url(self.ping_url, tenant=self.tenant if self.tenant_id else None)
+            except (TargetNotAllowed, ResolutionError, ValueError) as exc:
+                errors["ping_url"] = [str(exc)]
         # Forms exclude ``kind`` (not editable), which makes Django skip the unique constraint;
         # check it here so a duplicate is a field error, not an IntegrityError.
         if (

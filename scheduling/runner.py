@@ -24,7 +24,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import alerts, kinds, logs, signals
+from . import alerts, kinds, logs, pings, signals
 from .conf import conf
 from .context import ExecutionContext
 from .exceptions import ExecutionCancelled, ExecutionTimeout, StateConflict, UnknownTaskType
@@ -129,10 +129,13 @@ def execute(
     )
     with otel.execution_span(execution) as traced:
         monitor = sentry.start_monitor(execution)
+        pings.send(execution, pings.START)
         status, outcome = _run(execution)
+        error = outcome.get("error", "")
+        pings.send(execution, pings.event_of(status), status=status, error=error)
         if monitor is not None:
             monitor(status)
-        traced(status, outcome.get("error", ""))
+        traced(status, error)
     writer.finish(execution, status, **outcome)
     return execution
 

@@ -9,7 +9,7 @@ belongs to a layer; a module may import its own layer and the layers below it:
     edges     admin/, api/, cli/, schedules_io/, management/, monitoring, urls, templatetags/,
               tenants.admin
     process   scheduler/, executors/, tasks       (the ``runscheduler`` process and its workers)
-    work      runner, logs, kinds/, alerts/, builtin/   (what one execution does)
+    work      runner, logs, pings, kinds/, alerts/, builtin/   (what one execution does)
     domain    models, triggers, registry, tenancy, services, ...
     base      conf, exceptions, signals, validators, context
 
@@ -41,6 +41,7 @@ LAYERS = {
     "scheduling.runner": WORK,
     "scheduling.outcomes": WORK,
     "scheduling.logs": WORK,
+    "scheduling.pings": WORK,
     "scheduling.integrations.sentry": WORK,
     "scheduling.integrations.otel": WORK,
     "scheduling.kinds": WORK,

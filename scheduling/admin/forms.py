@@ -449,6 +449,9 @@ class ScheduleAdminForm(ScheduleFormBase):
                 self.fields[name].help_text = text
         if "timezone" in self.fields:
             self.fields["timezone"] = self._timezone_field(self.fields["timezone"])
+        if "ping_style" in self.fields:
+            # Left out of a post (a form from before heartbeats), it keeps its default.
+            self.fields["ping_style"].required = False
         if self.kind is not None and self.kind.type_field in self.fields:
             self.fields[self.kind.type_field] = self._type_field(self.fields[self.kind.type_field])
             # A form that edits the options as JSON (a project's own) keeps doing so.

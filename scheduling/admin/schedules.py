@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets, unquote
 from django.core.exceptions import ValidationError
-from django.db.models import DateTimeField, ManyToManyField, Model, QuerySet
+from django.db.models import DateTimeField, ManyToManyField, Model, QuerySet, URLField
 from django.db.models import Field as DBField
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -197,6 +197,7 @@ POLICY_FIELDSET: tuple[StrOrPromise, _FieldOpts] = (
             ("misfire_grace_seconds", "coalesce"),
             "priority",
             "max_executions",
+            ("ping_url", "ping_style"),
             "depends_on",
         ],
     },
@@ -286,7 +287,9 @@ class ScheduleAdmin(TenantScopedAdmin):
     autocomplete_fields = ["depends_on"]
     # Dates and times are read and shown in the schedule's zone, which the form names.
     formfield_overrides = {
-        DateTimeField: {"form_class": ZonedSplitDateTimeField, "widget": ZonedSplitDateTimeWidget}
+        DateTimeField: {"form_class": ZonedSplitDateTimeField, "widget": ZonedSplitDateTimeWidget},
+        # A heartbeat URL typed without a scheme is an https one.
+        URLField: {"assume_scheme": "https"},
     }
     inlines = [ExecutionInline]
     actions = ["run_now", "pause", "resume", "enable", "disable", "duplicate"]

@@ -215,6 +215,8 @@ COMMON_FIELDS = [
     "priority",
     "stagger",
     "max_executions",
+    "ping_url",
+    "ping_style",
     "depends_on",
 ]
 SCHEDULER_STATE = [

@@ -68,6 +68,8 @@ COMMON_CONFIGURATION = [
     "priority",
     "stagger",
     "max_executions",
+    "ping_url",
+    "ping_style",
 ]
 CONFIGURATION = {
     PeriodicScan: [*COMMON_CONFIGURATION, "scan_type", "target", "options"],
