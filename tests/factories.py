@@ -120,3 +120,15 @@ def make_alert_rule(*, tenant: Tenant, **overrides: Any) -> Any:
     fields = {"name": f"alert rule {next(_seq)}", "consecutive_failures": 3}
     fields.update(overrides)
     return AlertRule.objects.create(tenant=tenant, **fields)
+
+
+def run_once(schedule: Any, *, late: timedelta = timedelta(0)) -> Execution:
+    """Claim one occurrence of ``schedule`` (``late`` ago) and run it here, as a worker would;
+    return the execution as recorded."""
+    from scheduling import runner
+
+    execution = runner.claim(schedule, timezone.now() - late, claimed_by="test")
+    assert execution is not None
+    runner.execute(execution.pk, worker="host:1")
+    execution.refresh_from_db()
+    return execution

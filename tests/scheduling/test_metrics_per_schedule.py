@@ -32,6 +32,7 @@ from tests.factories import (
     make_token,
     make_user,
 )
+from tests.factories import run_once as run_now
 from tests.scheduling.loops import claimed
 
 LAST_SUCCESS = "scheduling_schedule_last_success_timestamp_seconds"
@@ -75,10 +76,7 @@ def echo(tenant, **overrides) -> PeriodicScan:
 
 def run_once(schedule: Schedule, *, fail: bool = False) -> Execution:
     """Claim and run one occurrence of ``schedule`` as the scheduler would."""
-    execution = runner.claim(schedule, timezone.now(), claimed_by="test")
-    assert execution is not None
-    runner.execute(execution.pk, worker="host:1")
-    execution.refresh_from_db()
+    execution = run_now(schedule)
     assert execution.status == (Status.FAILED if fail else Status.SUCCEEDED)
     return execution
 

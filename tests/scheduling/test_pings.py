@@ -14,14 +14,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.utils import timezone
 from rest_framework.test import APIClient
 
-from scheduling import runner
 from scheduling.models import Status
 from scheduling.pings import FAILURE, START, SUCCESS, ping_url
 from scheduling.registry import task_type, task_types
-from tests.factories import make_membership, make_task, make_tenant, make_user
+from tests.factories import make_membership, make_task, make_tenant, make_user, run_once
 
 pytestmark = pytest.mark.django_db
 
@@ -73,14 +71,6 @@ def job() -> Iterator[str]:
 
     yield "test_job"
     task_types.unregister("test_job")
-
-
-def run_once(task):
-    execution = runner.claim(task, timezone.now(), claimed_by="test")
-    assert execution is not None
-    runner.execute(execution.pk, worker="host:1")
-    execution.refresh_from_db()
-    return execution
 
 
 def test_healthchecks_hears_the_start_and_the_success(heartbeats, job):

@@ -16,7 +16,7 @@ from scheduling import runner
 from scheduling.logs import FIELDS, OUTCOME_LEVELS
 from scheduling.models import Status
 from scheduling.registry import task_type, task_types
-from tests.factories import make_scan, make_task, make_tenant
+from tests.factories import make_scan, make_task, make_tenant, run_once
 
 pytestmark = pytest.mark.django_db
 
@@ -61,18 +61,10 @@ def chatty_task():
     task_types.unregister("test_chatty")
 
 
-def run_once(schedule, *, late: timedelta = timedelta(seconds=2)):
-    execution = runner.claim(schedule, timezone.now() - late, claimed_by="test")
-    assert execution is not None
-    runner.execute(execution.pk, worker="host:1")
-    execution.refresh_from_db()
-    return execution
-
-
 def test_a_succeeded_run_logs_one_info_line_with_every_field(json_lines, chatty_task):
     tenant = make_tenant()
     task = make_task(tenant=tenant, task_type=chatty_task, options={})
-    execution = run_once(task)
+    execution = run_once(task, late=timedelta(seconds=2))
     assert execution.status == Status.SUCCEEDED
 
     [outcome] = [line for line in json_lines() if line["name"] == "scheduling.runner"]

@@ -11,12 +11,10 @@ from collections.abc import Iterator
 import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
-from django.utils import timezone
 
-from scheduling import runner
 from scheduling.models import Status
 from scheduling.registry import task_type, task_types
-from tests.factories import make_task, make_tenant
+from tests.factories import make_task, make_tenant, run_once
 
 pytestmark = pytest.mark.django_db
 
@@ -67,14 +65,6 @@ def tenant_probe():
 
     yield "test_tenant_probe"
     task_types.unregister("test_tenant_probe")
-
-
-def run_once(task):
-    execution = runner.claim(task, timezone.now(), claimed_by="test")
-    assert execution is not None
-    runner.execute(execution.pk, worker="host:1")
-    execution.refresh_from_db()
-    return execution
 
 
 @override_settings(SCHEDULING_TENANT_CONTEXT=f"{HERE}.recording_context")

@@ -12,7 +12,7 @@ from django.utils import timezone
 from scheduling import runner
 from scheduling.models import Status
 from scheduling.registry import task_type, task_types
-from tests.factories import make_task, make_tenant
+from tests.factories import make_task, make_tenant, run_once
 
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk is not installed (.[test])")
 
@@ -56,14 +56,6 @@ def traced_task() -> Iterator[str]:
 
     yield "test_traced"
     task_types.unregister("test_traced")
-
-
-def run_once(schedule):
-    execution = runner.claim(schedule, timezone.now(), claimed_by="test")
-    assert execution is not None
-    runner.execute(execution.pk, worker="host:1")
-    execution.refresh_from_db()
-    return execution
 
 
 def test_one_span_per_execution_with_the_handlers_spans_under_it(spans, traced_task):

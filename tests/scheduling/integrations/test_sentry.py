@@ -15,13 +15,11 @@ from typing import Any
 import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
-from django.utils import timezone
 
-from scheduling import runner
 from scheduling.integrations.sentry import monitor_config
 from scheduling.models import Status
 from scheduling.registry import task_type, task_types
-from tests.factories import make_scan, make_task, make_tenant
+from tests.factories import make_scan, make_task, make_tenant, run_once
 
 sentry_sdk = pytest.importorskip("sentry_sdk", reason="sentry-sdk is not installed (.[test])")
 
@@ -103,14 +101,6 @@ def flaky_task() -> Iterator[str]:
 
     yield "test_flaky"
     task_types.unregister("test_flaky")
-
-
-def run_once(schedule):
-    execution = runner.claim(schedule, timezone.now(), claimed_by="test")
-    assert execution is not None
-    runner.execute(execution.pk, worker="host:1")
-    execution.refresh_from_db()
-    return execution
 
 
 def test_a_handlers_exception_is_one_event_with_the_schedules_tags(sentry, flaky_task):
