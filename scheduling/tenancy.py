@@ -16,6 +16,7 @@ from .conf import conf
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
     from django.db.models import QuerySet
+    from django.http import HttpRequest
 
     # The tenant model is swappable (SCHEDULING_TENANT_MODEL). Type checking resolves it the
     # way django-stubs resolves the foreign keys to it, from the settings mypy runs with; the
@@ -92,6 +93,43 @@ def visible_tenant_ids(
 ) -> set[int] | None:
     """Return the tenant ids ``user`` may see (None means every tenant)."""
     return conf.get_tenant_resolver().tenant_ids(user, min_role=min_role)
+
+
+def request_scope(request: HttpRequest) -> set[int] | None:
+    """Return the tenants ``request`` itself is limited to, or None (no limit).
+
+    Asks the resolver's optional ``request_tenant_ids(request)``: a project on django-tenants
+    answers ``{request.tenant.pk}`` on a tenant's domain, so that its admin and API there show
+    only that tenant whoever logs in (and no system schedules). Cached on the request.
+    """
+    if "_scheduling_request_scope" not in request.__dict__:
+        hook = getattr(conf.get_tenant_resolver(), "request_tenant_ids", None)
+        limit = hook(request) if hook is not None else None
+        request.__dict__["_scheduling_request_scope"] = None if limit is None else set(limit)
+    scope: set[int] | None = request.__dict__["_scheduling_request_scope"]
+    return scope
+
+
+def request_tenant_ids(request: HttpRequest, *, min_role: str | None = None) -> set[int] | None:
+    """Return the tenant ids the request's user may see (None: every tenant), within the
+    request's own scope (``request_scope``)."""
+    ids = visible_tenant_ids(request.user, min_role=min_role)
+    scope = request_scope(request)
+    if scope is None:
+        return ids
+    return set(scope) if ids is None else ids & scope
+
+
+def request_tenants(request: HttpRequest, *, min_role: str | None = None) -> QuerySet[Tenant]:
+    """Return a queryset of the tenants the request's user may see, within its scope."""
+    qs = get_tenant_model()._default_manager.all()
+    ids = request_tenant_ids(request, min_role=min_role)
+    return qs if ids is None else qs.filter(pk__in=ids)
+
+
+def request_sees_system(request: HttpRequest) -> bool:
+    """Return whether the request shows system schedules: not within one tenant's scope."""
+    return sees_system(request.user) and request_scope(request) is None
 
 
 def tenant_roles(user: AbstractBaseUser | AnonymousUser) -> list[tuple[Tenant, str]]:

@@ -27,10 +27,10 @@ from django.utils.translation import gettext_lazy as _
 from ..formats import format_time as format_time
 from ..tenancy import (
     get_tenant_model,
+    request_sees_system,
+    request_tenant_ids,
+    request_tenants,
     scope_q,
-    sees_system,
-    tenants_visible_to,
-    visible_tenant_ids,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def tenant_ids_for(request: HttpRequest, role: str) -> set[int] | None:
     """Return the ids of the tenants where the user holds ``role`` (None: all), once per request."""
     cache: dict[str, set[int] | None] = request.__dict__.setdefault("_scheduling_tenant_ids", {})
     if role not in cache:
-        cache[role] = visible_tenant_ids(request.user, min_role=role)
+        cache[role] = request_tenant_ids(request, min_role=role)
     return cache[role]
 
 
@@ -98,7 +98,7 @@ def has_role(request: HttpRequest, role: str, tenant_id: int | None = None) -> b
 def sees_system_rows(request: HttpRequest) -> bool:
     """Return whether the user sees system schedules and their executions (once per request)."""
     if "_scheduling_sees_system" not in request.__dict__:
-        request.__dict__["_scheduling_sees_system"] = sees_system(request.user)
+        request.__dict__["_scheduling_sees_system"] = request_sees_system(request)
     return bool(request.__dict__["_scheduling_sees_system"])
 
 
@@ -122,7 +122,7 @@ def only_tenant_choice(request: HttpRequest, *, may_be_empty: bool) -> Any | Non
     """
     if may_be_empty:
         return None
-    managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+    managed = request_tenants(request, min_role=MANAGE_ROLE)
     ids = list(managed.values_list("pk", flat=True)[:2])
     return ids[0] if len(ids) == 1 else None
 
@@ -291,7 +291,7 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
         if field is None:
             return initial
         tenant = initial.pop("tenant", "")
-        managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+        managed = request_tenants(request, min_role=MANAGE_ROLE)
         try:
             named = isinstance(tenant, str) and managed.filter(pk=tenant).exists()
         except (ValueError, TypeError, OverflowError, ValidationError):
@@ -312,7 +312,7 @@ class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
         **kwargs: object,
     ) -> ModelChoiceField[Model] | None:
         if db_field.name == "tenant":
-            kwargs["queryset"] = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+            kwargs["queryset"] = request_tenants(request, min_role=MANAGE_ROLE)
             if not sees_system_rows(request):
                 kwargs["required"] = True  # empty would make a system schedule
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

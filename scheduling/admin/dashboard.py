@@ -309,7 +309,7 @@ def hourly_chart(data: Dashboard, site: admin.AdminSite) -> dict[str, object]:
 def dashboard_view(request: HttpRequest, admin_site: admin.AdminSite | None = None) -> HttpResponse:
     """The dashboard of the tenants the user may see (``?tenant=<id>`` narrows it to one)."""
     site = admin_site or admin.site
-    data = build_dashboard(request.user, tenant=request.GET.get("tenant"))
+    data = build_dashboard(request.user, tenant=request.GET.get("tenant"), request=request)
     health = dict(data.health)
     if not request.user.is_superuser:
         # The leader's host name is infrastructure, not tenant data (as in the API).

@@ -14,13 +14,21 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Left, TruncHour
+from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..exceptions import InvalidTrigger
 from ..models import FAILING_SCHEDULES, FAILURE_STATUSES, Execution, Schedule, Status
 from ..status import scheduler_status
-from ..tenancy import get_tenant_model, scope_q, sees_system, visible_tenant_ids
+from ..tenancy import (
+    get_tenant_model,
+    request_sees_system,
+    request_tenant_ids,
+    scope_q,
+    sees_system,
+    visible_tenant_ids,
+)
 from ..triggers import next_runs
 from .filters import FAILING as FAILING_STATE
 from .filters import PAUSED, schedule_state_q
@@ -264,6 +272,7 @@ def build_dashboard(
     *,
     tenant: str | None = None,
     now: datetime | None = None,
+    request: HttpRequest | None = None,
 ) -> Dashboard:
     """Collect everything the dashboard shows for the tenants ``user`` may see.
 
@@ -271,10 +280,12 @@ def build_dashboard(
     a message and the dashboard shows all of the user's tenants.
     """
     now = now or timezone.now()
-    ids = visible_tenant_ids(user)
+    # Within the request's own scope (a tenant's domain) when there is a request.
+    ids = request_tenant_ids(request) if request is not None else visible_tenant_ids(user)
+    system = request_sees_system(request) if request is not None else sees_system(user)
     selected, tenant_error = _select_tenant(tenant, ids)
     # System schedules (no tenant) and their executions count only for those who see them.
-    scope = Q(tenant_id=selected.pk) if selected is not None else scope_q(ids, sees_system(user))
+    scope = Q(tenant_id=selected.pk) if selected is not None else scope_q(ids, system)
 
     schedules = Schedule.objects.all()
     executions = Execution.objects.all()

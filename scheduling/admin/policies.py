@@ -34,7 +34,7 @@ from ..models import (
     history_timezone,
     same_tenant,
 )
-from ..tenancy import tenants_visible_to
+from ..tenancy import request_tenants
 from ..triggers import is_paused_indefinitely
 from .base import (
     ADMIN_CSS,
@@ -213,7 +213,7 @@ class BlackoutWindowAdmin(ScheduleRuleAdmin):
         tenant = initial.get("tenant")
         if tenant and "timezone" not in initial:
             # A new window is in its tenant's time zone.
-            managed = tenants_visible_to(request.user, min_role=MANAGE_ROLE)
+            managed = request_tenants(request, min_role=MANAGE_ROLE)
             chosen = managed.filter(pk=tenant).first()
             if chosen is not None:
                 initial["timezone"] = getattr(chosen, "timezone", "") or "UTC"

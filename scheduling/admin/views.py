@@ -28,7 +28,7 @@ from django.utils.translation import gettext as _
 
 from .. import triggers, validators
 from ..exceptions import InvalidTrigger, StateConflict
-from ..tenancy import tenants_visible_to
+from ..tenancy import request_tenants
 from .forms import TRIGGER_FIELDS, PauseForm, TriggerPreviewForm
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ def _visible_tenant(request: HttpRequest, tenant_id: str | None) -> Tenant | Non
     if not tenant_id:
         return None
     try:
-        return tenants_visible_to(request.user).filter(pk=tenant_id).first()
+        return request_tenants(request).filter(pk=tenant_id).first()
     except (ValueError, TypeError, OverflowError, ValidationError):
         return None
 

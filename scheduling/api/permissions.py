@@ -8,7 +8,7 @@ from django.contrib.auth import get_permission_codename
 from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from ..tenancy import get_tenant_model, sees_system, visible_tenant_ids
+from ..tenancy import get_tenant_model, request_sees_system, request_tenant_ids
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -35,14 +35,14 @@ def tenant_ids(request: Request, min_role: str | None = None) -> set[int] | None
         "_scheduling_tenant_ids", {}
     )
     if min_role not in cache:
-        cache[min_role] = visible_tenant_ids(request.user, min_role=min_role)
+        cache[min_role] = request_tenant_ids(request, min_role=min_role)
     return cache[min_role]
 
 
 def sees_system_rows(request: Request) -> bool:
     """Return whether the requester sees system schedules and their executions (cached)."""
     if "_scheduling_sees_system" not in request.__dict__:
-        request.__dict__["_scheduling_sees_system"] = sees_system(request.user)
+        request.__dict__["_scheduling_sees_system"] = request_sees_system(request)
     return bool(request.__dict__["_scheduling_sees_system"])
 
 
