@@ -4,22 +4,24 @@ On a throwaway PostgreSQL server: ``migrate_schemas --shared`` installs the app'
 its change notifications in the public schema; two tenants, each with its own schema holding
 different rows of a tenant app. With ``SCHEDULING_TENANT_CONTEXT =
 "django_tenants.utils.tenant_context"`` a handler sees only its own tenant's rows, run in
-this process or by a ``runscheduler`` with the thread, the process or the django_tasks
-executor (and django-tasks-db's worker), and the worker's connection is back on ``public``
-afterwards; the system checks pass.
+this process or by a ``runscheduler`` with the thread, the process, the django_tasks
+(django-tasks-db's worker) or the celery executor (a Celery worker on Redis), and the
+worker's connection is back on ``public`` afterwards; the system checks pass.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
-from tests.hostapps.project import HostProject
+from tests.hostapps.project import ROOT, HostProject
 from tests.scheduling.processes import stop, wait_for
-from tests.servers import PostgresServer, postgres_available
+from tests.servers import PostgresServer, RedisServer, postgres_available, redis_available
 
 pytestmark = [pytest.mark.process, pytest.mark.hosted, pytest.mark.timeout(300)]
 
@@ -168,16 +170,43 @@ def test_without_the_tenant_context_a_handler_is_in_the_public_schema(project):
 DB_WORKER = ["db_worker", "--queue-name", "scheduling", "--interval", "0.1", "--no-startup-delay"]
 
 
-@pytest.mark.parametrize("executor", ["thread", "process", "django_tasks"])
+# The celery executor's worker: the demo project's Celery app, on the app's queue.
+CELERY_WORKER = [
+    *("-m", "celery", "-A", "project", "worker", "-Q", "scheduling", "-n", "worker-1@%h"),
+    *("-c", "1", "-P", "prefork", "--without-gossip", "--without-mingle", "-l", "warning"),
+]
+
+
+@pytest.mark.parametrize("executor", ["thread", "process", "django_tasks", "celery"])
 def test_runscheduler_runs_each_handler_in_its_tenants_schema(project, executor, tmp_path):
     assert run(project, SCHEDULE_ONCE.format(label=executor)) == "OK"
     log = tmp_path / "processes.log"
-    commands = [["runscheduler", "-v", "2"]]
+    env = {"SCHEDULING_EXECUTOR": executor}
+    broker = None
+    if executor == "celery":
+        missing = redis_available()
+        if missing:
+            pytest.skip(missing)
+        broker = RedisServer()
+        broker.start()
+        env["CELERY_BROKER_URL"] = broker.url
+    processes = [project.start("runscheduler", "-v", "2", log=log, **env)]
     if executor == "django_tasks":
-        commands.append([*DB_WORKER, "--no-reload", "--worker-id", "worker-1"])
-    processes = [
-        project.start(*command, log=log, SCHEDULING_EXECUTOR=executor) for command in commands
-    ]
+        processes.append(
+            project.start(*DB_WORKER, "--no-reload", "--worker-id", "worker-1", log=log, **env)
+        )
+    if executor == "celery":
+        with log.open("ab") as handle:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, *CELERY_WORKER],
+                    cwd=ROOT,
+                    env=project.env(**env),
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
     try:
 
         def finished() -> list[tuple[object, ...]] | None:
@@ -191,6 +220,8 @@ def test_runscheduler_runs_each_handler_in_its_tenants_schema(project, executor,
     finally:
         for process in processes:
             stop(process)
+        if broker is not None:
+            broker.stop()
     assert rows is not None
     assert rows == [
         (slug, "succeeded", {"schema": slug, "notes": sorted(texts)}, "")
