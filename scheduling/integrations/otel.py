@@ -30,8 +30,7 @@ except ImportError:  # the `otel` extra is not installed
 TRACER_NAME = "scheduling"
 
 
-def _attributes(execution: Execution) -> dict[str, Any]:
-    fields = execution_fields(execution)
+def _attributes(execution: Execution, fields: dict[str, Any]) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "faas.trigger": "other" if execution.trigger == TriggerKind.MANUAL else "timer",
         "faas.time": fields["scheduled_for"],
@@ -64,7 +63,7 @@ def execution_span(execution: Execution) -> Iterator[Callable[[str, str], None]]
     name = " ".join(part for part in ("scheduling", fields["kind"], fields["type_key"]) if part)
     tracer = trace.get_tracer(TRACER_NAME)
     with tracer.start_as_current_span(
-        name, kind=trace.SpanKind.CONSUMER, attributes=_attributes(execution)
+        name, kind=trace.SpanKind.CONSUMER, attributes=_attributes(execution, fields)
     ) as span:
 
         def outcome(status: str, error: str) -> None:
