@@ -147,6 +147,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One message at a time per worker process: a lost worker takes no backlog with it.
 CELERY_WORKER_PREFETCH_MULTIPLIER = int(os.environ.get("CELERY_WORKER_PREFETCH_MULTIPLIER", "1"))
 CELERY_TASK_IGNORE_RESULT = True
+# Celery closes the database connections before and after every task unless this is set: a
+# new connection per execution. The task drops a broken or CONN_MAX_AGE-old one itself.
+CELERY_DB_REUSE_MAX = 1000
 
 LOGGING = {
     "version": 1,

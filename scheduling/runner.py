@@ -361,14 +361,50 @@ def time_out(execution_id: int, *, detail: str = "") -> Execution | None:
     return execution
 
 
+# Executions written per transaction where a shutdown or a takeover interrupts thousands.
+INTERRUPT_BATCH = 200
+
+
 def interrupt(executions: Iterable[Execution], reason: str) -> int:
-    """Mark active ``executions`` interrupted and apply the retry policy to each."""
+    """Mark active ``executions`` interrupted and apply the retry policy to each.
+
+    Written in transactions of ``INTERRUPT_BATCH`` executions, each with its counters; then,
+    as ``finish`` would, each is announced and the alerts and dependents that concern it
+    follow. A shutdown or a takeover may bring thousands: this keeps them to seconds.
+    Returns how many were still active (the others had ended meanwhile: left alone).
+    """
+    pending = list(executions)
     count = 0
-    for execution in executions:
-        if execution.mark_finished(Status.INTERRUPTED, error=reason):
-            finish(execution)
-            count += 1
+    for start in range(0, len(pending), INTERRUPT_BATCH):
+        count += _interrupt_batch(pending[start : start + INTERRUPT_BATCH], reason)
     return count
+
+
+def _interrupt_batch(batch: list[Execution], reason: str) -> int:
+    ended: list[Execution] = []
+    retried: set[int] = set()
+    with transaction.atomic():
+        for execution in batch:
+            values = execution.outcome_values(Status.INTERRUPTED, error=reason)
+            if Execution.objects.filter(pk=execution.pk, status__in=ACTIVE_STATUSES).update(
+                **values
+            ):
+                for key, value in values.items():
+                    setattr(execution, key, value)
+                ended.append(execution)
+        for execution in ended:
+            if record_outcome(execution) is not None:
+                retried.add(execution.pk)
+        ExecutionCounter.objects.count_finished(ended)
+    kinds.load_kind_rows(e.schedule for e in ended if e.schedule is not None)
+    for execution in ended:
+        announce(execution)
+    for execution in alerts.needing_rules(ended):
+        alerts.on_execution_finished(execution)
+    for execution in with_dependents([e for e in ended if e.pk not in retried]):
+        if execution.schedule is not None:
+            trigger_dependents(execution.schedule, execution.scheduled_for)
+    return len(ended)
 
 
 def finish(execution: Execution) -> Execution:

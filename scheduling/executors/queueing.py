@@ -16,6 +16,7 @@ it hands over again, and how a lost worker is described.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -37,6 +38,10 @@ logger = logging.getLogger("scheduling.executors")
 
 # Rows per query where a takeover may bring thousands of ids.
 CHUNK = 1000
+# Executions handed over next after a stale one that are asked whether the queue moved on.
+MOVED_PAST = 200
+# Seconds before stale executions the workers have not reached yet are looked at again.
+RECHECK_BEHIND = 5.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,9 @@ class QueueingExecutor(BaseExecutor):
         self._thread: threading.Thread | None = None
         # Execution id -> (monotonic hand-over time, item); pruned by ``requeue_stale``.
         self._published: dict[int, tuple[float, Item]] = {}
+        # Stale executions the workers had not reached yet, looked at again at ``_behind_check``.
+        self._behind: dict[int, Item] = {}
+        self._behind_check = 0.0
 
     @abstractmethod
     def publish_many(self, items: list[Item]) -> int:
@@ -222,7 +230,11 @@ class QueueingExecutor(BaseExecutor):
         """Hand over again executions still ``queued`` ``requeue_after()`` s after handing over.
 
         One lost on the way (a worker killed with prefetched work, a queue without
-        persistence) would otherwise stay queued for ever; a copy runs nothing twice.
+        persistence) would otherwise stay queued for ever; a copy runs nothing twice. But
+        only once the queue has moved past it (some execution handed over after it has
+        started) or nothing went out since: when the workers are merely behind, the queue
+        still holds it, and copies of a whole backlog would only slow them down further.
+        Those are looked at again a few seconds later.
         """
         now = time.monotonic() if now is None else now
         after = self.requeue_after()
@@ -231,9 +243,22 @@ class QueueingExecutor(BaseExecutor):
             old = {pk: item for pk, (at, item) in self._published.items() if at <= cutoff}
             for pk in old:
                 del self._published[pk]
+            if self._behind and now >= self._behind_check:
+                old.update(self._behind)
+                self._behind = {}
+            # What remains was handed over later: the first of it tells whether the workers
+            # got past the stale ones.
+            younger = heapq.nsmallest(
+                MOVED_PAST, ((at, pk) for pk, (at, _item) in self._published.items())
+            )
         if not old:
             return 0
         waiting = _still_queued(list(old))
+        if waiting and younger and not _any_started([pk for _at, pk in younger]):
+            with self._lock:
+                self._behind.update((pk, old[pk]) for pk in waiting)
+                self._behind_check = now + min(after, RECHECK_BEHIND)
+            return 0
         self._put([old[pk] for pk in waiting])
         if waiting:
             logger.warning(
@@ -304,3 +329,8 @@ def _still_queued(ids: list[int]) -> list[int]:
             pk__in=ids[start : start + CHUNK], status=Status.QUEUED
         ).values_list("pk", flat=True)
     return waiting
+
+
+def _any_started(ids: list[int]) -> bool:
+    """Whether any of ``ids`` has left ``queued`` (a worker took it, or it ended)."""
+    return Execution.objects.filter(pk__in=ids).exclude(status=Status.QUEUED).exists()

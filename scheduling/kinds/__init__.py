@@ -10,11 +10,12 @@ key and the registry of those keys, its API prefix, its name in the CLI and in e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.db.models import prefetch_related_objects
 from django.utils.translation import gettext as _
 
 from ..context import ExecutionContext
@@ -85,6 +86,25 @@ def all_kinds() -> Iterator[KindSpec]:
 def relations(prefix: str = "") -> list[str]:
     """The ``select_related`` names that load every kind's row (``prefix``: ``"schedule__"``)."""
     return [f"{prefix}{spec.relation}" for spec in KINDS.values()]
+
+
+def load_kind_rows(schedules: Iterable[Schedule]) -> None:
+    """Load the kind rows of those of ``schedules`` loaded without theirs: a query per kind.
+
+    For work over many executions whose schedules were selected alone (their log lines name
+    the registered type, read from the kind's row).
+    """
+    missing: dict[str, list[Schedule]] = {}
+    for schedule in schedules:
+        spec = KINDS.get(schedule.kind)
+        if (
+            type(schedule) is Schedule
+            and spec is not None
+            and not getattr(Schedule, spec.relation).is_cached(schedule)
+        ):
+            missing.setdefault(schedule.kind, []).append(schedule)
+    for kind, group in missing.items():
+        prefetch_related_objects(group, KINDS[kind].relation)
 
 
 def run_kind(schedule: Schedule, context: ExecutionContext) -> dict:

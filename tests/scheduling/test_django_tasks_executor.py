@@ -23,6 +23,7 @@ import sys
 import time
 from datetime import UTC, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -34,7 +35,7 @@ from django.utils.dateparse import parse_datetime
 
 from scheduling import checks, runner
 from scheduling.conf import conf
-from scheduling.executors import get_executor_class
+from scheduling.executors import get_executor_class, queueing
 from scheduling.executors.base import ExecutorContext
 from scheduling.executors.django_tasks import (
     ENQUEUED_PREFIX,
@@ -348,6 +349,33 @@ def test_executions_still_queued_are_enqueued_again_and_only_those(tmp_path, rec
     assert executor.requeue_stale(now=later) == 1
     assert executor.pending_ids() == [waiting.pk]
     assert executor.requeue_stale(now=later) == 0  # not again before another period
+
+
+@pytest.mark.django_db
+def test_a_backlog_is_not_enqueued_again_until_the_workers_get_past_it(
+    tmp_path, recorded, monkeypatch
+):
+    clock = [1000.0]
+    monkeypatch.setattr(queueing, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    executor = DjangoTasksExecutor(context())
+    stale, later = queued_execution(tmp_path), queued_execution(tmp_path)
+    assert executor.publish_many([Item(stale.pk, 30.0, 0, None)]) == 1
+    clock[0] += 60
+    assert executor.publish_many([Item(later.pk, 30.0, 0, None)]) == 1
+    clock[0] += conf.TASKS_REQUEUE_AFTER - 30  # the first is stale, the second not yet
+
+    # Neither was taken: the workers are behind, the queue still holds both. No copies.
+    assert executor.requeue_stale() == 0
+    clock[0] += queueing.RECHECK_BEHIND
+    assert executor.requeue_stale() == 0
+    assert executor.pending_ids() == []
+
+    # A worker took the one handed over after it: that one was lost on the way.
+    Execution.objects.filter(pk=later.pk).update(status=Status.RUNNING)
+    assert executor.requeue_stale() == 0  # looked at again a few seconds later
+    clock[0] += queueing.RECHECK_BEHIND
+    assert executor.requeue_stale() == 1
+    assert executor.pending_ids() == [stale.pk]
 
 
 @pytest.mark.django_db
