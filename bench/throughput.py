@@ -1,10 +1,14 @@
 """Benchmark: executions per second of trivial jobs, per executor.
 
-``python bench/throughput.py [--executions 600] [--workers 1 2 4] [--concurrency 1]``
+``python bench/throughput.py [--executions 600] [--workers 1 2 4] [--concurrency 1]
+[--thread-only]``
 
-- thread executor on SQLite: ``SCHEDULING_MAX_WORKERS`` (8) threads of one process run a
-  backlog of ``--executions`` queued executions of the no-op ``test_echo`` scan type through
-  ``runner.execute`` (the scheduler's own code path);
+- thread executor on SQLite: the scheduler's ``ThreadExecutor`` (``SCHEDULING_MAX_WORKERS``,
+  8, threads of one process) runs a backlog of ``--executions`` queued executions of the
+  no-op ``test_echo`` scan type, handed over loaded as the scheduler's dispatch hands them
+  over, their starts and outcomes batched by the scheduler's ``Recorder``; the same backlog
+  again on a bare pool whose threads write each start and outcome on their own
+  (``runner.DIRECT``, what running executions outside the scheduler costs), for the ratio;
 - celery executor on PostgreSQL: the same backlog is published to a Redis broker, then 1, 2
   and 4 Celery worker nodes (``--concurrency`` processes each) run it.
 
@@ -114,6 +118,45 @@ def wait_done(ids: list[int], timeout: float = TIMEOUT) -> None:
 
 
 def child_thread(n: int) -> dict[str, float]:
+    """The scheduler's own path: its ``ThreadExecutor``, outcomes batched by its ``Recorder``.
+
+    Executions are loaded with their schedule and kind before they are handed over, as the
+    scheduler's dispatch hands them over.
+    """
+    from scheduling import runner
+    from scheduling.conf import conf
+    from scheduling.executors.base import ExecutorContext
+    from scheduling.executors.thread import ThreadExecutor
+    from scheduling.scheduler.recorder import Recorder
+
+    ids = make_backlog(n)
+    loaded = [runner.load(execution_id) for execution_id in ids]
+    recorder = Recorder()
+    recorder.begin()
+    executor = ThreadExecutor(
+        ExecutorContext(
+            identity="bench",
+            worker="bench:1",
+            writer=recorder,
+            on_done=lambda execution_id: None,
+            lease_valid=lambda: True,
+            max_workers=conf.MAX_WORKERS,
+        )
+    )
+    executor.start()
+    try:
+        for execution in loaded:
+            assert execution is not None
+            executor.submit(execution, priority=0, timeout=30.0)
+        wait_done(ids)
+    finally:
+        executor.shutdown(grace=5)
+        recorder.stop(timeout=10)
+    return rate(ids)
+
+
+def child_direct(n: int) -> dict[str, float]:
+    """Outside the scheduler: a pool of threads, each write its own (``runner.DIRECT``)."""
     from scheduling import runner
     from scheduling.conf import conf
     from scheduling.executors.thread import WorkerPool
@@ -199,12 +242,16 @@ def main() -> int:
     parser.add_argument("--executions", type=int, default=600)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--concurrency", type=int, default=1, help="processes per worker")
-    parser.add_argument("--child", choices=["thread", "celery"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["thread", "direct", "celery"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--thread-only", action="store_true", help="only the figures of the scheduler's process"
+    )
     args = parser.parse_args()
 
-    if args.child == "thread":
+    if args.child in ("thread", "direct"):
         _django(None, os.environ["SCHEDULING_DB_PATH"])
-        print(json.dumps(child_thread(args.executions)))
+        child = child_thread if args.child == "thread" else child_direct
+        print(json.dumps(child(args.executions)))
         return 0
     if args.child == "celery":
         _django(os.environ["DATABASE_URL"], None)
@@ -224,6 +271,12 @@ def main() -> int:
     _manage(sqlite_env, "migrate", "--no-input", "-v", "0")
     results["thread, SQLite"] = run_child(["--child", "thread", *_n(args)], sqlite_env)
     print(_line("thread, SQLite", results["thread, SQLite"]), flush=True)
+    direct = run_child(["--child", "direct", *_n(args)], sqlite_env)
+    print(_line("pool, direct writes, SQLite", direct), flush=True)
+    ratio = results["thread, SQLite"]["per_second"] / direct["per_second"]
+    print(f"  the scheduler's recorder: {ratio:.2f}x the rate of writing each outcome on its own")
+    if args.thread_only:
+        return 0
 
     reason = postgres_available() or redis_available()
     try:

@@ -133,17 +133,25 @@ class ScheduleRow(NamedTuple):
         return trigger_fingerprint(self)
 
     @classmethod
-    def load(cls, *filters: Any) -> list[ScheduleRow]:
-        """Return the rows matching ``filters`` (Q objects), in one or two queries."""
+    def load(
+        cls, *filters: Any, after_pk: int | None = None, limit: int | None = None
+    ) -> list[ScheduleRow]:
+        """Return the rows matching ``filters`` (Q objects), in one or two queries.
+
+        With ``limit``: at most that many, in primary key order after ``after_pk`` (one page
+        of a keyset walk over the table).
+        """
         # A schedule with upstreams is driven by them (trigger=dependency), not by a job.
         upstreams = Schedule.depends_on.through.objects.filter(from_schedule=OuterRef("pk"))
         columns = cls._fields[:-3]  # all but the derived fields
-        # No ordering: it would make SQLite scan the name index instead of using updated_at's.
+        rows = Schedule.objects.filter(*filters).annotate(has_upstreams=Exists(upstreams))
+        if limit is not None:
+            rows = rows.filter(pk__gt=after_pk or 0).order_by("pk")[:limit]
+        else:
+            # No ordering: SQLite would scan the name index instead of using updated_at's.
+            rows = rows.order_by()
         values = list(
-            Schedule.objects.filter(*filters)
-            .annotate(has_upstreams=Exists(upstreams))
-            .order_by()
-            .values_list(
+            rows.values_list(
                 *columns, "timezone", "misfire_grace_seconds", "has_upstreams", "tenant_id"
             )
         )

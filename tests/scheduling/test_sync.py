@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob
 
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
-from scheduling.scheduler.jobs import make_job
+from scheduling.scheduler import sync as sync_module
+from scheduling.scheduler.jobs import ScheduleRow, make_job
 from scheduling.scheduler.jobstore import (
     FINGERPRINT_SIZE,
     MAGIC_V1,
@@ -371,3 +372,94 @@ def test_tenant_time_zones_take_one_query_however_many_tenants(
         zones = tenant_timezones(ids)
     assert set(zones) == ids
     assert set(zones.values()) == {"Asia/Tokyo", "UTC"}  # a tenant without one: UTC
+
+
+class TestFullSyncInChunks:
+    """The full pass walks the table a chunk of primary keys at a time."""
+
+    @pytest.fixture(autouse=True)
+    def small_chunks(self, monkeypatch):
+        monkeypatch.setattr(sync_module, "FULL_SYNC_CHUNK", 3)
+
+    def test_every_chunk_is_reconciled_and_orphans_are_removed(self, sync, frozen):
+        tenant = make_tenant()
+        scans = [echo_scan(tenant, interval_seconds=60 + n) for n in range(10)]
+        disabled = scans[4]
+        disabled.enabled = False
+        disabled.save()
+        result = sync.full()
+        assert result.written == 9
+        assert {job_row(s) is not None for s in scans if s != disabled} == {True}
+        assert job_row(disabled) is None
+
+        # A job whose schedule vanished without a tombstone (a raw delete), in the middle.
+        gone = scans[5]
+        Schedule.objects.filter(pk=gone.pk).delete()
+        ScheduleDeletion.objects.all().delete()
+        touch(scans[8], interval_seconds=600)
+        frozen.shift(timedelta(minutes=1))
+        result = sync.full()
+        assert (result.written, result.removed, result.unchanged) == (1, 1, 7)
+        assert job_row(gone) is None
+        assert job_trigger(scans[8]).interval == timedelta(seconds=600)
+
+    def test_each_chunk_commits_on_its_own(self, sync):
+        tenant = make_tenant()
+        scans = [echo_scan(tenant, interval_seconds=60) for _ in range(7)]
+        real_apply = sync._apply
+        calls = []
+
+        def failing_third(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                raise DatabaseError("the database went away")
+            return real_apply(*args, **kwargs)
+
+        with mock.patch.object(sync, "_apply", failing_third), pytest.raises(DatabaseError):
+            sync.full()
+        # The first two chunks stay written; the next full pass does the rest only.
+        assert [job_row(s) is not None for s in scans] == [True] * 6 + [False]
+        result = sync.full()
+        assert (result.written, result.unchanged) == (1, 6)
+
+    def test_only_rows_inside_the_incremental_margin_are_remembered(self, sync, frozen):
+        tenant = make_tenant()
+        old = [echo_scan(tenant, interval_seconds=60) for _ in range(5)]
+        frozen.shift(timedelta(minutes=10))
+        fresh = echo_scan(tenant, interval_seconds=60)
+        sync.full()
+        assert set(sync.applied) == {fresh.pk}
+        # An edit of an old row is applied by the next incremental pass all the same.
+        frozen.shift(timedelta(seconds=1))
+        touch(old[2], interval_seconds=900)
+        assert sync.incremental().written == 1
+        assert job_trigger(old[2]).interval == timedelta(seconds=900)
+        # Once the margin has passed, what was remembered is forgotten.
+        frozen.shift(timedelta(minutes=1))
+        sync.incremental()
+        assert sync.applied == {}
+
+    def test_the_rows_of_an_old_bulk_import_are_not_read_again(self, sync, frozen):
+        tenant = make_tenant()
+        scans = [echo_scan(tenant, interval_seconds=60) for _ in range(8)]
+        Schedule.objects.update(updated_at=NOW - timedelta(hours=1))  # one import's stamp
+        frozen.shift(timedelta(seconds=30))
+        sync.full()
+        load = ScheduleRow.load
+        rows_read: list[int] = []
+
+        def counting_load(*args, **kwargs):
+            rows = load(*args, **kwargs)
+            rows_read.append(len(rows))
+            return rows
+
+        with (
+            mock.patch.object(sync.store, "read_headers", wraps=sync.store.read_headers) as read,
+            mock.patch.object(ScheduleRow, "load", side_effect=counting_load),
+        ):
+            assert sync.incremental().changed == 0
+            touch(scans[3], interval_seconds=120)
+            assert sync.incremental().written == 1
+        # Only the edited row was read again, and only its job looked at.
+        assert rows_read == [0, 1]
+        assert [list(c.args[0]) for c in read.call_args_list] == [[scans[3].job_id]]
