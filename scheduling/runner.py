@@ -16,12 +16,12 @@ import traceback as tb
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import F, Field
 from django.utils import timezone
 
 from . import alerts, kinds, logs, pings, signals
@@ -384,14 +384,17 @@ def _interrupt_batch(batch: list[Execution], reason: str) -> int:
     ended: list[Execution] = []
     retried: set[int] = set()
     with transaction.atomic():
+        statuses = lock_statuses([execution.pk for execution in batch])
+        writes: list[tuple[Execution, dict[str, Any]]] = []
         for execution in batch:
-            values = execution.outcome_values(Status.INTERRUPTED, error=reason)
-            if Execution.objects.filter(pk=execution.pk, status__in=ACTIVE_STATUSES).update(
-                **values
-            ):
-                for key, value in values.items():
-                    setattr(execution, key, value)
-                ended.append(execution)
+            if statuses.get(execution.pk) not in ACTIVE_STATUSES:
+                continue  # it ended meanwhile
+            values = dict(execution.outcome_values(Status.INTERRUPTED, error=reason))
+            for key, value in values.items():
+                setattr(execution, key, value)
+            writes.append((execution, values))
+            ended.append(execution)
+        write_rows(writes)
         for execution in ended:
             if record_outcome(execution) is not None:
                 retried.add(execution.pk)
@@ -405,6 +408,49 @@ def _interrupt_batch(batch: list[Execution], reason: str) -> int:
         if execution.schedule is not None:
             trigger_dependents(execution.schedule, execution.scheduled_for)
     return len(ended)
+
+
+def lock_statuses(ids: list[int]) -> dict[int, str]:
+    """Return the status of the executions ``ids``, their rows locked for this transaction.
+
+    The writes that follow are decided on these statuses: a row that is no longer active (a
+    timeout or an interruption came first) is left alone. On PostgreSQL the rows are locked
+    (``FOR UPDATE``). On SQLite one connection writes at a time: with IMMEDIATE transactions
+    (the project's settings) the lock is held from the start; a deferred one that read before
+    another connection committed fails its first write instead (and is written again).
+    """
+    rows = Execution.objects.filter(pk__in=ids).order_by("pk")
+    if connection.features.has_select_for_update:
+        rows = rows.select_for_update()
+    return dict(rows.values_list("pk", "status"))
+
+
+def write_rows(writes: list[tuple[Execution, dict[str, Any]]]) -> None:
+    """Write each execution's values: one ``executemany`` per set of columns.
+
+    Plain SQL: compiling an ORM UPDATE per execution was half of the writer thread's time.
+    Values are prepared by their model fields, as the ORM would.
+    """
+    groups: dict[tuple[str, ...], list[list[Any]]] = {}
+    for execution, values in writes:
+        names = tuple(sorted(values))
+        groups.setdefault(names, []).append(
+            [*(_field(name).get_db_prep_save(values[name], connection) for name in names)]
+            + [execution.pk]
+        )
+    quote = connection.ops.quote_name
+    for names, params in groups.items():
+        columns = ", ".join(f"{quote(cast('str', _field(name).column))} = %s" for name in names)
+        sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 (quoted identifiers)
+            quote(Execution._meta.db_table), columns, quote("id")
+        )
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, params)
+
+
+def _field(name: str) -> Field[Any, Any]:
+    """A concrete field of ``Execution`` (the start and outcome values name only those)."""
+    return cast("Field[Any, Any]", Execution._meta.get_field(name))
 
 
 def finish(execution: Execution) -> Execution:

@@ -37,10 +37,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Field
 
 from .. import alerts, runner
 from ..models import ACTIVE_STATUSES, Execution, ExecutionCounter, Status
@@ -257,7 +256,7 @@ class Recorder(runner.OutcomeWriter):
         discarded: list[Execution] = []
         retried: set[int] = set()
         with transaction.atomic():
-            statuses = _lock_statuses([entry.execution.pk for entry in batch])
+            statuses = runner.lock_statuses([entry.execution.pk for entry in batch])
             writes: list[tuple[Execution, dict[str, Any]]] = []
             for entry in batch:
                 execution = entry.execution
@@ -273,7 +272,7 @@ class Recorder(runner.OutcomeWriter):
                     finished.append(execution)
                 else:
                     discarded.append(execution)
-            _write_rows(writes)
+            runner.write_rows(writes)
             for execution in finished:
                 if runner.record_outcome(execution) is not None:
                     retried.add(execution.pk)
@@ -320,44 +319,3 @@ class Recorder(runner.OutcomeWriter):
                 self._run_follow_up(*item)
         finally:
             connection.close()
-
-
-def _lock_statuses(ids: list[int]) -> dict[int, str]:
-    """Return the status of the executions ``ids``, their rows locked for this transaction.
-
-    The writes that follow are decided on these statuses: a row that is no longer active (a
-    timeout or an interruption came first) is left alone. On PostgreSQL the rows are locked
-    (``FOR UPDATE``); SQLite's transactions hold its write lock from their start.
-    """
-    rows = Execution.objects.filter(pk__in=ids).order_by("pk")
-    if connection.features.has_select_for_update:
-        rows = rows.select_for_update()
-    return dict(rows.values_list("pk", "status"))
-
-
-def _write_rows(writes: list[tuple[Execution, dict[str, Any]]]) -> None:
-    """Write each execution's values: one ``executemany`` per set of columns.
-
-    Plain SQL: compiling an ORM UPDATE per execution was half of the writer thread's time.
-    Values are prepared by their model fields, as the ORM would.
-    """
-    groups: dict[tuple[str, ...], list[list[Any]]] = {}
-    for execution, values in writes:
-        names = tuple(sorted(values))
-        groups.setdefault(names, []).append(
-            [*(_field(name).get_db_prep_save(values[name], connection) for name in names)]
-            + [execution.pk]
-        )
-    quote = connection.ops.quote_name
-    for names, params in groups.items():
-        columns = ", ".join(f"{quote(cast('str', _field(name).column))} = %s" for name in names)
-        sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 (quoted identifiers)
-            quote(Execution._meta.db_table), columns, quote("id")
-        )
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-
-
-def _field(name: str) -> Field[Any, Any]:
-    """A concrete field of ``Execution`` (the start and outcome values name only those)."""
-    return cast("Field[Any, Any]", Execution._meta.get_field(name))
