@@ -174,8 +174,11 @@ class WorkerPool:
         with self._cond:
             if not_before is not None and not_before > now:
                 heapq.heappush(self._held, (not_before, seq, item))
-                # Wake them all: a worker may be sleeping until a later held item.
-                self._cond.notify_all()
+                if self._held[0][2] is item:
+                    # The workers sleep until the earliest held item: this one is earlier.
+                    # (Waking them for every item of a burst of a thousand cost more than
+                    # running the burst.)
+                    self._cond.notify_all()
             else:
                 self._pending.push(item)
                 self._cond.notify()
@@ -198,8 +201,14 @@ class WorkerPool:
     def _release_held(self) -> float:
         """Move held items that are due to the queue; return seconds to the next (lock held)."""
         now = time.time()
+        released = 0
         while self._held and self._held[0][0] <= now:
             self._pending.push(heapq.heappop(self._held)[2])
+            released += 1
+        if released > 1:
+            # One worker woke for the earliest item; the others' sleep ends at it too, but
+            # may have started before it was held.
+            self._cond.notify(released - 1)
         return self._held[0][0] - now if self._held else 0.5
 
     def _under_limit(self, item: WorkItem) -> bool:
@@ -220,11 +229,13 @@ class WorkerPool:
     def _finished(self, item: WorkItem) -> None:
         """Count ``item`` as no longer running (call with the lock held)."""
         self._running.pop(item.execution_id, None)
+        at_limit = not self._under_limit(item)
         self._per_tenant[item.tenant_id] -= 1
         if not self._per_tenant[item.tenant_id]:
             del self._per_tenant[item.tenant_id]
-        # A slot of this tenant is free: wake a worker that may have skipped it.
-        self._cond.notify_all()
+        if at_limit:
+            # A slot of this tenant is free: wake a worker that may have skipped its items.
+            self._cond.notify()
 
     def _work(self) -> None:
         idle = True  # no connection yet, or the thread waited for work since its last item

@@ -26,7 +26,7 @@ from ..models import (
     Schedule,
     Status,
 )
-from ..runner import finish
+from ..runner import finish_many
 from .jobs import MAX_RUN_TIMES
 
 
@@ -159,8 +159,8 @@ def dispatch_many(
     for row, schedule in handed:
         if row.status == Status.QUEUED:
             submit(row, schedule.priority)
-        else:
-            finish(row)
+    # Missed and skipped claims are final: their schedules' state is written together.
+    finish_many([row for row, _schedule in handed if row.status != Status.QUEUED])
     return claimed
 
 

@@ -107,15 +107,18 @@ class Recorder(runner.OutcomeWriter):
         with self._cond:
             if not self._stopped:
                 entry = self._pending.get(execution.pk)
+                if not self._pending:
+                    # The writer sleeps until a first entry; afterwards it polls the executor
+                    # (``_take``): waking it on every hand-over only made it contend for
+                    # this lock with the workers.
+                    self._first_at = time.monotonic()
+                    self._cond.notify_all()
                 if entry is None:
-                    if not self._pending:
-                        self._first_at = time.monotonic()
                     self._pending[execution.pk] = _Entry(execution, **values)
                 else:
                     entry.start = values.get("start") or entry.start
                     entry.final = values.get("final") or entry.final
                 self._handed += 1
-                self._cond.notify_all()
                 return
         # Stopped: a thread that outlived the shutdown grace writes its own outcome; it only
         # lands if the shutdown has not marked the execution interrupted already.
@@ -254,7 +257,6 @@ class Recorder(runner.OutcomeWriter):
         """Write ``batch`` in one transaction, then announce and queue follow-ups."""
         finished: list[Execution] = []
         discarded: list[Execution] = []
-        retried: set[int] = set()
         with transaction.atomic():
             statuses = runner.lock_statuses([entry.execution.pk for entry in batch])
             writes: list[tuple[Execution, dict[str, Any]]] = []
@@ -273,9 +275,7 @@ class Recorder(runner.OutcomeWriter):
                 else:
                     discarded.append(execution)
             runner.write_rows(writes)
-            for execution in finished:
-                if runner.record_outcome(execution) is not None:
-                    retried.add(execution.pk)
+            retried = runner.record_outcomes(finished)
             # One counter update for the batch, committed with the outcomes it counts; last,
             # so that the shared counter rows stay locked as briefly as possible.
             ExecutionCounter.objects.count_finished(finished)

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from typing import Any
+from typing import Any, cast
 
 from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Q
@@ -353,7 +353,7 @@ class SchedulerService:
 
     def _pick_up_queued(self) -> None:
         """Claim queued manual runs and due retries that no scheduler owns yet."""
-        if not self.lease.valid():
+        if not self.lease.valid() or not _any_unclaimed():
             return
         for execution in Execution.objects.unclaimed().select_related("schedule__tenant")[:500]:
             claimed = Execution.objects.filter(pk=execution.pk, claimed_by="").update(
@@ -480,3 +480,22 @@ class SchedulerService:
         finally:
             self.leader = False
             connection.close()
+
+
+def _any_unclaimed() -> bool:
+    """Whether ``Execution.objects.unclaimed()`` has a row: plain SQL, run every pass.
+
+    On SQLite a pass follows every commit, and compiling the ORM's query cost more than
+    running it.
+    """
+    quote = connection.ops.quote_name
+    column = {f.name: quote(cast("str", f.column)) for f in Execution._meta.concrete_fields}
+    sql = (
+        f"SELECT 1 FROM {quote(Execution._meta.db_table)} "  # noqa: S608 (quoted identifiers)
+        f"WHERE {column['status']} = %s AND {column['claimed_by']} = %s "
+        f"AND ({column['run_after']} IS NULL OR {column['run_after']} <= %s) LIMIT 1"
+    )
+    params = [Status.QUEUED, "", connection.ops.adapt_datetimefield_value(timezone.now())]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
