@@ -190,9 +190,12 @@ class WorkerPool:
 
     @property
     def queued(self) -> int:
-        """Items due and waiting for a worker (held ones not counted)."""
-        with self._cond:
-            return len(self._pending)
+        """Items due and waiting for a worker (held ones not counted).
+
+        Read without the lock (the workers take it for every item): a moment's reading,
+        for decisions such as when to write a batch.
+        """
+        return len(self._pending)
 
     def running_ids(self) -> list[int]:
         with self._cond:

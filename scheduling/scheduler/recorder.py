@@ -73,6 +73,8 @@ class Recorder(runner.OutcomeWriter):
         self._busy = busy
         self.max_delay = max_delay
         self._pending: dict[int, _Entry] = {}
+        # Finished executions whose outcome is taken by the writer and not committed yet.
+        self._writing: set[int] = set()
         self._first_at = 0.0  # monotonic time of the oldest pending entry
         self._handed = 0  # entries handed over so far
         self._written = 0  # of those, how many are written (or were given up at stop)
@@ -157,6 +159,16 @@ class Recorder(runner.OutcomeWriter):
                 self._cond.wait(left)
         return True
 
+    def finished_unwritten(self) -> set[int]:
+        """The ids of executions that have finished, their outcome not committed yet.
+
+        Their rows still say ``queued`` or ``running``: the dispatcher does not count them as
+        active in its overlap checks (instead of waiting for the writer to commit them).
+        """
+        with self._cond:
+            pending = {pk for pk, entry in self._pending.items() if entry.final is not None}
+            return pending | self._writing
+
     @property
     def backlog(self) -> int:
         """Executions whose start or outcome is not written yet."""
@@ -190,21 +202,35 @@ class Recorder(runner.OutcomeWriter):
     # -- the writer thread --------------------------------------------------------------------
 
     def _take(self) -> tuple[list[_Entry], int] | None:
-        """Wait for a batch that is due; return it with the hand-over count it covers."""
-        with self._cond:
-            while not self._pending and not self._stopping:
-                self._cond.wait(0.5)
-            if not self._pending:
-                return None
-            while (
-                not (self._urgent or self._stopping)
-                and time.monotonic() - self._first_at < self.max_delay
-                and self._busy()
-            ):
-                self._cond.wait(POLL)
-            batch, self._pending = list(self._pending.values()), {}
-            self._urgent = False
-            return batch, self._handed
+        """Wait for a batch that is due; return it with the hand-over count it covers.
+
+        The executor is asked whether it is busy without this lock held: it takes the
+        executor's own lock, and the workers handing their outcomes over would queue behind
+        the writer while it waits for that one.
+        """
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait(0.5)
+                if not self._pending:
+                    return None
+                if (
+                    self._urgent
+                    or self._stopping
+                    or time.monotonic() - self._first_at >= self.max_delay
+                ):
+                    return self._take_batch()
+            if not self._busy():
+                with self._cond:
+                    return self._take_batch()
+            time.sleep(POLL)
+
+    def _take_batch(self) -> tuple[list[_Entry], int]:
+        """Take every pending entry (call with the lock held)."""
+        batch, self._pending = list(self._pending.values()), {}
+        self._writing = {entry.execution.pk for entry in batch if entry.final is not None}
+        self._urgent = False
+        return batch, self._handed
 
     def _write_loop(self) -> None:
         reconnected = False
@@ -237,6 +263,7 @@ class Recorder(runner.OutcomeWriter):
                     connection.close()
                 reconnected = False
                 with self._cond:
+                    self._writing = set()
                     self._written = max(self._written, covered)
                     self._cond.notify_all()
         finally:

@@ -37,7 +37,7 @@ from ..executors import get_executor_class
 from ..executors.base import BaseExecutor, ExecutorContext
 from ..executors.choice import executor_name, selected
 from ..models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, Status
-from .dispatch import Due, dispatch_many
+from .dispatch import Due, ScheduleCache, dispatch_many
 from .jobs import JOB_PREFIX, schedule_pk
 from .jobstore import SignedDjangoJobStore
 from .lease import Lease
@@ -105,6 +105,7 @@ class SchedulerService:
         self._deferred: dict[int, deque[int]] = defaultdict(deque)
         self._by_execution: dict[int, int] = {}
         self._due: list[Due] = []
+        self._schedules = ScheduleCache()
         self._deferred_lock = threading.Lock()
         self._restarts = 0
 
@@ -280,6 +281,7 @@ class SchedulerService:
         )
         self.store.before_flush = self._flush_due
         self._due = []
+        self._schedules.clear()
         self.scheduler.add_jobstore(self.store, "default")
         self.scheduler.add_executor(DispatchExecutor(self), "default")
         self.sync = JobSync(self.scheduler, self.store)
@@ -381,10 +383,14 @@ class SchedulerService:
         if not self.lease.valid():
             return False  # fenced: leave the jobs as they are for the next leader
         if due:
-            if self.recorder is not None:
+            dispatch_many(
+                due,
+                claimed_by=self.identity,
+                submit=self._submit,
                 # Finished executions must not count as active in the overlap checks.
-                self.recorder.flush(timeout=1.0)
-            dispatch_many(due, claimed_by=self.identity, submit=self._submit)
+                finished=self.recorder.finished_unwritten if self.recorder is not None else None,
+                schedules=self._schedules,
+            )
         return True
 
     def _submit(self, execution: Execution, priority: int) -> None:
