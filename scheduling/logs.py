@@ -30,6 +30,8 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from django.utils import translation
+
 from .kinds import KINDS
 from .models import Execution, Schedule, Status
 
@@ -129,6 +131,8 @@ def execution_logger(execution: Execution, name: str = TASK_LOGGER) -> Execution
 def log_outcome(logger: logging.Logger, execution: Execution) -> None:
     """Log the line that records ``execution``'s outcome, at the outcome's level."""
     level = OUTCOME_LEVELS.get(execution.status, logging.INFO)
+    if not logger.isEnabledFor(level):
+        return
     name = execution.schedule_name
     error = f": {execution.error[:200]}" if execution.error else ""
     took = f" after {execution.duration_ms} ms" if execution.duration_ms is not None else ""
@@ -138,8 +142,20 @@ def log_outcome(logger: logging.Logger, execution: Execution) -> None:
         execution.pk,
         name,
         execution.attempt,
-        Status(execution.status).label.lower(),
+        _status_word(execution.status),
         took,
         error,
         extra=execution_fields(execution),
     )
+
+
+_STATUS_WORDS: dict[tuple[str | None, str], str] = {}
+
+
+def _status_word(status: str) -> str:
+    """The status's label in lower case, in the active language (translated once each)."""
+    key = (translation.get_language(), status)
+    word = _STATUS_WORDS.get(key)
+    if word is None:
+        word = _STATUS_WORDS[key] = str(Status(status).label).lower()
+    return word

@@ -446,15 +446,17 @@ class Prepared:
 
     def __init__(self, db: Any) -> None:
         self.db = db
-        self._done: dict[tuple[Field[Any, Any], Any], Any] = {}
+        # Keyed by the field's id: a field's own hash is computed in Python, on every call.
+        self._done: dict[tuple[int, Any], Any] = {}
 
     def __call__(self, field: Field[Any, Any], value: Any) -> Any:
         if value is None and not isinstance(field, JSONField):
             return None  # what every other field of these models makes of it
+        key = (id(field), value)
         try:
-            return self._done[field, value]
+            return self._done[key]
         except KeyError:
-            prepared = self._done[field, value] = field.get_db_prep_save(value, self.db)
+            prepared = self._done[key] = field.get_db_prep_save(value, self.db)
             return prepared
         except TypeError:  # not hashable (a JSON object)
             return field.get_db_prep_save(value, self.db)
@@ -509,8 +511,9 @@ def insert_rows(rows: list[Execution]) -> list[Execution]:
     with db.cursor() as cursor:
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
+            # The rows are complete (no auto_now field): their attributes are the values.
             params = [
-                prepare(field, field.pre_save(row, True)) for row in batch for field in fields
+                prepare(field, getattr(row, field.attname)) for row in batch for field in fields
             ]
             cursor.execute(head + ", ".join([row_sql] * len(batch)) + tail, params)
             for row, (pk,) in zip(batch, cursor.fetchall(), strict=True):

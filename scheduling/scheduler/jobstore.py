@@ -149,7 +149,8 @@ class SignedDjangoJobStore(DjangoJobStore):
         self.keep_trying = keep_trying or (lambda: True)
         self.retry_budget = retry_budget
         self.before_flush: Callable[[], bool] | None = None
-        self._pending: dict[str, Job] = {}
+        self._pending: dict[str, Job] = {}  # jobs to write whole
+        self._moved: dict[str, Job] = {}  # jobs whose next run time alone changed
 
     def register_event_listeners(self) -> None:
         """Skip django-apscheduler's per-event execution logging (Execution is the history)."""
@@ -199,9 +200,14 @@ class SignedDjangoJobStore(DjangoJobStore):
         self, job_id: str, job_state: bytes, next_run_time: datetime | None = None
     ) -> Job | None:
         try:
-            return self._reconstitute_job(job_state, job_id)
+            job = self._reconstitute_job(job_state, job_id)
         except Exception as exc:
             logger.warning("Job %s has state that cannot be restored (%s).", job_id, exc)
+        else:
+            # The column holds the job's run time: a pass that only moves it writes the
+            # column alone (``move_job``), and the state keeps the one it was written with.
+            job.next_run_time = next_run_time
+            return job
         pk = schedule_pk(job_id)
         if pk is not None and self.rebuild is not None:
             job = self.rebuild(pk, next_run_time)
@@ -267,7 +273,17 @@ class SignedDjangoJobStore(DjangoJobStore):
 
     def update_job(self, job: Job) -> None:
         """Defer the write: a pass's updates go out together in ``flush()``."""
+        self._moved.pop(job.id, None)
         self._pending[job.id] = job
+
+    def move_job(self, job: Job) -> None:
+        """Defer the write of a job whose next run time is all that changed (``flush()``).
+
+        Only the ``next_run_time`` column is written: a fire no longer pickles, signs and
+        rewrites the whole job state.
+        """
+        if job.id not in self._pending:
+            self._moved[job.id] = job
 
     def flush(self) -> None:
         """Run ``before_flush`` (the pass's claims), then write the deferred job updates.
@@ -277,31 +293,31 @@ class SignedDjangoJobStore(DjangoJobStore):
         lease was lost), the updates are dropped and the same occurrences are offered again.
         """
         pending, self._pending = self._pending, {}
+        moved, self._moved = self._moved, {}
         try:
             proceed = self.before_flush() if self.before_flush is not None else True
         except Exception:
             logger.exception("Could not claim this pass's occurrences; they will be offered again.")
             reset_connection()
             return
-        if not proceed or not pending:
+        if not proceed or not (pending or moved):
             return
-        jobs = list(pending.values())
+        jobs = [*pending.values(), *moved.values()]
         secret = signing_secret()
         ops = connection.ops
         # Identifiers come from the model, quoted; values are parameters.
-        sql = "UPDATE {} SET {} = %s, {} = %s WHERE {} = %s".format(  # noqa: S608
-            ops.quote_name(DjangoJob._meta.db_table),
-            ops.quote_name("next_run_time"),
-            ops.quote_name("job_state"),
-            ops.quote_name("id"),
+        table, next_run, state, key = (
+            ops.quote_name(name)
+            for name in (DjangoJob._meta.db_table, "next_run_time", "job_state", "id")
         )
-        params = [
-            (
-                ops.adapt_datetimefield_value(job.next_run_time),
-                self._serialize(job, secret),
-                job.id,
-            )
-            for job in jobs
+        full_sql = f"UPDATE {table} SET {next_run} = %s, {state} = %s WHERE {key} = %s"  # noqa: S608
+        move_sql = f"UPDATE {table} SET {next_run} = %s WHERE {key} = %s"  # noqa: S608
+        full = [
+            (ops.adapt_datetimefield_value(job.next_run_time), self._serialize(job, secret), job.id)
+            for job in pending.values()
+        ]
+        moves = [
+            (ops.adapt_datetimefield_value(job.next_run_time), job.id) for job in moved.values()
         ]
         schedules = [
             (pk, job.next_run_time) for job in jobs if (pk := schedule_pk(job.id)) is not None
@@ -309,7 +325,10 @@ class SignedDjangoJobStore(DjangoJobStore):
 
         def write() -> None:
             with transaction.atomic(), connection.cursor() as cursor:
-                cursor.executemany(sql, params)
+                if full:
+                    cursor.executemany(full_sql, full)
+                if moves:
+                    cursor.executemany(move_sql, moves)
                 if schedules:
                     store_next_run_times(schedules)
 
@@ -322,6 +341,7 @@ class SignedDjangoJobStore(DjangoJobStore):
 
     def remove_job(self, job_id: str) -> None:
         self._pending.pop(job_id, None)
+        self._moved.pop(job_id, None)
 
         def delete() -> int:
             with transaction.atomic():

@@ -74,7 +74,8 @@ class FencedScheduler(BackgroundScheduler):
                     following = job.trigger.get_next_fire_time(run_times[-1], horizon)
                     if following:
                         job._modify(next_run_time=following)
-                        store.update_job(job)
+                        # Only the run time moved: our store writes just that column.
+                        getattr(store, "move_job", store.update_job)(job)
                     else:
                         self.remove_job(job.id, alias)
                 # Writes the pass: its claims first, then the jobs' next run times.
