@@ -1,10 +1,11 @@
 """Benchmark: firing lateness and missed runs of ``runscheduler`` under a steady load.
 
-``python bench/fire.py [--seconds 30] [--schedules 200] [--warmup 5] [--quick]`` creates
-``--schedules`` ``PeriodicScan`` rows of the no-op ``test_echo`` type with a 1-second interval
-(interval schedules are anchored on whole seconds, so every one is due at every second) and
-runs a real ``python manage.py runscheduler`` (``tests.settings``, a fresh SQLite file, DEBUG
-off) in a subprocess, so the bench process does not compete for its GIL. After a warm-up it
+``python bench/fire.py [--seconds 30] [--schedules 200] [--warmup 5] [--quick] [--postgres]``
+creates ``--schedules`` ``PeriodicScan`` rows of the no-op ``test_echo`` type with a 1-second
+interval (interval schedules are anchored on whole seconds, so every one is due at every
+second) and runs a real ``python manage.py runscheduler`` (``tests.settings``, a fresh SQLite
+file, DEBUG off; with ``--postgres`` a throwaway PostgreSQL server on loopback, on the same
+CPUs) in a subprocess, so the bench process does not compete for its GIL. After a warm-up it
 counts, for the occurrences scheduled inside a window of ``--seconds`` whole seconds:
 
 - lateness = ``Execution.started_at - scheduled_for`` of the succeeded executions (p50, p99,
@@ -28,9 +29,11 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -134,12 +137,18 @@ def run_service(
     warmup: float,
     workers: int = WORKERS,
     verbosity: int = VERBOSITY,
+    database: str | None = None,
 ) -> dict[str, Any]:
-    """Create the schedules, run ``runscheduler`` over the window, read the executions back."""
-    db = _setup.setup()
+    """Create the schedules, run ``runscheduler`` over the window, read the executions back.
+
+    ``database``: the name of an empty PostgreSQL database (``DATABASE_URL`` names it);
+    by default a fresh SQLite file.
+    """
+    db = _setup.setup(database)
     from scheduling.models import Execution, SchedulerLease, Status
 
-    log_path = Path(f"{db}.runscheduler.log")
+    log_dir = Path(tempfile.mkdtemp(prefix="scheduling-fire-"))
+    log_path = log_dir / "runscheduler.log"
     proc = None
 
     def fail(message: str) -> RuntimeError:
@@ -229,7 +238,32 @@ def run_service(
             proc.kill()
             proc.wait()
         _setup.close_db()
-        _setup.remove_db(db)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        if database is None:
+            _setup.remove_db(db)
+
+
+def on_postgres(run: Any) -> Any:
+    """Run ``run(database)`` against a throwaway PostgreSQL server on loopback."""
+    if str(_setup.ROOT) not in sys.path:
+        sys.path.insert(0, str(_setup.ROOT))
+    import psycopg
+
+    from tests.servers import PostgresServer, postgres_available
+
+    reason = postgres_available()
+    if reason:
+        raise SystemExit(f"--postgres: {reason}")
+    server = PostgresServer()
+    try:
+        server.start()
+        with psycopg.connect(server.url_for("postgres"), autocommit=True) as admin:
+            admin.execute('CREATE DATABASE "fire"')
+        os.environ["DATABASE_URL"] = server.url_for("fire")
+        return run("fire")
+    finally:
+        os.environ.pop("DATABASE_URL", None)
+        server.close()
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -267,6 +301,9 @@ def main() -> None:
         default=VERBOSITY,
         help=f"runscheduler's --verbosity ({VERBOSITY}: a log line per execution)",
     )
+    parser.add_argument(
+        "--postgres", action="store_true", help="runscheduler on a throwaway PostgreSQL"
+    )
     parser.add_argument("--child", choices=["baseline"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -279,11 +316,18 @@ def main() -> None:
     print(
         f"{args.schedules} interval schedules due every second; "
         f"{args.seconds} s measured after a {args.warmup:.0f} s warm-up; {args.workers} workers; "
+        f"{'PostgreSQL' if args.postgres else 'SQLite'}; "
         f"{os.cpu_count()} CPUs, load average {_setup.load_text()}",
         flush=True,
     )
     print("  running runscheduler ...", flush=True)
-    ours = run_service(args.schedules, args.seconds, args.warmup, args.workers, args.verbosity)
+
+    def run(database: str | None = None) -> dict[str, Any]:
+        return run_service(
+            args.schedules, args.seconds, args.warmup, args.workers, args.verbosity, database
+        )
+
+    ours = on_postgres(run) if args.postgres else run()
     print("  running bare APScheduler ...", flush=True)
     proc = subprocess.run(
         [

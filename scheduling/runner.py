@@ -487,6 +487,10 @@ def write_rows(writes: list[tuple[Execution, dict[str, Any]]]) -> None:
             cursor.executemany(sql, params)
 
 
+# Rows per INSERT statement of ``insert_rows`` (fewer where the backend limits parameters).
+INSERT_BATCH = 100
+
+
 def insert_rows(rows: list[Execution]) -> list[Execution]:
     """Insert new execution rows and set their primary keys, as ``bulk_create`` would.
 
@@ -501,7 +505,9 @@ def insert_rows(rows: list[Execution]) -> list[Execution]:
     meta = Execution._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     quote = db.ops.quote_name
-    per_batch = max(1, (db.features.max_query_params or 30_000) // len(fields))
+    # Batches of one size as far as they go: the driver may parse each statement's text
+    # (psycopg's client-side binding does), and caches what it parsed by that text.
+    per_batch = max(1, min(INSERT_BATCH, (db.features.max_query_params or 30_000) // len(fields)))
     row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608 (quoted identifiers)
         quote(meta.db_table), ", ".join(quote(cast("str", f.column)) for f in fields)
