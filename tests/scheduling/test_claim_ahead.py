@@ -77,6 +77,33 @@ class TestWorkerPoolHoldsWork:
         # waits the whole poll interval; only a held item's time makes it wait less.
         assert any(timeout < POLL for timeout in waits), waits
 
+    def test_a_held_burst_runs_on_every_worker_at_once(self):
+        # Items of one burst are held until the same time; the workers sleep until the
+        # earliest, and each one released wakes another: the burst runs in parallel.
+        running, most = [0], [0]
+        lock = threading.Lock()
+        release = threading.Event()
+
+        def run(execution_id: int) -> None:
+            with lock:
+                running[0] += 1
+                most[0] = max(most[0], running[0])
+            release.wait(5)
+            with lock:
+                running[0] -= 1
+
+        executor = WorkerPool(max_workers=4, run=run, on_timeout=lambda pk: None)
+        executor.start()
+        try:
+            at = time.time() + 0.3
+            for execution_id in range(8):
+                executor.submit(execution_id, not_before=at)
+            wait_for(lambda: most[0] == 4)
+        finally:
+            release.set()
+            executor.shutdown(grace=2)
+        assert most[0] == 4
+
     def test_shutdown_starts_held_items_due_within_the_grace_and_hands_back_the_rest(self):
         ran: list[int] = []
         executor = WorkerPool(max_workers=1, run=ran.append, on_timeout=lambda pk: None)
