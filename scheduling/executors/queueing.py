@@ -88,6 +88,7 @@ class QueueingExecutor(BaseExecutor):
         self._tracked: set[int] = set()
         self._lock = threading.Lock()
         self._queue: deque[Item] = deque()  # to hand over
+        self._sending: list[Item] = []  # taken from the queue, not published and marked yet
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -269,7 +270,7 @@ class QueueingExecutor(BaseExecutor):
     def pending_ids(self) -> list[int]:
         """Ids that were claimed for this queue but have not reached it yet."""
         with self._lock:
-            return [item.execution_id for item in self._queue]
+            return [item.execution_id for item in [*self._queue, *self._sending]]
 
     def published(self, item: Item) -> None:
         """Note that ``item`` reached the queue now (``publish_many`` calls it)."""
@@ -291,13 +292,17 @@ class QueueingExecutor(BaseExecutor):
                 while not self._stop.is_set():
                     with self._lock:
                         batch = [self._queue.popleft() for _ in range(min(len(self._queue), 500))]
+                        # Still pending until published and marked (``pending_ids``).
+                        self._sending = batch
                     if not batch:
                         break
                     done = self.publish_many(batch)
                     self._mark_published([item.execution_id for item in batch[:done]])
-                    if done < len(batch):
-                        with self._lock:
+                    with self._lock:
+                        self._sending = []
+                        if done < len(batch):
                             self._queue.extendleft(reversed(batch[done:]))
+                    if done < len(batch):
                         self._stop.wait(delay)  # the queue is unavailable: back off
                         delay = min(delay * 2, 5.0)
                         break
