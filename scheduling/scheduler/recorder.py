@@ -19,8 +19,9 @@ only while ``may_start()`` (the scheduler's lease) holds, so it never runs what 
 already have taken over.
 
 A batch is flushed once the executor's queue is empty (``busy()`` false) or its oldest entry is
-``max_delay`` seconds old, whichever comes first, and at once on ``flush()``: the dispatcher
-calls it before it counts a schedule's active executions. If the process dies before a flush,
+``max_delay`` seconds old, whichever comes first, and at once on ``flush()``. The dispatcher
+does not wait for it: its overlap checks leave out the executions that ``finished_unwritten()``
+names (ended, their rows not written yet). If the process dies before a flush,
 the rows stay ``queued`` or ``running`` under its claim, and the next leader marks them
 ``interrupted`` exactly as it does for executions that were running when it died.
 
