@@ -26,6 +26,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,24 @@ if __name__ == "__main__":
     finally:
         close_db()
         remove_db(path)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Any]:
+    """A started throwaway PostgreSQL server on loopback (``tests.servers``), closed after.
+
+    Exits with the reason when this machine has no PostgreSQL to start.
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.servers import PostgresServer, postgres_available
+
+    reason = postgres_available()
+    if reason:
+        raise SystemExit(f"--postgres: {reason}")
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()

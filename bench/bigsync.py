@@ -513,21 +513,13 @@ def measure_sqlite(n: int, tenants: int) -> dict[str, Any]:
 
 def measure_postgres(n: int, tenants: int) -> dict[str, Any]:
     """Start a throwaway server, prepare one database, run each child on a template copy."""
-    if str(_setup.ROOT) not in sys.path:
-        sys.path.insert(0, str(_setup.ROOT))
     import psycopg
 
-    from tests.servers import PostgresServer, postgres_available
-
-    reason = postgres_available()
-    if reason:
-        raise SystemExit(f"--postgres: {reason}")
-    server = PostgresServer()
-    admin = None
-    try:
-        server.start()
+    with (
+        _setup.postgres_server() as server,
+        psycopg.connect(server.url_for("postgres"), autocommit=True) as admin,
+    ):
         print(f"  PostgreSQL listening on 127.0.0.1:{server.port}", flush=True)
-        admin = psycopg.connect(server.url_for("postgres"), autocommit=True)
         file_copy = admin.info.server_version >= 150000
         strategy = " STRATEGY FILE_COPY" if file_copy else ""
 
@@ -558,10 +550,6 @@ def measure_postgres(n: int, tenants: int) -> dict[str, Any]:
         finally:
             drop(floor)
         return figures
-    finally:
-        if admin is not None:
-            admin.close()
-        server.close()
 
 
 def _verdict(ok: bool, n: int, target_n: int) -> str:

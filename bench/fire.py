@@ -245,25 +245,16 @@ def run_service(
 
 def on_postgres(run: Any) -> Any:
     """Run ``run(database)`` against a throwaway PostgreSQL server on loopback."""
-    if str(_setup.ROOT) not in sys.path:
-        sys.path.insert(0, str(_setup.ROOT))
     import psycopg
 
-    from tests.servers import PostgresServer, postgres_available
-
-    reason = postgres_available()
-    if reason:
-        raise SystemExit(f"--postgres: {reason}")
-    server = PostgresServer()
-    try:
-        server.start()
+    with _setup.postgres_server() as server:
         with psycopg.connect(server.url_for("postgres"), autocommit=True) as admin:
             admin.execute('CREATE DATABASE "fire"')
         os.environ["DATABASE_URL"] = server.url_for("fire")
-        return run("fire")
-    finally:
-        os.environ.pop("DATABASE_URL", None)
-        server.close()
+        try:
+            return run("fire")
+        finally:
+            os.environ.pop("DATABASE_URL", None)
 
 
 # -- report -------------------------------------------------------------------------------------

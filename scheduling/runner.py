@@ -412,13 +412,7 @@ def _interrupt_batch(batch: list[Execution], reason: str) -> int:
         retried = record_outcomes(ended)
         ExecutionCounter.objects.count_finished(ended)
     kinds.load_kind_rows(e.schedule for e in ended if e.schedule is not None)
-    for execution in ended:
-        announce(execution)
-    for execution in alerts.needing_rules(ended):
-        alerts.on_execution_finished(execution)
-    for execution in with_dependents([e for e in ended if e.pk not in retried]):
-        if execution.schedule is not None:
-            trigger_dependents(execution.schedule, execution.scheduled_for)
+    _follow_up(ended, retried)
     return len(ended)
 
 
@@ -435,6 +429,13 @@ def lock_statuses(ids: list[int]) -> dict[int, str]:
     if connection.features.has_select_for_update:
         rows = rows.select_for_update()
     return dict(rows.values_list("pk", "status"))
+
+
+def db_datetime(value: Any) -> Any:
+    """A datetime column's value as read by plain SQL, converted as the ORM would (SQLite
+    returns text)."""
+    convert = getattr(connection.ops, "convert_datetimefield_value", None)
+    return value if convert is None else convert(value, None, connection)
 
 
 class Prepared:
@@ -555,6 +556,12 @@ def finish_many(executions: list[Execution]) -> None:
         return
     with transaction.atomic():
         retried = record_outcomes(executions)
+    _follow_up(executions, retried)
+
+
+def _follow_up(executions: list[Execution], retried: set[int]) -> None:
+    """What ``finish`` does after the outcome, for many: announce each, apply the alert
+    rules that concern them, queue the dependents of those not retried."""
     for execution in executions:
         announce(execution)
     for execution in alerts.needing_rules(executions):

@@ -26,7 +26,7 @@ from ..models import (
     Schedule,
     Status,
 )
-from ..runner import finish_many, insert_rows
+from ..runner import db_datetime, finish_many, insert_rows
 from .jobs import MAX_RUN_TIMES
 
 
@@ -204,10 +204,8 @@ class ScheduleCache:
 def _active_executions(schedules: Any) -> list[tuple[int, int]]:
     """``(schedule_id, id)`` of the queued and running executions of ``schedules``."""
     status = _column(Execution, "status")
-    return _select_of_schedules(
-        f"{_column(Execution, 'id')} FROM {{table}} WHERE {status} IN (%s, %s)",
-        list(ACTIVE_STATUSES),
-        schedules,
+    return _select_by_ids(
+        Execution, "schedule", "id", f"{status} IN (%s, %s)", list(ACTIVE_STATUSES), schedules
     )
 
 
@@ -215,38 +213,45 @@ def _taken_occurrences(schedules: Any, times: set[datetime]) -> set[tuple[int, d
     """``(schedule_id, scheduled_for)`` of the first attempts of ``schedules`` at ``times``."""
     if not times:
         return set()
-    ops = connection.ops
     scheduled_for = _column(Execution, "scheduled_for")
-    rows = _select_of_schedules(
-        f"{scheduled_for} FROM {{table}} WHERE {_column(Execution, 'attempt')} = 1 "
+    rows = _select_by_ids(
+        Execution,
+        "schedule",
+        "scheduled_for",
+        f"{_column(Execution, 'attempt')} = 1 "
         f"AND {scheduled_for} IN ({', '.join(['%s'] * len(times))})",
-        [ops.adapt_datetimefield_value(t) for t in times],
+        [connection.ops.adapt_datetimefield_value(t) for t in times],
         schedules,
     )
-    convert = getattr(ops, "convert_datetimefield_value", None)
-    if convert is None:
-        return set(rows)
-    return {(pk, convert(at, None, connection)) for pk, at in rows}
+    return {(pk, db_datetime(at)) for pk, at in rows}
 
 
-def _select_of_schedules(select: str, params: list[Any], schedules: Any) -> list[Any]:
-    """Run ``SELECT schedule_id, <select> AND schedule_id IN (...)`` on executions.
+def _updated_at(pks: set[int]) -> dict[int, datetime]:
+    """``{pk: updated_at}`` of the schedules ``pks``."""
+    rows = _select_by_ids(Schedule, "id", "updated_at", "", [], pks)
+    return {pk: db_datetime(at) for pk, at in rows}
 
-    Plain SQL, in slices of 900 schedule ids: building the ORM's lookup of a thousand ids
-    was most of these queries' time in a scheduler pass.
+
+def _select_by_ids(
+    model: Any, key: str, column: str, where: str, params: list[Any], ids: Any
+) -> list[Any]:
+    """``(key, column)`` of the rows of ``model`` whose ``key`` is in ``ids``, and ``where``.
+
+    Plain SQL, in slices of 900 ids: building the ORM's lookup of a thousand ids was most of
+    these queries' time in a scheduler pass.
     """
-    schedule_id = _column(Execution, "schedule")
-    table = connection.ops.quote_name(Execution._meta.db_table)
-    ids = sorted(schedules)
+    key_column = _column(model, key)
+    head = (
+        f"SELECT {key_column}, {_column(model, column)} "  # noqa: S608 (quoted identifiers)
+        f"FROM {connection.ops.quote_name(model._meta.db_table)} "
+        f"WHERE {where + ' AND ' if where else ''}{key_column} IN "
+    )
+    ordered = sorted(ids)
     rows: list[Any] = []
     with connection.cursor() as cursor:
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            cursor.execute(
-                f"SELECT {schedule_id}, {select.format(table=table)} "  # noqa: S608 (quoted)
-                f"AND {schedule_id} IN ({', '.join(['%s'] * len(part))})",
-                [*params, *part],
-            )
+        for start in range(0, len(ordered), 900):
+            part = ordered[start : start + 900]
+            cursor.execute(f"{head}({', '.join(['%s'] * len(part))})", [*params, *part])
             rows.extend(cursor.fetchall())
     return rows
 
@@ -254,28 +259,6 @@ def _select_of_schedules(select: str, params: list[Any], schedules: Any) -> list
 def _column(model: Any, name: str) -> str:
     """The quoted column of ``model``'s field ``name``."""
     return connection.ops.quote_name(cast("str", model._meta.get_field(name).column))
-
-
-def _updated_at(pks: set[int]) -> dict[int, datetime]:
-    """``{pk: updated_at}`` of the schedules ``pks``: plain SQL, in slices of 900 ids."""
-    quote = connection.ops.quote_name
-    meta = Schedule._meta
-    key = quote(cast("str", meta.pk.column if meta.pk is not None else "id"))
-    stamp = quote(cast("str", meta.get_field("updated_at").column))
-    convert = getattr(connection.ops, "convert_datetimefield_value", None)
-    ids = sorted(pks)
-    stamps: dict[int, datetime] = {}
-    with connection.cursor() as cursor:
-        for start in range(0, len(ids), 900):
-            part = ids[start : start + 900]
-            cursor.execute(
-                f"SELECT {key}, {stamp} FROM {quote(meta.db_table)} "  # noqa: S608 (quoted)
-                f"WHERE {key} IN ({', '.join(['%s'] * len(part))})",
-                part,
-            )
-            for pk, at in cursor.fetchall():
-                stamps[pk] = convert(at, None, connection) if convert is not None else at
-    return stamps
 
 
 def pk_of(row: Execution) -> int:

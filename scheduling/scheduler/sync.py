@@ -32,6 +32,7 @@ from django.utils import timezone
 
 from ..exceptions import InvalidTrigger
 from ..models import Schedule, ScheduleDeletion
+from ..runner import db_datetime
 from .jobs import JOB_PREFIX, ScheduleRow, make_job, schedule_pk
 from .jobstore import HEADER_SLICE, SignedDjangoJobStore, store_next_run_times
 
@@ -308,8 +309,4 @@ def _select_stamps(
     sql = f"SELECT {key_column}, {stamp_column} FROM {table} WHERE {stamp_column} > %s"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, [connection.ops.adapt_datetimefield_value(after)])
-        rows = cursor.fetchall()
-    convert = getattr(connection.ops, "convert_datetimefield_value", None)
-    if convert is None:
-        return [(pk, at) for pk, at in rows]
-    return [(pk, convert(at, None, connection)) for pk, at in rows]
+        return [(pk, db_datetime(at)) for pk, at in cursor.fetchall()]

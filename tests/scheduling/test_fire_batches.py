@@ -21,8 +21,6 @@ from scheduling.models import Execution, PeriodicScan, Schedule, Status
 from scheduling.scheduler import dispatch
 from scheduling.scheduler.dispatch import ScheduleCache
 from scheduling.scheduler.jobs import make_job
-from scheduling.scheduler.jobstore import SignedDjangoJobStore
-from scheduling.scheduler.loop import FencedScheduler
 from scheduling.scheduler.recorder import Recorder
 from tests.factories import make_scan, make_tenant
 
@@ -48,6 +46,19 @@ def ended(schedule: Schedule, status: str, at: datetime) -> Execution:
         setattr(execution, key, value)
     execution.finished_at = at + timedelta(seconds=1)
     return execution
+
+
+def handed_over(due: list, *, now: datetime, **options) -> list[Execution]:
+    """Run one pass over ``due`` at ``now``; return the executions handed to the executor."""
+    submitted: list[Execution] = []
+    dispatch.dispatch_many(
+        due,
+        claimed_by="test",
+        submit=lambda execution, priority: submitted.append(execution),
+        now=now,
+        **options,
+    )
+    return submitted
 
 
 def state_of(schedules: list[Schedule]) -> list[tuple]:
@@ -115,14 +126,8 @@ class TestAPassOfManyMissedOccurrences:
         def coalesced_pass(count: int) -> tuple[int, list[PeriodicScan]]:
             scans = echo_scans(count, misfire_grace_seconds=1, tenant=tenant)
             due = [(s.pk, [NOW], NOW - timedelta(minutes=5)) for s in scans]
-            submitted: list[Execution] = []
             with CaptureQueriesContext(connection) as queries:
-                dispatch.dispatch_many(
-                    due,
-                    claimed_by="test",
-                    submit=lambda execution, priority: submitted.append(execution),
-                    now=NOW,
-                )
+                submitted = handed_over(due, now=NOW)
             assert len(submitted) == count  # the coalesced run of each is handed over
             return len(queries), scans
 
@@ -176,22 +181,12 @@ class TestScheduleCache:
     def test_the_pass_sees_a_pause_made_between_two_passes(self):
         (scan,) = echo_scans(1)
         cache = ScheduleCache()
-        submitted: list[Execution] = []
-
-        def one_pass(at: datetime) -> None:
-            dispatch.dispatch_many(
-                [(scan.pk, [at], None)],
-                claimed_by="test",
-                submit=lambda execution, priority: submitted.append(execution),
-                now=at,
-                schedules=cache,
-            )
-
-        one_pass(NOW)
+        first = handed_over([(scan.pk, [NOW], None)], now=NOW, schedules=cache)
         scan.paused_until = NOW + timedelta(days=1)
         scan.save()
-        one_pass(NOW + timedelta(minutes=1))
-        assert [e.scheduled_for for e in submitted] == [NOW]
+        later = NOW + timedelta(minutes=1)
+        second = handed_over([(scan.pk, [later], None)], now=later, schedules=cache)
+        assert ([e.scheduled_for for e in first], second) == ([NOW], [])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -203,27 +198,15 @@ class TestOverlapWithUnwrittenOutcomes:
         assert recorder.start(previous, worker="w")
         recorder.finish(previous, Status.SUCCEEDED)
         assert Execution.objects.get(pk=previous.pk).status == Status.QUEUED  # not written
-        submitted: list[Execution] = []
-        dispatch.dispatch_many(
-            [(scan.pk, [NOW], None)],
-            claimed_by="test",
-            submit=lambda execution, priority: submitted.append(execution),
-            now=NOW,
-            finished=recorder.finished_unwritten,
+        submitted = handed_over(
+            [(scan.pk, [NOW], None)], now=NOW, finished=recorder.finished_unwritten
         )
         assert [e.scheduled_for for e in submitted] == [NOW]  # not skipped for overlap
 
     def test_without_it_the_unwritten_execution_still_counts(self):
         (scan,) = echo_scans(1, overlap="skip")
         runner.claim(scan, NOW - timedelta(seconds=1), claimed_by="test")
-        submitted: list[Execution] = []
-        dispatch.dispatch_many(
-            [(scan.pk, [NOW], None)],
-            claimed_by="test",
-            submit=lambda execution, priority: submitted.append(execution),
-            now=NOW,
-        )
-        assert submitted == []
+        assert handed_over([(scan.pk, [NOW], None)], now=NOW) == []
         assert Execution.objects.get(schedule=scan, scheduled_for=NOW).status == Status.SKIPPED
 
     def test_a_recheck_at_its_time_reads_the_unwritten_outcomes_without_waiting(self):
@@ -288,39 +271,31 @@ class TestInsertRows:
 
 
 class TestMovedJobs:
-    @pytest.fixture
-    def store(self):
-        scheduler = FencedScheduler(fence=lambda: True, timezone="UTC")
-        store = SignedDjangoJobStore()
-        scheduler.add_jobstore(store, "default")
-        store._scheduler, store._alias = scheduler, "default"
-        return store
-
-    def test_a_moved_job_writes_its_next_run_time_alone_and_reads_it_back(self, store):
+    def test_a_moved_job_writes_its_next_run_time_alone_and_reads_it_back(self, job_store):
         (scan,) = echo_scans(1, interval_seconds=60)
-        job = make_job(store._scheduler, scan, NOW)
-        store.write_jobs([job])
+        job = make_job(job_store._scheduler, scan, NOW)
+        job_store.write_jobs([job])
         state = bytes(DjangoJob.objects.get(id=job.id).job_state)
         later = job.next_run_time + timedelta(minutes=5)
         job.next_run_time = later
-        store.move_job(job)
-        store.flush()
+        job_store.move_job(job)
+        job_store.flush()
         row = DjangoJob.objects.get(id=job.id)
         assert bytes(row.job_state) == state  # not pickled, signed and written again
         assert row.next_run_time == later
-        assert store.lookup_job(job.id).next_run_time == later
-        assert [j.next_run_time for j in store.get_due_jobs(later)] == [later]
+        assert job_store.lookup_job(job.id).next_run_time == later
+        assert [j.next_run_time for j in job_store.get_due_jobs(later)] == [later]
         scan.refresh_from_db()
         assert scan.next_run_at == later
 
-    def test_a_job_updated_whole_in_the_same_pass_is_written_whole(self, store):
+    def test_a_job_updated_whole_in_the_same_pass_is_written_whole(self, job_store):
         (scan,) = echo_scans(1, interval_seconds=60)
-        job = make_job(store._scheduler, scan, NOW)
-        store.write_jobs([job])
+        job = make_job(job_store._scheduler, scan, NOW)
+        job_store.write_jobs([job])
         state = bytes(DjangoJob.objects.get(id=job.id).job_state)
-        store.move_job(job)
+        job_store.move_job(job)
         job.name = "renamed"
-        store.update_job(job)
-        store.flush()
+        job_store.update_job(job)
+        job_store.flush()
         assert bytes(DjangoJob.objects.get(id=job.id).job_state) != state
-        assert store.lookup_job(job.id).name == "renamed"
+        assert job_store.lookup_job(job.id).name == "renamed"

@@ -20,11 +20,9 @@ from scheduling.scheduler.jobstore import (
     MAGIC_V1,
     SALT_V1,
     JobStateInvalid,
-    SignedDjangoJobStore,
     _mac,
     verify_state,
 )
-from scheduling.scheduler.loop import FencedScheduler
 from scheduling.scheduler.sync import JobSync
 from tests.factories import make_scan, make_tenant
 
@@ -38,12 +36,8 @@ def frozen():
 
 
 @pytest.fixture
-def sync(db):
-    scheduler = FencedScheduler(fence=lambda: True, timezone="UTC")
-    store = SignedDjangoJobStore()
-    scheduler.add_jobstore(store, "default")
-    store._scheduler, store._alias = scheduler, "default"
-    return JobSync(scheduler, store)
+def sync(job_store):
+    return JobSync(job_store._scheduler, job_store)
 
 
 def job_row(schedule: Schedule) -> DjangoJob | None:
