@@ -532,6 +532,69 @@ def calendar_anchor(schedule: TriggerFields) -> date:
     return instant.astimezone(_zone(schedule.effective_timezone)).date()
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+class UTCIntervalTrigger(IntervalTrigger):
+    """An ``IntervalTrigger`` in UTC that pickles as four numbers (``utc_interval``).
+
+    A job store row holds its job's pickled trigger. Pickling the datetimes, the time zone and
+    the timedelta of an ``IntervalTrigger`` looks up a class for each of them and was the
+    larger part of writing a job; its numbers pickle in a tenth of the time and give the same
+    trigger back. The name ``scheduling.triggers.utc_interval`` is in every stored row: it
+    stays, as ``runner.fire`` does.
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[Any, tuple[int, int, int | None, int | None]]:
+        end = self.end_date
+        return utc_interval, (
+            self.interval // MICROSECOND,
+            (self.start_date - EPOCH) // MICROSECOND,
+            None if end is None else (end - EPOCH) // MICROSECOND,
+            self.jitter,
+        )
+
+
+def utc_interval(
+    interval_us: int, start_us: int, end_us: int | None, jitter: int | None
+) -> UTCIntervalTrigger:
+    """Return the ``UTCIntervalTrigger`` of an interval, a start and an end in microseconds
+    (since the epoch, for the start and end), and a jitter in seconds."""
+    return interval_trigger(
+        timedelta(microseconds=interval_us),
+        EPOCH + timedelta(microseconds=start_us),
+        None if end_us is None else EPOCH + timedelta(microseconds=end_us),
+        jitter,
+    )
+
+
+def interval_trigger(
+    interval: timedelta, start: datetime, end: datetime | None, jitter: int | None
+) -> UTCIntervalTrigger:
+    """Return ``IntervalTrigger(seconds=interval, start_date=start, end_date=end,
+    timezone=UTC, jitter=jitter)`` for an ``interval`` > 0 and aware ``start`` and ``end``,
+    built from its state, with the start and end in UTC.
+
+    The constructor's argument checks cost a tenth of a full sync; with these arguments they
+    leave the values as they are, so the trigger fires as the constructor's would.
+    """
+    trigger = UTCIntervalTrigger.__new__(UTCIntervalTrigger)
+    trigger.__setstate__(
+        {
+            "version": 2,
+            "timezone": UTC,
+            "start_date": start.astimezone(UTC),
+            "end_date": None if end is None else end.astimezone(UTC),
+            "interval": interval,
+            "jitter": jitter,
+        }
+    )
+    return trigger
+
+
 def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigger:
     """Return the APScheduler trigger of ``schedule`` (raises ``InvalidTrigger``)."""
     jitter_seconds = (schedule.jitter_seconds or None) if jitter else None
@@ -542,12 +605,11 @@ def build_trigger(schedule: TriggerFields, *, jitter: bool = True) -> BaseTrigge
     if schedule.trigger_type == "interval":
         if not schedule.interval_seconds or schedule.interval_seconds <= 0:
             raise InvalidTrigger("an interval schedule needs interval_seconds > 0")
-        return IntervalTrigger(
-            seconds=schedule.interval_seconds,
-            start_date=(_interval_start(schedule) + timedelta(seconds=offset)).astimezone(UTC),
-            end_date=schedule.end_at,
-            timezone=UTC,
-            jitter=jitter_seconds,
+        return interval_trigger(
+            timedelta(seconds=schedule.interval_seconds),
+            _interval_start(schedule) + timedelta(seconds=offset),
+            schedule.end_at,
+            jitter_seconds,
         )
     wall_clock: dict[str, Any] = {
         "tz": schedule.effective_timezone,

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..conf import conf
 from ..models import Schedule, is_paused_at, schedule_job_id, trigger_fingerprint
-from ..runner import fire
+from ..runner import fire, values_rows
 from ..triggers import build_trigger
 
 JOB_PREFIX = "schedule:"
@@ -150,13 +150,14 @@ class ScheduleRow(NamedTuple):
         else:
             # No ordering: SQLite would scan the name index instead of using updated_at's.
             rows = rows.order_by()
-        values = list(
+        # The annotation last, where the SQL has it: values_rows reads the compiler's rows.
+        values = values_rows(
             rows.values_list(
-                *columns, "timezone", "misfire_grace_seconds", "has_upstreams", "tenant_id"
+                *columns, "timezone", "misfire_grace_seconds", "tenant_id", "has_upstreams"
             )
         )
         # Only rows that name no time zone of their own need their tenant's.
-        zones = tenant_timezones({tenant for *_, zone, _g, _u, tenant in values if not zone})
+        zones = tenant_timezones({tenant for *_, zone, _g, tenant, _u in values if not zone})
         default_grace = conf.DEFAULT_MISFIRE_GRACE
         return [
             cls._make(
@@ -167,7 +168,7 @@ class ScheduleRow(NamedTuple):
                     has_upstreams,
                 )
             )
-            for *columns, zone, grace, has_upstreams, tenant_id in values
+            for *columns, zone, grace, tenant_id, has_upstreams in values
         ]
 
 

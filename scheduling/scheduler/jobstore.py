@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import logging
 import pickle
@@ -27,12 +28,13 @@ from apscheduler.jobstores.base import JobLookupError
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models.constants import OnConflict
-from django.utils.crypto import salted_hmac
+from django.utils.encoding import force_bytes
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob
 
 from ..conf import conf
 from ..models import Schedule
+from ..runner import datetime_writer
 from .jobs import JOB_PREFIX, BoundedJob, schedule_pk
 from .outage import outage, reset_connection
 
@@ -68,19 +70,19 @@ def signing_secret() -> str | bytes:
 
 
 @functools.lru_cache(maxsize=8)
-def _keyed_mac(secret: str | bytes, salt: str = SALT) -> Any:
-    # The HMAC state right after its key: each signature copies it instead of deriving the
-    # key again (a full sync signs 10,000 states).
+def _mac_key(secret: str | bytes, salt: str = SALT) -> bytes:
+    # The key ``salted_hmac(salt, ..., secret=secret, algorithm="sha256")`` derives: each
+    # signature is then one call of ``hmac.digest``, done in C (a full sync signs every job,
+    # and an HMAC object copied for each took longer than pickling the job).
     # The salts are part of every stored signature (SALT_V1 keeps the name of the module that
     # first signed job state), so rows written by earlier releases still verify. Never change
     # them.
-    return salted_hmac(salt, b"", secret=secret, algorithm="sha256")
+    return hashlib.sha256(force_bytes(salt) + force_bytes(secret)).digest()
 
 
 def _mac(payload: bytes, secret: str | bytes | None = None, salt: str = SALT) -> bytes:
-    mac = _keyed_mac(signing_secret() if secret is None else secret, salt).copy()
-    mac.update(payload)
-    return mac.digest()
+    key = _mac_key(signing_secret() if secret is None else secret, salt)
+    return hmac.digest(key, payload, "sha256")
 
 
 def sign_state(
@@ -179,9 +181,11 @@ class SignedDjangoJobStore(DjangoJobStore):
     # -- signing ----------------------------------------------------------------------------
 
     def _serialize(self, job: Job, secret: str | bytes | None = None) -> bytes:
-        return sign_state(
-            job.__getstate__(), self._fingerprint_of(job), self.pickle_protocol, secret
-        )
+        state = job.__getstate__()
+        # The row's column holds the run time (``_restore``); an aware datetime in the state
+        # cost most of its pickling.
+        state["next_run_time"] = None
+        return sign_state(state, self._fingerprint_of(job), self.pickle_protocol, secret)
 
     def _reconstitute_job(self, job_state: bytes, job_id: str) -> Job:
         _fingerprint, pickled = verify_state(job_state, job_id=job_id)
@@ -312,13 +316,12 @@ class SignedDjangoJobStore(DjangoJobStore):
         )
         full_sql = f"UPDATE {table} SET {next_run} = %s, {state} = %s WHERE {key} = %s"  # noqa: S608
         move_sql = f"UPDATE {table} SET {next_run} = %s WHERE {key} = %s"  # noqa: S608
+        adapt = datetime_writer()
         full = [
-            (ops.adapt_datetimefield_value(job.next_run_time), self._serialize(job, secret), job.id)
+            (adapt(job.next_run_time), self._serialize(job, secret), job.id)
             for job in pending.values()
         ]
-        moves = [
-            (ops.adapt_datetimefield_value(job.next_run_time), job.id) for job in moved.values()
-        ]
+        moves = [(adapt(job.next_run_time), job.id) for job in moved.values()]
         schedules = [
             (pk, job.next_run_time) for job in jobs if (pk := schedule_pk(job.id)) is not None
         ]
@@ -390,15 +393,9 @@ class SignedDjangoJobStore(DjangoJobStore):
         """
         secret = signing_secret()
         ops = connection.ops
+        adapt = datetime_writer()
         # Signed outside the transaction: the slow part needs no database lock.
-        params = [
-            (
-                job.id,
-                ops.adapt_datetimefield_value(job.next_run_time),
-                self._serialize(job, secret),
-            )
-            for job in jobs
-        ]
+        params = [(job.id, adapt(job.next_run_time), self._serialize(job, secret)) for job in jobs]
         ids = list(remove)
         if not (params or ids or then):
             return 0, 0
@@ -501,7 +498,8 @@ def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
     # Concrete fields always have a column (the type allows None for others).
     column = ops.quote_name(cast("str", Schedule._meta.get_field("next_run_at").column))
     pk = ops.quote_name(cast("str", Schedule._meta.pk.column))
-    params = [(ops.adapt_datetimefield_value(when), key) for key, when in values]
+    adapt = datetime_writer()
+    params = [(adapt(when), key) for key, when in values]
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.executemany(

@@ -3,13 +3,16 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import zoneinfo
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import pytest
 import time_machine
+from apscheduler.triggers.interval import IntervalTrigger
 from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils.crypto import salted_hmac
 from django_apscheduler.models import DjangoJob
 
 from scheduling.models import PeriodicScan, Schedule, ScheduleDeletion
@@ -18,12 +21,15 @@ from scheduling.scheduler.jobs import ScheduleRow, make_job
 from scheduling.scheduler.jobstore import (
     FINGERPRINT_SIZE,
     MAGIC_V1,
+    SALT,
     SALT_V1,
     JobStateInvalid,
     _mac,
+    sign_state,
     verify_state,
 )
 from scheduling.scheduler.sync import JobSync
+from scheduling.triggers import interval_trigger
 from tests.factories import make_scan, make_tenant
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -154,8 +160,11 @@ class TestFullSync:
         expected = make_job(sync.scheduler, scan, NOW).__getstate__()
         assert fingerprint == scan.trigger_fingerprint()
         assert stored.pop("trigger").__getstate__() == expected.pop("trigger").__getstate__()
+        # The run time is the row's column, not the state's.
+        assert stored.pop("next_run_time") is None
+        assert scan.next_run_at == expected.pop("next_run_time") == job_row(scan).next_run_time
         assert stored == expected
-        assert scan.next_run_at == expected["next_run_time"]
+        assert sync.store.lookup_job(scan.job_id).next_run_time == scan.next_run_at
 
     def test_a_schedule_without_a_time_zone_fires_in_its_tenants(self, sync):
         tenant = make_tenant(timezone="Asia/Tokyo")
@@ -348,6 +357,73 @@ class TestTamperedJobState:
         settings.SECRET_KEY = "another-key-" + os.urandom(8).hex()
         with pytest.raises(Exception, match="does not verify"):
             verify_state(job_row(scan).job_state)
+
+
+class TestStoredState:
+    @pytest.mark.parametrize("salt", [SALT, SALT_V1])
+    @pytest.mark.parametrize("secret", ["a str key", b"a bytes key \xff"])
+    def test_signatures_are_djangos_salted_hmac(self, salt, secret):
+        payload = os.urandom(300)
+        expected = salted_hmac(salt, payload, secret=secret, algorithm="sha256").digest()
+        assert _mac(payload, secret, salt) == expected
+
+    def test_a_job_written_by_the_previous_release_still_loads(self, sync, frozen):
+        # Then, the state held an IntervalTrigger of datetimes and the job's run time.
+        scan = echo_scan(make_tenant(), interval_seconds=300)
+        sync.full()
+        job = make_job(sync.scheduler, scan, NOW)
+        trigger = IntervalTrigger(
+            seconds=300, start_date=job.trigger.start_date, timezone=UTC, jitter=None
+        )
+        state = {**job.__getstate__(), "trigger": trigger}
+        row = job_row(scan)
+        fingerprint, _pickled = verify_state(row.job_state)
+        row.job_state = sign_state(state, fingerprint)
+        row.save()
+
+        loaded = sync.store.lookup_job(scan.job_id)
+        assert type(loaded.trigger) is IntervalTrigger
+        assert loaded.next_run_time == row.next_run_time
+        assert loaded.trigger.get_next_fire_time(None, NOW) == job.trigger.get_next_fire_time(
+            None, NOW
+        )
+        assert sync.full().unchanged == 1  # the same fingerprint: left as it is
+
+    @pytest.mark.parametrize(
+        ("seconds", "start", "end", "jitter"),
+        [
+            (60, datetime(2026, 6, 1, 11, 59, 30, 250_000, tzinfo=UTC), None, None),
+            (86_400, datetime(2020, 2, 29, 23, 0, tzinfo=UTC), None, 30),
+            (
+                7_200,
+                datetime(2026, 3, 29, 0, 30, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+                datetime(2026, 11, 1, 1, 30, tzinfo=zoneinfo.ZoneInfo("America/New_York")),
+                None,
+            ),
+        ],
+    )
+    def test_interval_triggers_pickle_small_and_fire_as_apschedulers(
+        self, seconds, start, end, jitter
+    ):
+        ours = interval_trigger(timedelta(seconds=seconds), start, end, jitter)
+        theirs = IntervalTrigger(
+            seconds=seconds, start_date=start, end_date=end, timezone=UTC, jitter=jitter
+        )
+        pickled = pickle.dumps(ours, pickle.HIGHEST_PROTOCOL)
+        # One global (the rebuilding function) and numbers: no datetime, zone or timedelta.
+        assert b"datetime" not in pickled and b"IntervalTrigger" not in pickled
+        restored = pickle.loads(pickled)  # noqa: S301 - the test's own bytes
+        assert restored.__getstate__() == ours.__getstate__()
+        assert restored.jitter == jitter
+        ours.jitter = restored.jitter = theirs.jitter = None  # compare the times themselves
+        previous, now = None, start - timedelta(days=1)
+        for _ in range(20):
+            expected = theirs.get_next_fire_time(previous, now)
+            assert ours.get_next_fire_time(previous, now) == expected
+            assert restored.get_next_fire_time(previous, now) == expected
+            if expected is None:
+                break
+            previous = now = expected
 
 
 @pytest.mark.parametrize("count", [3, 501])

@@ -1,0 +1,101 @@
+"""The scheduler's plain-SQL reads and writes give what the ORM gives."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime, time
+
+import pytest
+from django.db import connection
+from django.db.models import Exists, OuterRef
+
+from scheduling.models import Schedule
+from scheduling.runner import datetime_reader, datetime_writer, db_datetime, values_rows
+from scheduling.scheduler.jobs import ScheduleRow
+from tests.factories import make_scan, make_tenant
+
+PARIS = zoneinfo.ZoneInfo("Europe/Paris")
+MOMENTS = [
+    datetime(2026, 6, 1, 12, 0, tzinfo=UTC),
+    datetime(2026, 6, 1, 12, 0, 0, 1, tzinfo=UTC),
+    datetime(2026, 10, 25, 2, 30, 15, 999_999, tzinfo=PARIS),  # the fold
+    datetime(2026, 10, 25, 2, 30, tzinfo=PARIS).replace(fold=1),
+    datetime(1999, 12, 31, 23, 59, 59, tzinfo=zoneinfo.ZoneInfo("Asia/Kolkata")),
+]
+
+
+@pytest.mark.parametrize("value", [*MOMENTS, None])
+def test_datetimes_are_written_as_the_backend_writes_them(value):
+    assert datetime_writer()(value) == connection.ops.adapt_datetimefield_value(value)
+
+
+def test_a_naive_datetime_is_left_to_the_backend():
+    naive = datetime(2026, 6, 1, 12, 0)
+    assert datetime_writer()(naive) == connection.ops.adapt_datetimefield_value(naive)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", [*MOMENTS, None])
+def test_datetimes_written_and_read_by_plain_sql_are_the_orms(value):
+    scan = make_scan(tenant=make_tenant())
+    table = connection.ops.quote_name(Schedule._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET next_run_at = %s WHERE id = %s",  # noqa: S608 - the model's
+            [datetime_writer()(value), scan.pk],
+        )
+        cursor.execute(f"SELECT next_run_at FROM {table} WHERE id = %s", [scan.pk])  # noqa: S608
+        raw = cursor.fetchone()[0]
+    read = datetime_reader()(raw)
+    orm = Schedule.objects.values_list("next_run_at", flat=True).get(pk=scan.pk)
+    assert read == db_datetime(raw) == orm
+    if value is None:
+        assert read is None
+    else:
+        # The same instant (equality across zones is never true in a fold).
+        assert read.timestamp() == value.timestamp()
+
+
+@pytest.mark.django_db
+def test_values_rows_are_the_orms_rows():
+    tenant = make_tenant(timezone="Asia/Tokyo")
+    upstream = make_scan(tenant=tenant, name="up", interval_seconds=60)
+    scan = make_scan(
+        tenant=tenant,
+        name="calendar",
+        trigger_type="calendar",
+        calendar_every=2,
+        calendar_unit="week",
+        calendar_time=time(9, 30),
+        calendar_weekdays="mon,thu",
+        start_at=MOMENTS[2],
+        paused_until=MOMENTS[1],
+        enabled=False,
+    )
+    scan.depends_on.add(upstream)
+    upstreams = Schedule.depends_on.through.objects.filter(from_schedule=OuterRef("pk"))
+    fields = ("pk", "enabled", "start_at", "end_at", "calendar_time", "paused_until", "name")
+    rows = (
+        Schedule.objects.annotate(has_upstreams=Exists(upstreams))
+        .values_list(*fields, "has_upstreams")
+        .order_by("pk")
+    )
+
+    assert values_rows(rows) == list(rows)
+    assert [row[-1] for row in values_rows(rows)] == [False, True]
+    # Columns the ORM reorders (an annotation before a field) take its own path.
+    reordered = rows.values_list("has_upstreams", "pk", "start_at")
+    assert values_rows(reordered) == list(reordered)
+    assert values_rows(rows.none()) == []
+
+
+@pytest.mark.django_db
+def test_schedule_rows_hold_the_models_values():
+    tenant = make_tenant(timezone="Asia/Tokyo")
+    scan = make_scan(tenant=tenant, interval_seconds=90, end_at=MOMENTS[4], timezone="")
+    row = ScheduleRow.load(after_pk=0, limit=10)[0]
+    scan.refresh_from_db()
+    for name in ("pk", "enabled", "updated_at", "created_at", "end_at", "paused_until"):
+        assert getattr(row, name) == getattr(scan, name), name
+    assert row.effective_timezone == "Asia/Tokyo"
+    assert row.trigger_fingerprint() == scan.trigger_fingerprint()
