@@ -487,7 +487,7 @@ def _job_states(job_ids: list[str]) -> list[tuple[str, bytes]]:
 def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
     """Write ``next_run_at`` of many schedules (bulk_update's CASE is slow).
 
-    On PostgreSQL one UPDATE joins a list of values per ``NEXT_RUN_SLICE`` schedules (a
+    On PostgreSQL one UPDATE joins two arrays per ``NEXT_RUN_SLICE`` schedules (a
     statement per row costs a round trip and an index update each: half a cold full sync);
     elsewhere one ``executemany`` of plain UPDATEs (SQLite runs them in the process). Callers
     run it inside their transaction, next to the job store writes it mirrors.
@@ -507,11 +507,14 @@ def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
                 params,
             )
             return
+        # Two arrays, not a VALUES list: the planner joined a VALUES list of a thousand rows by
+        # hashing it against a scan of the whole table (a million rows read for each slice of
+        # a full sync), and an unnest by the primary key's index.
         for start in range(0, len(params), NEXT_RUN_SLICE):
             part = params[start : start + NEXT_RUN_SLICE]
-            rows = ", ".join(["(%s::timestamptz, %s::bigint)"] * len(part))
             cursor.execute(
-                f"UPDATE {table} SET {column} = v.at FROM (VALUES {rows}) AS v(at, id)"  # noqa: S608
+                f"UPDATE {table} SET {column} = v.at"  # noqa: S608
+                " FROM unnest(%s::timestamptz[], %s::bigint[]) AS v(at, id)"
                 f" WHERE {table}.{pk} = v.id",
-                [value for row in part for value in row],
+                [[at for at, _key in part], [key for _at, key in part]],
             )
