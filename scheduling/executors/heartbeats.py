@@ -238,7 +238,8 @@ def run_in_worker(
         # The scheduler claims occurrences a moment ahead (CLAIM_AHEAD): start each at its
         # time (a queue that cannot defer may hand it over that early).
         early = (execution.scheduled_for - timezone.now()).total_seconds()
-        time.sleep(max(0.0, min(early, conf.CLAIM_AHEAD)))
+        if early > 0:  # a due one starts at once: sleep(0) would yield the CPU under load
+            time.sleep(min(early, conf.CLAIM_AHEAD))
     watchdog = None
     if timeout:
         watchdog = threading.Timer(timeout, _time_out, args=(execution_id, timeout_detail))
