@@ -10,11 +10,18 @@ class SchedulingConfig(AppConfig):
 
     def ready(self) -> None:
         from . import checks, receivers, registry
+        from .models import Schedule
         from .schedules_io import declared
         from .tenancy import get_tenant_model
 
         checks.register()
-        post_delete.connect(receivers.record_schedule_deletion, dispatch_uid="scheduling_deletion")
+        # Only Schedule's own rows: a receiver of every sender would make Django load each row
+        # of every model it deletes (in the host project too) instead of deleting by key.
+        post_delete.connect(
+            receivers.record_schedule_deletion,
+            sender=Schedule,
+            dispatch_uid="scheduling_deletion",
+        )
         post_migrate.connect(
             receivers.create_retention_schedules,
             sender=self,

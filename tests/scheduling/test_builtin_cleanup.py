@@ -7,13 +7,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models.signals import post_delete
+from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduling.context import ExecutionContext
 from scheduling.kinds.cleanup import purge, run_cleanup_config, target_queryset
 from scheduling.models import CleanupConfig, Execution, ReportArtifact, Status
 from scheduling.registry import cleanup_target, cleanup_targets
-from tests.factories import make_cleanup, make_execution, make_report, make_scan, make_tenant
+from tests.factories import (
+    make_artifact,
+    make_cleanup,
+    make_execution,
+    make_report,
+    make_scan,
+    make_tenant,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -290,3 +300,77 @@ def test_cleanup_target_options_are_rejected_when_the_target_takes_none(tenant):
     with pytest.raises(ValidationError) as info:
         cleanup.full_clean()
     assert "options" in info.value.message_dict
+
+
+def test_purge_deletes_by_key_without_loading_the_rows_it_deletes(tenant, executions):
+    for execution in executions["doomed"]:
+        Execution.objects.filter(pk=execution.pk).update(
+            result={"big": "x" * 1000}, traceback="Traceback ..." * 100
+        )
+    entry = cleanup_targets.get("executions")
+    with CaptureQueriesContext(connection) as queries:
+        deleted = purge(entry, tenant=tenant, older_than=NOW - timedelta(days=30), batch_size=4)
+    assert deleted == 10
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    # Keys only: no result, traceback or error is fetched and decoded to be thrown away.
+    assert reads
+    assert not any('"scheduling_execution"."traceback"' in sql for sql in reads), reads
+    assert not any('"scheduling_execution"."result"' in sql for sql in reads), reads
+
+
+def test_each_purge_batch_deletes_in_its_own_transaction_after_its_select(tenant, executions):
+    entry = cleanup_targets.get("executions")
+    with CaptureQueriesContext(connection) as queries:
+        purge(entry, tenant=tenant, older_than=NOW - timedelta(days=30), batch_size=4)
+    steps = []
+    for query in queries.captured_queries:
+        sql = query["sql"].upper()
+        if sql.startswith("SAVEPOINT"):
+            steps.append("begin")
+        elif sql.startswith("RELEASE SAVEPOINT"):
+            steps.append("commit")
+        elif sql.startswith('DELETE FROM "SCHEDULING_EXECUTION"'):
+            steps.append("delete")
+        elif sql.startswith("SELECT") and "ORDER BY" in sql and "LIMIT 4" in sql:
+            steps.append("select")
+    # 10 rows in batches of 4: three batches, each selected outside its write transaction.
+    assert steps == ["select", "begin", "delete", "commit"] * 3
+
+
+def test_purge_hands_full_rows_to_delete_signal_receivers(tenant, executions):
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append((instance.pk, instance.get_deferred_fields(), instance.error))
+
+    post_delete.connect(receiver, sender=Execution, dispatch_uid="test_purge_receiver")
+    try:
+        purge(
+            cleanup_targets.get("executions"),
+            tenant=tenant,
+            older_than=NOW - timedelta(days=30),
+            batch_size=4,
+        )
+    finally:
+        post_delete.disconnect(dispatch_uid="test_purge_receiver", sender=Execution)
+    assert sorted(pk for pk, _deferred, _error in seen) == sorted(
+        e.pk for e in executions["doomed"]
+    )
+    assert all(deferred == set() for _pk, deferred, _error in seen)
+
+
+def test_purged_executions_leave_their_report_artifacts_without_an_execution(tenant):
+    report = make_report(tenant=tenant)
+    execution = old_execution(report, days=40)
+    artifact = make_artifact(execution=execution, tenant_id=tenant.pk, report_id=report.pk)
+
+    deleted = purge(
+        cleanup_targets.get("executions"),
+        tenant=tenant,
+        older_than=NOW - timedelta(days=30),
+        batch_size=10,
+    )
+
+    assert deleted == 1
+    artifact.refresh_from_db()
+    assert artifact.execution_id is None
