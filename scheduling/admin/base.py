@@ -14,17 +14,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import BadRequest, ValidationError
 from django.db.models import ForeignKey, Model, QuerySet
 from django.forms import ModelChoiceField
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 # Every time the admin shows, one way (the reports share it): the schedule's zone where
 # there is one, else the current time zone.
 from ..formats import format_time as format_time
+from ..models import Status
 from ..tenancy import (
     get_tenant_model,
     request_sees_system,
@@ -59,6 +62,15 @@ ADMIN_CSS = {"all": ["scheduling/admin/scheduling.css"]}
 # The change form with buttons (cancel, retry, run now) next to "History": the admin puts
 # them in its context as ``scheduling_object_actions`` (``{"name", "label", "url"}`` each).
 OBJECT_ACTIONS_TEMPLATE = "admin/scheduling/change_form_actions.html"
+
+
+def status_label(status: str) -> str:
+    """The label of ``status`` in the active language (``get_status_display()`` builds the
+    list of choices anew for each row)."""
+    try:
+        return str(Status(status).label)
+    except ValueError:
+        return status
 
 
 def status_badge(status: str, label: str) -> str:
@@ -268,6 +280,16 @@ def registered_type_filter(
 
 class TenantScopedAdmin(NotFoundMixin, admin.ModelAdmin):
     """Limit querysets, choices and rights to the tenants and roles of the user."""
+
+    def action_checkbox(self, obj: Model) -> str:
+        # The markup of ModelAdmin.action_checkbox, written directly: it renders a form widget
+        # through the template engine for each row, a third of a changelist page's time.
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+            ACTION_CHECKBOX_NAME,
+            str(obj.pk),
+            format_html(gettext("Select this object for an action - {}"), str(obj)),
+        )
 
     def get_autocomplete_fields(self, request: HttpRequest) -> list[str]:
         # A host project's own tenant model may have no admin to autocomplete against.

@@ -41,6 +41,7 @@ from .base import (
     format_time,
     has_object_role,
     status_badge,
+    status_label,
     truncate,
 )
 from .dashboard import dashboard_view
@@ -360,12 +361,12 @@ class ExecutionAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: Execution) -> str:
-        return status_badge(obj.status, obj.get_status_display())
+        return status_badge(obj.status, status_label(obj.status))
 
     @admin.display(description=_("status"), ordering="status")
     def status_attempt(self, obj: Execution) -> str:
         """The list's status column: the badge, and which attempt when it is a retry."""
-        badge = status_badge(obj.status, obj.get_status_display())
+        badge = status_badge(obj.status, status_label(obj.status))
         if obj.attempt <= 1:
             return badge
         return format_html(

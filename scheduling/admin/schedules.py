@@ -50,6 +50,7 @@ from .base import (
     registered_type_filter,
     sees_system_rows,
     status_badge,
+    status_label,
     tenant_ids_for,
     truncate,
 )
@@ -96,7 +97,7 @@ class ExecutionInline(admin.TabularInline):
 
     @admin.display(description=_("status"))
     def status_badge(self, obj: Execution) -> str:
-        return status_badge(obj.status, obj.get_status_display())
+        return status_badge(obj.status, status_label(obj.status))
 
     @admin.display(description=_("duration"))
     def duration(self, obj: Execution) -> str:

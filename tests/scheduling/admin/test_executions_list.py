@@ -8,12 +8,15 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
+from django.contrib import admin
 from django.urls import reverse
+from django.utils import translation
 from django.utils.html import escape
 
+from scheduling.admin.base import status_label
 from scheduling.admin.executions import ExecutionAdmin
 from scheduling.admin.filters import SCHEDULE_CHOICES
-from scheduling.models import Schedule, SchedulerLease, Status
+from scheduling.models import Execution, Schedule, SchedulerLease, Status
 from tests.factories import make_artifact, make_execution, make_report, make_scan
 
 pytestmark = pytest.mark.django_db
@@ -258,3 +261,24 @@ class TestScheduleFilter:
         choices = [value for value, _label in filter_choices(response, "schedule")]
         assert len(choices) == SCHEDULE_CHOICES + 1
         assert str(oldest.pk) in choices and str(scans[-2].pk) not in choices
+
+
+class TestRowMarkup:
+    def test_each_rows_checkbox_is_the_admins_own(self, superuser_client, tenant_a):
+        execution = make_execution(schedule=make_scan(tenant=tenant_a, name=XSS))
+        model_admin = admin.site._registry[Execution]
+
+        ours = model_admin.action_checkbox(execution)
+        assert ours == admin.ModelAdmin.action_checkbox(model_admin, execution)
+        assert escape(XSS) in ours and XSS not in ours
+        # And the page's "select all" and actions still find it.
+        html = changelist(superuser_client).content.decode()
+        assert f'name="_selected_action" value="{execution.pk}" class="action-select"' in html
+
+    @pytest.mark.parametrize("language", ["en", "fr"])
+    def test_status_labels_are_the_fields_own(self, tenant_a, language):
+        execution = make_execution(schedule=make_scan(tenant=tenant_a))
+        with translation.override(language):
+            for status in [*Status.values, "not-a-status"]:
+                execution.status = status
+                assert status_label(status) == execution.get_status_display()
