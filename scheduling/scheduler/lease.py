@@ -27,6 +27,10 @@ def _db_now_plus(seconds: float) -> ExpressionWrapper:
     return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
 
 
+class LeaseLost(Exception):
+    """The lease could not be renewed: another scheduler holds it."""
+
+
 class Lease:
     """The leader lease of one scheduler group, held in a ``SchedulerLease`` row."""
 

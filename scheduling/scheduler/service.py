@@ -40,7 +40,7 @@ from ..models import ACTIVE_STATUSES, Execution, Kind, Overlap, SchedulerLease, 
 from .dispatch import Due, ScheduleCache, dispatch_many
 from .jobs import JOB_PREFIX, schedule_pk
 from .jobstore import SignedDjangoJobStore
-from .lease import Lease
+from .lease import Lease, LeaseLost
 from .loop import DispatchExecutor, FencedScheduler
 from .notify import ChangeListener, CommitWatch
 from .outage import outage
@@ -75,6 +75,7 @@ class SchedulerService:
             full_sync_interval if full_sync_interval is not None else conf.FULL_SYNC_INTERVAL
         )
         ttl = lease_ttl if lease_ttl is not None else conf.LEASE_TTL
+        self._next_renew = 0.0  # when the leader renews its lease next (monotonic)
         self.renew_interval = (
             renew_interval
             if renew_interval is not None
@@ -126,7 +127,8 @@ class SchedulerService:
         self._install_signals()
         started = time.monotonic()
         logger.info("Scheduler %s starting.", self.identity)
-        next_renew = next_sync = next_full = next_alerts = 0.0
+        next_sync = next_full = next_alerts = 0.0
+        self._next_renew = 0.0
         backoff = 0.1
         if ChangeListener.available():
             self.listener = ChangeListener(self.changed, stopping=self.stopping)
@@ -142,19 +144,15 @@ class SchedulerService:
                 try:
                     if not self.leader:
                         if self.lease.acquire():
+                            self._next_renew = now + self.renew_interval
                             self._become_leader()
-                            next_renew = now + self.renew_interval
                             next_sync = now + self.sync_interval
                             next_full = now + self.full_sync_interval
                         else:
                             outage.ok()
                             self.stopping.wait(min(1.0, self.renew_interval))
                             continue
-                    if now >= next_renew:
-                        if not self.lease.renew():
-                            self._lose_leadership("the lease was taken over")
-                            continue
-                        next_renew = now + self.renew_interval
+                    self._renew_if_due()
                     if now >= next_alerts:
                         alerts.check_did_not_run()
                         next_alerts = now + ALERT_CHECK_INTERVAL
@@ -173,6 +171,9 @@ class SchedulerService:
                     self._check_scheduler_alive()
                     outage.ok()
                     backoff = 0.1
+                except LeaseLost:
+                    self._lose_leadership("the lease was taken over")
+                    continue
                 except DatabaseError as exc:
                     outage.failed("scheduler loop", exc)
                     self._last_db_error = time.monotonic()
@@ -182,7 +183,7 @@ class SchedulerService:
                     self.stopping.wait(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
-                wake = min(next_renew, next_sync, next_full) - time.monotonic()
+                wake = min(self._next_renew, next_sync, next_full) - time.monotonic()
                 if self.changed.wait(max(0.01, min(wake, poll))):
                     # A change was notified: sync now instead of at the next interval.
                     self.changed.clear()
@@ -193,6 +194,20 @@ class SchedulerService:
         return self.exit_code
 
     # -- leadership -------------------------------------------------------------------------
+
+    def _renew_if_due(self) -> None:
+        """Renew the lease when its time has come; raise ``LeaseLost`` if another holds it.
+
+        The main loop calls it on each turn, and a full sync between its chunks: at a million
+        schedules a full sync lasts minutes, and a lease left to expire meanwhile fenced every
+        fire (and let a standby take over, whose own first sync outlasted the lease again).
+        """
+        now = time.monotonic()
+        if not self.leader or now < self._next_renew:
+            return
+        if not self.lease.renew():
+            raise LeaseLost
+        self._next_renew = now + self.renew_interval
 
     def _become_leader(self) -> None:
         logger.info("Scheduler %s is the leader (lease %r).", self.identity, self.lease.name)
@@ -205,6 +220,7 @@ class SchedulerService:
         # Taking over thousands of executions can outlast the lease's TTL: renew before the
         # full sync (a failed renewal fences the loop, and the main loop then steps down).
         self.lease.renew()
+        self._next_renew = time.monotonic() + self.renew_interval
         self._start_scheduler()
         signals.leadership_changed.send(sender=type(self), holder=self.identity, leader=True)
 
@@ -284,7 +300,7 @@ class SchedulerService:
         self._schedules.clear()
         self.scheduler.add_jobstore(self.store, "default")
         self.scheduler.add_executor(DispatchExecutor(self), "default")
-        self.sync = JobSync(self.scheduler, self.store)
+        self.sync = JobSync(self.scheduler, self.store, between_chunks=self._renew_if_due)
         self._full_sync()
         self.scheduler.start()
 

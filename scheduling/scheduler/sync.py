@@ -20,7 +20,7 @@ import contextlib
 import gc
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -83,9 +83,18 @@ def collector_paused() -> Iterator[None]:
 class JobSync:
     """Keeps the job store in step with the schedule rows (used by the scheduler process)."""
 
-    def __init__(self, scheduler: Any, store: SignedDjangoJobStore) -> None:
+    def __init__(
+        self,
+        scheduler: Any,
+        store: SignedDjangoJobStore,
+        between_chunks: Callable[[], None] | None = None,
+    ) -> None:
         self.scheduler = scheduler
         self.store = store
+        # Called after each chunk of a full sync: a full sync of a million schedules lasts
+        # minutes, longer than the scheduler's lease (the service renews it there, and an
+        # exception it raises ends the sync).
+        self.between_chunks = between_chunks
         self.high_water: datetime | None = None
         self.deletions_high_water: datetime | None = None
         # pk -> updated_at already applied, so rows re-read inside the margin are no-ops.
@@ -173,6 +182,8 @@ class JobSync:
                     jobs, remove, next_runs, part = self._plan(schedules, headers, now)
                     self._apply(jobs, remove, next_runs, part)
                 result.merge(part)
+                if self.between_chunks is not None:
+                    self.between_chunks()
                 kept += len(headers) - len(remove) + len([j for j in jobs if j.id not in headers])
                 after = schedules[-1].pk
                 for schedule in schedules:
@@ -222,6 +233,8 @@ class JobSync:
             if orphans:
                 with self._jobstore_lock():
                     removed += self.store.delete_jobs(orphans)
+            if self.between_chunks is not None:
+                self.between_chunks()
             if len(job_ids) < FULL_SYNC_CHUNK:
                 return removed
 
