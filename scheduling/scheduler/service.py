@@ -53,6 +53,10 @@ logger = logging.getLogger("scheduling.service")
 ALERT_CHECK_INTERVAL = 30.0
 
 
+# The largest share of the scheduler's time that periodic full syncs may take.
+FULL_SYNC_SHARE = 0.1
+
+
 class SchedulerService:
     """Run the scheduler: lease, sync loop, dispatch, graceful stop, recovery."""
 
@@ -158,8 +162,8 @@ class SchedulerService:
                         next_alerts = now + ALERT_CHECK_INTERVAL
                     self._tend_executors(now)
                     if now >= next_full:
-                        self._full_sync()
-                        next_full = now + self.full_sync_interval
+                        took = self._full_sync()
+                        next_full = self._next_full_sync(time.monotonic(), took)
                         next_sync = now + self.sync_interval
                     elif now >= next_sync:
                         self._incremental_sync()
@@ -339,13 +343,22 @@ class SchedulerService:
 
     # -- sync -------------------------------------------------------------------------------
 
-    def _full_sync(self) -> None:
+    def _full_sync(self) -> float:
+        """Reconcile every schedule with the job store; return the seconds it took."""
         if self.sync is None:
-            return
+            return 0.0
         started = time.monotonic()
         self.sync.full()
         self._pick_up_queued()
         self._record_sync(started, count_jobs=True)
+        return time.monotonic() - started
+
+    def _next_full_sync(self, now: float, took: float) -> float:
+        """When the next periodic full sync starts: after ``full_sync_interval`` seconds, and
+        never sooner than ``FULL_SYNC_SHARE`` of the time goes to full syncs (at a million
+        schedules one lasts a minute or more; the incremental passes carry every change
+        meanwhile, the full sync only catches what they could not see)."""
+        return now + max(self.full_sync_interval, took / FULL_SYNC_SHARE - took)
 
     def _incremental_sync(self, *, record: bool = True) -> None:
         if self.sync is None:

@@ -14,7 +14,7 @@ from scheduling import signals
 from scheduling.models import SchedulerLease
 from scheduling.scheduler import sync as sync_module
 from scheduling.scheduler.lease import Lease, LeaseLost
-from scheduling.scheduler.service import SchedulerService
+from scheduling.scheduler.service import FULL_SYNC_SHARE, SchedulerService
 from scheduling.scheduler.sync import JobSync
 from tests.factories import make_scan, make_tenant
 
@@ -108,3 +108,13 @@ def test_renewing_a_lease_another_scheduler_holds_raises(scans):
     SchedulerLease.objects.filter(name=service.lease.name).update(holder="another:1:x")
     with pytest.raises(LeaseLost):
         service._renew_if_due()
+
+
+@pytest.mark.parametrize("took", [0.0, 2.0, 30.0, 75.0, 600.0])
+def test_periodic_full_syncs_take_at_most_their_share_of_the_time(took):
+    service = SchedulerService(install_signal_handlers=False, full_sync_interval=300)
+    gap = service._next_full_sync(1000.0, took) - 1000.0
+    assert gap >= 300  # never sooner than the setting says
+    assert took / (took + gap) <= FULL_SYNC_SHARE + 1e-9
+    if took <= 30:
+        assert gap == 300  # a sync that fits its share keeps the interval
