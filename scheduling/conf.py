@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -30,12 +30,31 @@ class TenantResolver(Protocol):
 
 
 class Settings:
-    """Typed, lazy access to the ``SCHEDULING_*`` settings with their defaults."""
+    """Typed, lazy access to the ``SCHEDULING_*`` settings with their defaults.
+
+    Each value is read from Django's settings once and kept while Django's settings object is
+    the same: ``override_settings`` (and pytest-django's ``settings`` fixture) put another in
+    place, and the values are read anew. The scheduler reads a few settings for every
+    execution, and a setting left to its default was looked up through Django's lazy settings
+    object and an ``AttributeError`` each time.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._read_from: object = None
 
     def _get(self, name: str, default: _T) -> _T:
         # The property's annotation is the setting's type; the system checks (checks.py)
         # report a value of another type.
-        return getattr(settings, f"SCHEDULING_{name}", default)
+        holder = settings._wrapped  # type: ignore[misc]  # LazySettings, typed as Settings
+        if holder is not self._read_from:
+            self._values = {}
+            self._read_from = holder
+        try:
+            return cast("_T", self._values[name])
+        except KeyError:
+            value = self._values[name] = getattr(settings, f"SCHEDULING_{name}", default)
+            return value
 
     @property
     def TENANT_MODEL(self) -> str:
