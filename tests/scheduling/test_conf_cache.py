@@ -22,10 +22,10 @@ def test_a_setting_is_read_once_then_kept(settings):
 def test_changed_settings_are_read_anew():
     before = conf.DEFAULT_TIMEOUT
     with override_settings(SCHEDULING_DEFAULT_TIMEOUT=before + 7, SCHEDULING_EXECUTOR="process"):
-        assert conf.DEFAULT_TIMEOUT == before + 7
-        assert conf.EXECUTOR == "process"
-    assert conf.DEFAULT_TIMEOUT == before
-    assert conf.EXECUTOR == "thread"
+        inside = conf.DEFAULT_TIMEOUT, conf.EXECUTOR
+    after = conf.DEFAULT_TIMEOUT, conf.EXECUTOR
+    assert inside == (before + 7, "process")
+    assert after == (before, "thread")
 
 
 def test_a_deleted_setting_falls_back_to_its_default(settings):
