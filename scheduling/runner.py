@@ -433,19 +433,13 @@ def lock_statuses(ids: list[int]) -> dict[int, str]:
     return dict(rows.values_list("pk", "status"))
 
 
-def db_datetime(value: Any) -> Any:
-    """A datetime column's value as read by plain SQL, converted as the ORM would (SQLite
-    returns text)."""
-    convert = getattr(connection.ops, "convert_datetimefield_value", None)
-    return value if convert is None else convert(value, None, connection)
-
-
 def _unchanged(value: Any) -> Any:
     return value
 
 
 def datetime_reader(db: Any = connection) -> Callable[[Any], Any]:
-    """Return what ``db_datetime`` does, as a function for many values of connection ``db``.
+    """Return a function that converts a datetime column's value as read by plain SQL (SQLite
+    returns text) as the ORM would, for connection ``db``.
 
     On SQLite with ``USE_TZ`` it is the backend's converter without its per-value setting
     lookups: a full sync reads six datetimes of each schedule, and the converter cost more

@@ -26,7 +26,7 @@ from ..models import (
     Schedule,
     Status,
 )
-from ..runner import db_datetime, finish_many, insert_rows
+from ..runner import datetime_reader, datetime_writer, finish_many, insert_rows
 from .jobs import MAX_RUN_TIMES
 
 
@@ -220,16 +220,18 @@ def _taken_occurrences(schedules: Any, times: set[datetime]) -> set[tuple[int, d
         "scheduled_for",
         f"{_column(Execution, 'attempt')} = 1 "
         f"AND {scheduled_for} IN ({', '.join(['%s'] * len(times))})",
-        [connection.ops.adapt_datetimefield_value(t) for t in times],
+        list(map(datetime_writer(), times)),
         schedules,
     )
-    return {(pk, db_datetime(at)) for pk, at in rows}
+    read = datetime_reader()
+    return {(pk, read(at)) for pk, at in rows}
 
 
 def _updated_at(pks: set[int]) -> dict[int, datetime]:
     """``{pk: updated_at}`` of the schedules ``pks``."""
     rows = _select_by_ids(Schedule, "id", "updated_at", "", [], pks)
-    return {pk: db_datetime(at) for pk, at in rows}
+    read = datetime_reader()
+    return {pk: read(at) for pk, at in rows}
 
 
 def _select_by_ids(

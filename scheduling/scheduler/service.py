@@ -148,7 +148,6 @@ class SchedulerService:
                 try:
                     if not self.leader:
                         if self.lease.acquire():
-                            self._next_renew = now + self.renew_interval
                             self._become_leader()
                             next_sync = now + self.sync_interval
                             next_full = now + self.full_sync_interval

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from ..exceptions import InvalidTrigger
 from ..models import Schedule, ScheduleDeletion
-from ..runner import db_datetime
+from ..runner import datetime_reader
 from .jobs import JOB_PREFIX, ScheduleRow, make_job, schedule_pk
 from .jobstore import HEADER_SLICE, SignedDjangoJobStore, store_next_run_times
 
@@ -322,4 +322,5 @@ def _select_stamps(
     sql = f"SELECT {key_column}, {stamp_column} FROM {table} WHERE {stamp_column} > %s"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, [connection.ops.adapt_datetimefield_value(after)])
-        return [(pk, db_datetime(at)) for pk, at in cursor.fetchall()]
+        read = datetime_reader()
+        return [(pk, read(at)) for pk, at in cursor.fetchall()]
