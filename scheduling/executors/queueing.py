@@ -314,11 +314,12 @@ class QueueingExecutor(BaseExecutor):
         if not ids:
             return
         try:
+            # Whatever their status: a worker may have started (or even finished) one before
+            # this mark; unmarked, a started run would not be known as handed over (Celery
+            # would not revoke it when cancelled). Rows another leader adopted keep theirs.
             for start in range(0, len(ids), CHUNK):
                 Execution.objects.filter(
-                    pk__in=ids[start : start + CHUNK],
-                    status=Status.QUEUED,
-                    claimed_by=self.claimed_by,
+                    pk__in=ids[start : start + CHUNK], claimed_by=self.claimed_by
                 ).update(claimed_by=self.published_mark)
         except DatabaseError as exc:
             # Unmarked, a successor would hand them over again: harmless, a copy runs nothing.

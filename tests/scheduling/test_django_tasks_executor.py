@@ -298,6 +298,40 @@ def test_the_leader_enqueues_one_task_after_the_claim_commits(
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("outcome", ["running", "succeeded"])
+def test_a_worker_faster_than_the_mark_still_leaves_the_row_marked_handed_over(
+    tmp_path, recorded, monkeypatch, outcome
+):
+    # A worker may start (or finish) the execution between the enqueue and the leader's mark.
+    # The mark must land all the same: it is how a handed-over run is told from the leader's
+    # own (Celery revokes cancelled runs by it; a successor adopts by it).
+    executor = DjangoTasksExecutor(context())
+    publish = executor.publish_many
+
+    def publish_then_a_worker_takes_it(items):
+        done = publish(items)
+        for item in items[:done]:
+            execution = Execution.objects.get(pk=item.execution_id)
+            assert execution.mark_started(worker="worker:2")
+            if outcome == "succeeded":
+                assert execution.mark_succeeded({"ok": True})
+        return done
+
+    monkeypatch.setattr(executor, "publish_many", publish_then_a_worker_takes_it)
+    executor.start()
+    try:
+        with transaction.atomic():
+            execution = queued_execution(tmp_path)
+            executor.submit(execution, priority=0, timeout=30.0)
+        assert wait_for(lambda: recorded, 10)
+        assert wait_for(lambda: executor.pending_ids() == [], 10)
+    finally:
+        executor.shutdown(grace=5)
+    row = Execution.objects.get(pk=execution.pk)
+    assert (row.status, row.claimed_by) == (outcome, f"{ENQUEUED_PREFIX}leader:1:x")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_claim_enqueues_nothing(tmp_path, recorded):
     executor = DjangoTasksExecutor(context())
     executor.start()
