@@ -11,11 +11,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.apps import apps
 from django.db import connections, router, transaction
-from django.db.models import QuerySet, signals
+from django.db.models import (
+    DO_NOTHING,
+    SET_NULL,
+    Exists,
+    Field,
+    ForeignObjectRel,
+    Model,
+    OuterRef,
+    QuerySet,
+    deletion,
+    signals,
+)
 
 from ..conf import conf
 from ..context import ExecutionContext
@@ -80,7 +91,7 @@ def purge(
     limit = _max_batch(queryset)
     size = max(1, min(batch_size, limit) if limit else batch_size)
     using = router.db_for_write(model)
-    listened = signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model)
+    links = links_to_clear(model, using)
     total = 0
     last_pk: Any = None
     while True:
@@ -90,19 +101,14 @@ def purge(
         if not pks:
             break
         started = time.monotonic()
-        doomed = queryset.filter(pk__in=pks)
-        if not listened:
-            # Django loads each row it deletes (for signals and cascades); with nobody
-            # listening, the keys do: a thousand executions' results and tracebacks decoded
-            # in Python held the GIL the scheduler's own threads need, and took longer than
-            # the DELETE itself.
-            doomed = doomed.select_related(None).only("pk")
         with transaction.atomic(using=using):
             # Deleting through the filtered queryset re-applies the conditions, so a row that
             # changed since it was selected (an execution retried) is left alone.
-            _count, per_model = doomed.delete()
+            if links is None:
+                deleted = _delete_collected(queryset.filter(pk__in=pks), model)
+            else:
+                deleted = _delete_range(batch.filter(pk__lte=pks[-1]), links, last_pk, pks[-1])
         held = time.monotonic() - started
-        deleted = per_model.get(model._meta.label, 0)
         total += deleted
         # Keys only ever grow past the last batch: a row that could not be deleted is not
         # selected again, so the loop always ends.
@@ -113,6 +119,68 @@ def purge(
             break
         _let_writers_in(using, held)
     return total
+
+
+def links_to_clear(model: type[Model], using: str) -> list[Field] | None:
+    """The foreign keys to ``model`` that a purge sets to NULL itself; None: Django must collect.
+
+    Django's ``delete()`` loads the rows it deletes, their related rows, and sends every row's
+    key back in lists (``IN (...)``), a hundred at a time: for a batch of a thousand rows most
+    of the purge's time was Python building and parsing those lists, holding the GIL the
+    scheduler's threads need (``bench/history.py``). Without signal receivers, parent models
+    or generic relations, and with only ``DO_NOTHING`` or ``SET_NULL`` (on the key) pointing
+    to the model, one ``DELETE`` of the batch's key range does the same, followed by one
+    ``UPDATE`` per ``SET_NULL`` link. That order needs foreign keys checked at commit, as
+    Django creates them on PostgreSQL and SQLite.
+    """
+    if not connections[using].features.can_defer_constraint_checks:
+        return None
+    opts = model._meta
+    if signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model):
+        return None
+    if (opts.concrete_model or model)._meta.parents:
+        return None
+    if any(hasattr(field, "bulk_related_objects") for field in opts.private_fields):
+        return None
+    # Django 6.1's database-level actions (DB_CASCADE, DB_SET_NULL...) need nothing from us.
+    left_to_the_database = getattr(deletion, "SKIP_COLLECTION", frozenset({DO_NOTHING}))
+    links: list[Field] = []
+    for relation in deletion.get_candidate_relations_to_delete(opts):
+        field = cast("ForeignObjectRel", relation).field
+        on_delete = field.remote_field.on_delete
+        if on_delete in left_to_the_database:
+            continue
+        if on_delete is SET_NULL and field.target_field == opts.pk:
+            links.append(field)
+            continue
+        return None  # CASCADE, PROTECT, RESTRICT, SET_DEFAULT, SET(...): Django's collector
+    return links
+
+
+def _delete_collected(doomed: QuerySet, model: type[Model]) -> int:
+    """Delete ``doomed`` through Django's collector (signals, cascades); return how many."""
+    if not (signals.pre_delete.has_listeners(model) or signals.post_delete.has_listeners(model)):
+        # With nobody listening, the keys do: a thousand rows' results and tracebacks decoded
+        # in Python would only be thrown away.
+        doomed = doomed.select_related(None).only("pk")
+    _count, per_model = doomed.delete()
+    return per_model.get(model._meta.label, 0)
+
+
+def _delete_range(doomed: QuerySet, links: list[Field], after: Any, upto: Any) -> int:
+    """Delete ``doomed`` (one batch's key range) in one statement, then set the ``links`` to
+    the rows it deleted to NULL; return how many rows it deleted."""
+    deleted = doomed._raw_delete(doomed.db)
+    model = doomed.model
+    for field in links:
+        within = {f"{field.attname}__lte": upto}
+        if after is not None:
+            within[f"{field.attname}__gt"] = after
+        gone = ~Exists(model._base_manager.using(doomed.db).filter(pk=OuterRef(field.attname)))
+        field.model._base_manager.using(doomed.db).filter(gone, **within).update(
+            **{field.name: None}
+        )
+    return deleted
 
 
 def _let_writers_in(using: str, held: float) -> None:

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from scheduling.context import ExecutionContext
-from scheduling.kinds.cleanup import purge, run_cleanup_config, target_queryset
-from scheduling.models import CleanupConfig, Execution, ReportArtifact, Status
+from scheduling.kinds.cleanup import links_to_clear, purge, run_cleanup_config, target_queryset
+from scheduling.models import CleanupConfig, Execution, ReportArtifact, Schedule, Status
 from scheduling.registry import cleanup_target, cleanup_targets
 from tests.factories import (
     make_artifact,
@@ -361,8 +361,20 @@ def test_purge_hands_full_rows_to_delete_signal_receivers(tenant, executions):
 
 def test_purged_executions_leave_their_report_artifacts_without_an_execution(tenant):
     report = make_report(tenant=tenant)
-    execution = old_execution(report, days=40)
-    artifact = make_artifact(execution=execution, tenant_id=tenant.pk, report_id=report.pk)
+    other = make_tenant()
+    other_report = make_report(tenant=other)
+    # Keys interleaved: the other tenant's old run and this tenant's recent one lie inside
+    # the key range of the purged batch, and keep their links.
+    doomed_first = old_execution(report, days=40)
+    foreign = old_execution(other_report, days=40)
+    recent = old_execution(report, days=5)
+    doomed_last = old_execution(report, days=41)
+    artifacts = {
+        execution.pk: make_artifact(
+            execution=execution, tenant_id=execution.tenant_id, report_id=execution.schedule_id
+        )
+        for execution in (doomed_first, foreign, recent, doomed_last)
+    }
 
     deleted = purge(
         cleanup_targets.get("executions"),
@@ -371,6 +383,65 @@ def test_purged_executions_leave_their_report_artifacts_without_an_execution(ten
         batch_size=10,
     )
 
-    assert deleted == 1
-    artifact.refresh_from_db()
-    assert artifact.execution_id is None
+    assert deleted == 2
+    links = dict(
+        ReportArtifact.objects.filter(pk__in=[a.pk for a in artifacts.values()]).values_list(
+            "pk", "execution_id"
+        )
+    )
+    assert links == {
+        artifacts[doomed_first.pk].pk: None,
+        artifacts[foreign.pk].pk: foreign.pk,
+        artifacts[recent.pk].pk: recent.pk,
+        artifacts[doomed_last.pk].pk: None,
+    }
+
+
+def test_a_purge_deletes_executions_with_statements_that_do_not_grow_with_the_batch(tenant):
+    # Django's delete() sends each batch's keys back in IN lists, a hundred at a time, and
+    # loads the related artifacts to null them: at a thousand rows a batch, building and
+    # parsing those lists held the GIL the scheduler's threads need. The purge deletes a
+    # batch's key range in one statement, then nulls the links to what it deleted.
+    report = make_report(tenant=tenant)
+    writes: dict[int, list[str]] = {}
+    for size in (3, 30):
+        for days in range(40, 40 + 3 * size):
+            execution = old_execution(report, days=days)
+            make_artifact(execution=execution, tenant_id=tenant.pk, report_id=report.pk)
+        with CaptureQueriesContext(connection) as queries:
+            deleted = purge(
+                cleanup_targets.get("executions"),
+                tenant=tenant,
+                older_than=NOW - timedelta(days=30),
+                batch_size=size,
+            )
+        assert deleted == 3 * size
+        writes[size] = [
+            q["sql"] for q in queries.captured_queries if q["sql"].startswith(("DELETE", "UPDATE"))
+        ]
+    # Three batches each time, of one DELETE and one UPDATE.
+    assert [len(sqls) for sqls in writes.values()] == [6, 6]
+    longest = {size: max(len(sql) for sql in sqls) for size, sqls in writes.items()}
+    assert abs(longest[30] - longest[3]) < 20, writes
+    assert not Execution.objects.filter(schedule=report).exists()
+    assert not ReportArtifact.objects.filter(execution__isnull=False).exists()
+
+
+def test_only_targets_without_receivers_cascades_or_parents_skip_djangos_collector():
+    using = "default"
+    # Executions: artifacts are SET_NULL, nothing cascades, nobody listens.
+    assert [f"{f.model._meta.label}.{f.name}" for f in links_to_clear(Execution, using)] == [
+        "scheduling.ReportArtifact.execution"
+    ]
+    assert links_to_clear(ReportArtifact, using) == []
+    # A schedule's executions and kind rows cascade from it: Django collects those.
+    assert links_to_clear(Schedule, using) is None
+
+    def receiver(sender, instance, **kwargs):
+        pass
+
+    post_delete.connect(receiver, sender=ReportArtifact, dispatch_uid="test_links_receiver")
+    try:
+        assert links_to_clear(ReportArtifact, using) is None
+    finally:
+        post_delete.disconnect(dispatch_uid="test_links_receiver", sender=ReportArtifact)
