@@ -1055,8 +1055,11 @@ class Execution(models.Model):
             models.Index(fields=["schedule", "-scheduled_for"], name="execution_schedule_time_idx"),
             models.Index(fields=["status", "claimed_by"], name="execution_status_idx"),
             models.Index(fields=["finished_at"], name="execution_finished_idx"),
-            # A tenant's history retention: its old rows, without walking everyone's history.
-            models.Index(fields=["tenant", "finished_at"], name="execution_tenant_finished_idx"),
+            # A tenant's history retention (its old finished rows, without walking everyone's
+            # history) and a tenant's rows of one status (the admin's capped count for staff).
+            models.Index(
+                fields=["tenant", "status", "finished_at"], name="execution_tenant_status_idx"
+            ),
             # The history's default order across tenants (admin for superusers, API, CLI).
             models.Index(fields=["-scheduled_for", "-attempt"], name="execution_time_idx"),
         ]
