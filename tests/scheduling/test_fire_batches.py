@@ -178,6 +178,25 @@ class TestScheduleCache:
         assert again[scan.pk] is not first[scan.pk]
         assert again[scan.pk].tenant.name == "Renamed"
 
+    def test_schedules_loaded_together_do_not_all_expire_together(self):
+        # One pass loads the schedules due at one second together; were they all to expire
+        # at once, one pass every max_age seconds would load them all again (a stall of the
+        # fire path at a thousand schedules a second).
+        scans = echo_scans(200)
+        pks = {s.pk for s in scans}
+        clock = [0.0]
+        cache = ScheduleCache(max_age=5.0, clock=lambda: clock[0])
+        held = cache.load(pks)
+        reloaded_per_pass = []
+        for step in range(1, 41):  # passes 0.25 s apart for 10 s
+            clock[0] = step * 0.25
+            now = cache.load(pks)
+            reloaded_per_pass.append(sum(now[pk] is not held[pk] for pk in pks))
+            held = now
+        # Every entry is reloaded within max_age of its load, and no pass reloads most of them.
+        assert sum(reloaded_per_pass[:20]) >= len(pks)
+        assert max(reloaded_per_pass) <= len(pks) // 4, reloaded_per_pass
+
     def test_the_pass_sees_a_pause_made_between_two_passes(self):
         (scan,) = echo_scans(1)
         cache = ScheduleCache()
