@@ -29,7 +29,7 @@ from django.db import (
     connections,
     transaction,
 )
-from django.db.models import Field, JSONField, QuerySet
+from django.db.models import DateTimeField, Field, JSONField, QuerySet
 from django.db.models.sql.constants import MULTI
 from django.utils import timezone
 
@@ -537,17 +537,23 @@ class Prepared:
     """Prepare values for the database by their model fields, each distinct value once.
 
     The rows of a batch share most of their values (a status, a time, an empty error): each
-    is prepared by ``Field.get_db_prep_save`` the first time and looked up afterwards.
+    is prepared by ``Field.get_db_prep_save`` the first time and looked up afterwards. Aware
+    datetimes of a plain ``DateTimeField`` (a start, an end: a new value in every row) go
+    through ``datetime_writer``, as the field would prepare them, without its checks of a
+    naive value and the backend's per-value setting lookups.
     """
 
     def __init__(self, db: Any) -> None:
         self.db = db
         # Keyed by the field's id: a field's own hash is computed in Python, on every call.
         self._done: dict[tuple[int, Any], Any] = {}
+        self._write_datetime = datetime_writer(db)
 
     def __call__(self, field: Field[Any, Any], value: Any) -> Any:
         if value is None and not isinstance(field, JSONField):
             return None  # what every other field of these models makes of it
+        if type(value) is datetime and value.tzinfo is not None and type(field) is DateTimeField:
+            return self._write_datetime(value)
         key = (id(field), value)
         try:
             return self._done[key]

@@ -1,6 +1,7 @@
 """Deleting a tenant's old rows of a registered cleanup target, in batches.
 
-Each batch selects at most ``batch_size`` primary keys and deletes those rows in its own short
+Each batch selects at most ``batch_size`` primary keys and deletes those rows (the rows of that
+key range that still match; ``links_to_clear``) in its own short
 transaction, then (on SQLite) leaves the write lock free for a moment, so a purge of millions of
 rows never holds a long lock nor starves other writers (the scheduler's own writes wait for at
 most about one batch) and stops cleanly between batches when its execution's time runs out.
@@ -107,7 +108,9 @@ def purge(
             if links is None:
                 deleted = _delete_collected(queryset.filter(pk__in=pks), model)
             else:
-                deleted = _delete_range(batch.filter(pk__lte=pks[-1]), links, last_pk, pks[-1])
+                deleted = _delete_range(
+                    batch.filter(pk__lte=pks[-1]), links, last_pk, pks[-1], using
+                )
         held = time.monotonic() - started
         total += deleted
         # Keys only ever grow past the last batch: a row that could not be deleted is not
@@ -167,19 +170,17 @@ def _delete_collected(doomed: QuerySet, model: type[Model]) -> int:
     return per_model.get(model._meta.label, 0)
 
 
-def _delete_range(doomed: QuerySet, links: list[Field], after: Any, upto: Any) -> int:
-    """Delete ``doomed`` (one batch's key range) in one statement, then set the ``links`` to
-    the rows it deleted to NULL; return how many rows it deleted."""
-    deleted = doomed._raw_delete(doomed.db)
+def _delete_range(doomed: QuerySet, links: list[Field], after: Any, upto: Any, using: str) -> int:
+    """Delete ``doomed`` (one batch's key range) in one statement on database ``using``, then
+    set the ``links`` to the rows it deleted to NULL; return how many rows it deleted."""
+    deleted = doomed._raw_delete(using)
     model = doomed.model
     for field in links:
         within = {f"{field.attname}__lte": upto}
         if after is not None:
             within[f"{field.attname}__gt"] = after
-        gone = ~Exists(model._base_manager.using(doomed.db).filter(pk=OuterRef(field.attname)))
-        field.model._base_manager.using(doomed.db).filter(gone, **within).update(
-            **{field.name: None}
-        )
+        gone = ~Exists(model._base_manager.using(using).filter(pk=OuterRef(field.attname)))
+        field.model._base_manager.using(using).filter(gone, **within).update(**{field.name: None})
     return deleted
 
 

@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.db.models import Exists, OuterRef
 
-from scheduling.models import Schedule
-from scheduling.runner import datetime_reader, datetime_writer, values_rows
+from scheduling.models import Execution, Schedule
+from scheduling.runner import Prepared, datetime_reader, datetime_writer, values_rows
 from scheduling.scheduler.jobs import ScheduleRow
 from tests.factories import make_scan, make_tenant
 
@@ -32,6 +32,16 @@ def test_datetimes_are_written_as_the_backend_writes_them(value):
 def test_a_naive_datetime_is_left_to_the_backend():
     naive = datetime(2026, 6, 1, 12, 0)
     assert datetime_writer()(naive) == connection.ops.adapt_datetimefield_value(naive)
+
+
+@pytest.mark.parametrize("value", [*MOMENTS, None])
+@pytest.mark.parametrize("name", ["started_at", "finished_at", "scheduled_for"])
+def test_the_recorders_prepared_datetimes_are_the_fields_own(name, value):
+    field = Execution._meta.get_field(name)
+    prepare = Prepared(connection)
+    expected = field.get_db_prep_save(value, connection)
+    assert prepare(field, value) == expected
+    assert prepare(field, value) == expected  # and again, when it may come from its cache
 
 
 @pytest.mark.django_db
