@@ -153,7 +153,9 @@ def links_to_clear(model: type[Model], using: str) -> list[Field] | None:
         on_delete = field.remote_field.on_delete
         if on_delete in left_to_the_database:
             continue
-        if on_delete is SET_NULL and field.target_field == opts.pk:
+        # (A composite foreign object has no single target field: Django's collector.)
+        single = len(field.foreign_related_fields) == 1
+        if on_delete is SET_NULL and single and field.target_field == opts.pk:
             links.append(field)
             continue
         return None  # CASCADE, PROTECT, RESTRICT, SET_DEFAULT, SET(...): Django's collector
