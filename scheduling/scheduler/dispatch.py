@@ -172,19 +172,9 @@ class ScheduleCache:
     schedules due in the last ``max_age`` seconds.
     """
 
-    def __init__(
-        self,
-        max_age: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
-        lifetime: Callable[[float], float] | None = None,
-    ):
+    def __init__(self, max_age: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self.max_age = max_age
         self.clock = clock
-        # Each entry lives between half and all of ``max_age``, drawn when it is loaded: the
-        # thousand schedules of one pass, loaded together, expired together too, and every
-        # ``max_age`` seconds one pass reloaded all of them (300 ms at 1,000 fires a second,
-        # and the next pass started that late). Spread, each pass reloads a share.
-        self.lifetime = lifetime or (lambda age: random.uniform(age / 2, age))  # noqa: S311
         # pk: (updated_at, expires at, schedule)
         self._entries: dict[int, tuple[datetime, float, Schedule]] = {}
 
@@ -204,7 +194,11 @@ class ScheduleCache:
             for schedule in Schedule.objects.select_related("tenant", *kinds.relations()).filter(
                 pk__in=reload
             ):
-                expires = now + self.lifetime(self.max_age)
+                # Each lives a random half to all of max_age: the thousand schedules of one
+                # pass, loaded together, expired together too, and every max_age seconds one
+                # pass reloaded all of them (300 ms at 1,000 fires a second, and the next pass
+                # started that late). Spread, each pass reloads a share.
+                expires = now + random.uniform(self.max_age / 2, self.max_age)  # noqa: S311
                 self._entries[schedule.pk] = (schedule.updated_at, expires, schedule)
         return {pk: entry[2] for pk in pks if (entry := self._entries.get(pk)) is not None}
 
