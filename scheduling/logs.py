@@ -113,7 +113,30 @@ class ExecutionLogger(_Adapter):
 
     The fields are added to the ``extra`` a call passes (the call's own keys win), so a
     handler's ``context.logger.info("fetched %d rows", n, extra={"rows": n})`` keeps both.
+    Given an ``execution`` instead of ``extra``, the fields are read from it when first
+    needed: most handlers never log, and every run gets a logger.
     """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        extra: MutableMapping[str, Any] | None = None,
+        *,
+        execution: Execution | None = None,
+    ) -> None:
+        self._execution = execution
+        self._extra: MutableMapping[str, Any] | None = None
+        super().__init__(logger, extra)
+
+    @property  # type: ignore[override]
+    def extra(self) -> MutableMapping[str, Any] | None:
+        if self._extra is None and self._execution is not None:
+            self._extra = execution_fields(self._execution, status=Status.RUNNING)
+        return self._extra
+
+    @extra.setter
+    def extra(self, value: MutableMapping[str, Any] | None) -> None:
+        self._extra = value
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
@@ -124,12 +147,17 @@ class ExecutionLogger(_Adapter):
 
 def execution_logger(execution: Execution, name: str = TASK_LOGGER) -> ExecutionLogger:
     """Return logger ``name`` writing with ``execution``'s fields, as it is running."""
-    fields = execution_fields(execution, status=Status.RUNNING)
-    return ExecutionLogger(logging.getLogger(name), fields)
+    return ExecutionLogger(logging.getLogger(name), execution=execution)
 
 
-def log_outcome(logger: logging.Logger, execution: Execution) -> None:
-    """Log the line that records ``execution``'s outcome, at the outcome's level."""
+def log_outcome(
+    logger: logging.Logger, execution: Execution, *, language: str | None = None
+) -> None:
+    """Log the line that records ``execution``'s outcome, at the outcome's level.
+
+    ``language``: the active language, where the caller knows it (a batch of lines asks
+    once: each lookup goes through a context-local variable).
+    """
     level = OUTCOME_LEVELS.get(execution.status, logging.INFO)
     if not logger.isEnabledFor(level):
         return
@@ -142,7 +170,7 @@ def log_outcome(logger: logging.Logger, execution: Execution) -> None:
         execution.pk,
         name,
         execution.attempt,
-        _status_word(execution.status),
+        _status_word(execution.status, language),
         took,
         error,
         extra=execution_fields(execution),
@@ -152,9 +180,9 @@ def log_outcome(logger: logging.Logger, execution: Execution) -> None:
 _STATUS_WORDS: dict[tuple[str | None, str], str] = {}
 
 
-def _status_word(status: str) -> str:
+def _status_word(status: str, language: str | None = None) -> str:
     """The status's label in lower case, in the active language (translated once each)."""
-    key = (translation.get_language(), status)
+    key = (language or translation.get_language(), status)
     word = _STATUS_WORDS.get(key)
     if word is None:
         word = _STATUS_WORDS[key] = str(Status(status).label).lower()

@@ -50,6 +50,7 @@ from .models import (
     TriggerKind,
     TriggerType,
 )
+from .sql import select_by_ids
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -359,9 +360,16 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _jsonable(value: Any) -> Any:
+    """Return a copy of a handler's result as JSON stores it (dates as text, tuples as lists)."""
     if value is None:
         return None
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    try:
+        # JSON's own types: the module's shared encoder, its C path (building a
+        # DjangoJSONEncoder for every result cost four times as much).
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = json.dumps(value, cls=DjangoJSONEncoder)
+    return json.loads(text)
 
 
 def time_out(execution_id: int, *, detail: str = "") -> Execution | None:
@@ -538,23 +546,30 @@ class Prepared:
 
     The rows of a batch share most of their values (a status, a time, an empty error): each
     is prepared by ``Field.get_db_prep_save`` the first time and looked up afterwards. Aware
-    datetimes of a plain ``DateTimeField`` (a start, an end: a new value in every row) go
-    through ``datetime_writer``, as the field would prepare them, without its checks of a
-    naive value and the backend's per-value setting lookups.
+    datetimes of a plain ``DateTimeField`` go through ``datetime_writer``, as the field would
+    prepare them, without its checks of a naive value and the backend's per-value setting
+    lookups; each instant once too (equal instants in other zones are written alike).
     """
 
     def __init__(self, db: Any) -> None:
         self.db = db
         # Keyed by the field's id: a field's own hash is computed in Python, on every call.
-        self._done: dict[tuple[int, Any], Any] = {}
+        self._done: dict[tuple[int, Any, int], Any] = {}
         self._write_datetime = datetime_writer(db)
+        self._datetimes: dict[tuple[datetime, int], Any] = {}
 
     def __call__(self, field: Field[Any, Any], value: Any) -> Any:
         if value is None and not isinstance(field, JSONField):
             return None  # what every other field of these models makes of it
         if type(value) is datetime and value.tzinfo is not None and type(field) is DateTimeField:
-            return self._write_datetime(value)
-        key = (id(field), value)
+            # A pass's claims share their due time and their claim time. Keyed with the fold:
+            # the two wall times of a fold in one zone compare equal.
+            instant = (value, value.fold)
+            written = self._datetimes.get(instant)
+            if written is None:
+                written = self._datetimes[instant] = self._write_datetime(value)
+            return written
+        key = (id(field), value, value.fold if type(value) is datetime else 0)
         try:
             return self._done[key]
         except KeyError:
@@ -765,13 +780,13 @@ def _update_schedules(updates: list[ScheduleUpdate]) -> None:
                 cursor.executemany(sql, params)
 
 
-def announce(execution: Execution) -> None:
+def announce(execution: Execution, *, language: str | None = None) -> None:
     """Log the execution's line and send ``execution_finished`` (after its outcome commits).
 
     The line's level follows the outcome, and it carries the execution's fields as
-    attributes (``scheduling.logs``).
+    attributes (``scheduling.logs``). ``language``: the active one, where the caller knows it.
     """
-    logs.log_outcome(logger, execution)
+    logs.log_outcome(logger, execution, language=language)
     signals.execution_finished.send(
         sender=Execution, execution=execution, schedule=execution.schedule, status=execution.status
     )
@@ -782,11 +797,8 @@ def with_dependents(executions: list[Execution]) -> list[Execution]:
     ids = {e.schedule_id for e in executions if e.schedule_id is not None}
     if not ids:
         return []
-    upstreams = set(
-        Schedule.depends_on.through.objects.filter(to_schedule_id__in=ids).values_list(
-            "to_schedule_id", flat=True
-        )
-    )
+    links = Schedule.depends_on.through
+    upstreams = {pk for pk, _same in select_by_ids(links, "to_schedule", "to_schedule", ids)}
     return [e for e in executions if e.schedule_id in upstreams]
 
 

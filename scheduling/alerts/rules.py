@@ -44,6 +44,7 @@ from ..models import (
     Status,
     TriggerType,
 )
+from ..sql import column, select_by_ids
 from ..triggers import next_runs
 from .delivery import Alert, deliver
 
@@ -93,13 +94,11 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
     failed_tenants = {
         e.tenant_id for e in executions if e.status in FAILURE_STATUSES and e.tenant_id is not None
     }
-    firing = set(
-        AlertState.objects.filter(schedule_id__in=succeeded, firing=True).values_list(
-            "schedule_id", flat=True
-        )
-        if succeeded
-        else ()
-    )
+    where = f"{column(AlertState, 'firing')} = %s"
+    firing = {
+        pk
+        for pk, _same in select_by_ids(AlertState, "schedule", "schedule", succeeded, where, [True])
+    }
     watched = set(
         AlertRule.objects.filter(
             tenant_id__in=failed_tenants, enabled=True, consecutive_failures__isnull=False

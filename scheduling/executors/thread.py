@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from django.db import close_old_connections, connection
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections
 
 from .. import runner
 from ..conf import conf
@@ -255,12 +255,13 @@ class WorkerPool:
                 if item is None:
                     return
             try:
+                db = connections[DEFAULT_DB_ALIAS]  # one thread-local lookup, not five
                 if (
                     idle
-                    or connection.vendor != "sqlite"
-                    or connection.errors_occurred
-                    or connection.in_atomic_block
-                    or not connection.autocommit
+                    or db.vendor != "sqlite"
+                    or db.errors_occurred
+                    or db.in_atomic_block
+                    or not db.autocommit
                 ):
                     close_old_connections()
                 idle = False

@@ -13,9 +13,9 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .. import kinds
@@ -28,6 +28,7 @@ from ..models import (
     Status,
 )
 from ..runner import datetime_reader, datetime_writer, finish_many, insert_rows
+from ..sql import column, select_by_ids
 from .jobs import MAX_RUN_TIMES
 
 
@@ -208,25 +209,22 @@ class ScheduleCache:
 
 def _active_executions(schedules: Any) -> list[tuple[int, int]]:
     """``(schedule_id, id)`` of the queued and running executions of ``schedules``."""
-    status = _column(Execution, "status")
-    return _select_by_ids(
-        Execution, "schedule", "id", f"{status} IN (%s, %s)", list(ACTIVE_STATUSES), schedules
-    )
+    where = f"{column(Execution, 'status')} IN (%s, %s)"
+    return select_by_ids(Execution, "schedule", "id", schedules, where, list(ACTIVE_STATUSES))
 
 
 def _taken_occurrences(schedules: Any, times: set[datetime]) -> set[tuple[int, datetime]]:
     """``(schedule_id, scheduled_for)`` of the first attempts of ``schedules`` at ``times``."""
     if not times:
         return set()
-    scheduled_for = _column(Execution, "scheduled_for")
-    rows = _select_by_ids(
+    rows = select_by_ids(
         Execution,
         "schedule",
         "scheduled_for",
-        f"{_column(Execution, 'attempt')} = 1 "
-        f"AND {scheduled_for} IN ({', '.join(['%s'] * len(times))})",
-        list(map(datetime_writer(), times)),
         schedules,
+        f"{column(Execution, 'attempt')} = 1 "
+        f"AND {column(Execution, 'scheduled_for')} IN ({', '.join(['%s'] * len(times))})",
+        list(map(datetime_writer(), times)),
     )
     read = datetime_reader()
     return {(pk, read(at)) for pk, at in rows}
@@ -234,38 +232,9 @@ def _taken_occurrences(schedules: Any, times: set[datetime]) -> set[tuple[int, d
 
 def _updated_at(pks: set[int]) -> dict[int, datetime]:
     """``{pk: updated_at}`` of the schedules ``pks``."""
-    rows = _select_by_ids(Schedule, "id", "updated_at", "", [], pks)
+    rows = select_by_ids(Schedule, "id", "updated_at", pks)
     read = datetime_reader()
     return {pk: read(at) for pk, at in rows}
-
-
-def _select_by_ids(
-    model: Any, key: str, column: str, where: str, params: list[Any], ids: Any
-) -> list[Any]:
-    """``(key, column)`` of the rows of ``model`` whose ``key`` is in ``ids``, and ``where``.
-
-    Plain SQL, in slices of 900 ids: building the ORM's lookup of a thousand ids was most of
-    these queries' time in a scheduler pass.
-    """
-    key_column = _column(model, key)
-    head = (
-        f"SELECT {key_column}, {_column(model, column)} "  # noqa: S608 (quoted identifiers)
-        f"FROM {connection.ops.quote_name(model._meta.db_table)} "
-        f"WHERE {where + ' AND ' if where else ''}{key_column} IN "
-    )
-    ordered = sorted(ids)
-    rows: list[Any] = []
-    with connection.cursor() as cursor:
-        for start in range(0, len(ordered), 900):
-            part = ordered[start : start + 900]
-            cursor.execute(f"{head}({', '.join(['%s'] * len(part))})", [*params, *part])
-            rows.extend(cursor.fetchall())
-    return rows
-
-
-def _column(model: Any, name: str) -> str:
-    """The quoted column of ``model``'s field ``name``."""
-    return connection.ops.quote_name(cast("str", model._meta.get_field(name).column))
 
 
 def pk_of(row: Execution) -> int:

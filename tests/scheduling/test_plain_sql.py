@@ -44,6 +44,21 @@ def test_the_recorders_prepared_datetimes_are_the_fields_own(name, value):
     assert prepare(field, value) == expected  # and again, when it may come from its cache
 
 
+@pytest.mark.parametrize("order", [1, -1])
+def test_one_batch_prepares_each_instant_as_the_field_does(order):
+    # One Prepared for all: equal instants share a cached value, but the fold's two wall
+    # times (equal as datetimes of one zone) are an hour apart and must not.
+    field = Execution._meta.get_field("started_at")
+    prepare = Prepared(connection)
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=PARIS)
+    second = first.replace(fold=1)
+    assert first == second  # one zone: compared by wall time
+    moments = [*MOMENTS, MOMENTS[0].astimezone(PARIS), first, second][::order]
+    for value in moments * 2:
+        assert prepare(field, value) == field.get_db_prep_save(value, connection), value
+    assert prepare(field, first) != prepare(field, second)
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("value", [*MOMENTS, None])
 def test_datetimes_written_and_read_by_plain_sql_are_the_orms(value):

@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from scheduling import runner
-from scheduling.logs import FIELDS, OUTCOME_LEVELS
+from scheduling.logs import FIELDS, OUTCOME_LEVELS, ExecutionLogger
 from scheduling.models import Status
 from scheduling.registry import task_type, task_types
 from tests.factories import make_scan, make_task, make_tenant, run_once
@@ -149,3 +149,12 @@ def test_a_deleted_schedules_late_outcome_still_logs_its_fields(json_lines):
     assert outcome["schedule_id"] is None
     assert outcome["type_key"] == ""
     assert outcome["kind"] == "scan"
+
+
+def test_a_logger_built_with_its_fields_keeps_them():
+    # Built from an execution, the fields are read when first needed; given as a mapping,
+    # as LoggerAdapter takes them, they are used as they are.
+    adapter = ExecutionLogger(logging.getLogger("scheduling.task"), {"execution_id": 7})
+    assert adapter.extra == {"execution_id": 7}
+    _msg, kwargs = adapter.process("fetched", {"extra": {"rows": 1, "execution_id": 8}})
+    assert kwargs["extra"] == {"execution_id": 8, "rows": 1}  # the call's own keys win
