@@ -165,7 +165,7 @@ class Settings:
         The claim, the overlap check and the hand-over to the executor happen ahead; the
         executor starts the occurrence at its time. 0 claims at the due time.
         """
-        return self._get("CLAIM_AHEAD", 0.25)
+        return self._get("CLAIM_AHEAD", 0.5)
 
     @property
     def SHUTDOWN_GRACE(self) -> float:

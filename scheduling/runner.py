@@ -31,7 +31,7 @@ from django.db import (
 )
 from django.db.models import DateTimeField, Field, JSONField, QuerySet
 from django.db.models.sql.constants import MULTI
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from . import alerts, kinds, logs, pings, signals
 from .conf import conf
@@ -678,8 +678,9 @@ def finish_many(executions: list[Execution]) -> None:
 def _follow_up(executions: list[Execution], retried: set[int]) -> None:
     """What ``finish`` does after the outcome, for many: announce each, apply the alert
     rules that concern them, queue the dependents of those not retried."""
+    language = translation.get_language()  # once for the lines of the batch
     for execution in executions:
-        announce(execution)
+        announce(execution, language=language)
     for execution in alerts.needing_rules(executions):
         alerts.on_execution_finished(execution)
     for execution in with_dependents([e for e in executions if e.pk not in retried]):
