@@ -7,6 +7,8 @@ writer thread and database connection) and reads the rows back from the database
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -15,6 +17,7 @@ from django.db.backends.signals import connection_created
 
 from scheduling import runner
 from scheduling.models import AlertState, Execution, Status
+from scheduling.scheduler.recorder import MAX_DELAY
 from tests.factories import make_alert_rule, make_scan, make_tenant
 from tests.scheduling.loops import claimed
 
@@ -73,6 +76,28 @@ def test_the_start_is_written_before_the_outcome_is_known(recorder):
     row.refresh_from_db()
     assert (row.status, row.error, row.traceback) == (Status.FAILED, "RuntimeError: boom", "tb")
     assert row.duration_ms is not None and row.duration_ms >= 0
+
+
+def test_starts_come_first_the_batch_waits_while_work_waits_for_a_worker(recorder):
+    # By default the writer holds its batch while the executor has work waiting to start
+    # (up to MAX_DELAY), and writes it as soon as the queue is empty.
+    waiting = threading.Event()
+    waiting.set()
+    rec = recorder(busy=waiting.is_set)
+    (execution,) = claimed(echo_scans(1), NOW)
+    handed = time.monotonic()
+    runner.execute(execution.pk, worker="w1", execution=execution, writer=rec)
+    time.sleep(0.2)  # four times the writer's former 50 ms
+    status = Execution.objects.values_list("status", flat=True).get(pk=execution.pk)
+    if time.monotonic() - handed < MAX_DELAY:  # a stalled machine may pass the bound
+        assert status == Status.QUEUED
+    assert execution.pk in rec.finished_unwritten()  # the dispatcher knows it ended
+    waiting.clear()
+    deadline = time.monotonic() + 10
+    while status != Status.SUCCEEDED and time.monotonic() < deadline:
+        time.sleep(0.02)
+        status = Execution.objects.values_list("status", flat=True).get(pk=execution.pk)
+    assert status == Status.SUCCEEDED
 
 
 def test_a_late_outcome_loses_to_a_timeout_that_came_first(recorder, caplog):
