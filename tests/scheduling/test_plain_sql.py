@@ -55,8 +55,15 @@ def test_one_batch_prepares_each_instant_as_the_field_does(order):
     assert first == second  # one zone: compared by wall time
     moments = [*MOMENTS, MOMENTS[0].astimezone(PARIS), first, second][::order]
     for value in moments * 2:
-        assert prepare(field, value) == field.get_db_prep_save(value, connection), value
-    assert prepare(field, first) != prepare(field, second)
+        prepared, own = prepare(field, value), field.get_db_prep_save(value, connection)
+        # Text on SQLite; on PostgreSQL the datetime itself, equal in one zone across a
+        # fold: compared as instants too.
+        assert (prepared, _instant(prepared)) == (own, _instant(own)), value
+    assert _instant(prepare(field, first)) != _instant(prepare(field, second))
+
+
+def _instant(value):
+    return value.timestamp() if isinstance(value, datetime) else value
 
 
 @pytest.mark.django_db
