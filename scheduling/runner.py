@@ -50,7 +50,7 @@ from .models import (
     TriggerKind,
     TriggerType,
 )
-from .sql import select_by_ids
+from .sql import keys_in
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -798,8 +798,7 @@ def with_dependents(executions: list[Execution]) -> list[Execution]:
     ids = {e.schedule_id for e in executions if e.schedule_id is not None}
     if not ids:
         return []
-    links = Schedule.depends_on.through
-    upstreams = {pk for pk, _same in select_by_ids(links, "to_schedule", "to_schedule", ids)}
+    upstreams = keys_in(Schedule.depends_on.through, "to_schedule", ids)
     return [e for e in executions if e.schedule_id in upstreams]
 
 

@@ -1,4 +1,4 @@
-"""Plain SQL lookups by primary or foreign key, for the paths that run once per execution.
+"""Plain SQL lookups by primary or foreign key, for the scheduler's passes and batches.
 
 Building the ORM's ``__in`` lookup of a thousand ids cost more than running the query: the
 scheduler's pass and the recorder's batches read these columns by hand. Each id list is cut
@@ -41,3 +41,10 @@ def select_by_ids(
             cursor.execute(f"{head}({', '.join(['%s'] * len(part))})", [*params, *part])
             rows.extend(cursor.fetchall())
     return rows
+
+
+def keys_in(
+    model: Any, key: str, ids: Iterable[int], where: str = "", params: Any = ()
+) -> set[int]:
+    """Those of ``ids`` that some row of ``model`` (and ``where``) has as its ``key``."""
+    return {found for found, _same in select_by_ids(model, key, key, ids, where, params)}

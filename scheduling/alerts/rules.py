@@ -44,7 +44,7 @@ from ..models import (
     Status,
     TriggerType,
 )
-from ..sql import column, select_by_ids
+from ..sql import column, keys_in
 from ..triggers import next_runs
 from .delivery import Alert, deliver
 
@@ -94,11 +94,9 @@ def needing_rules(executions: list[Execution]) -> list[Execution]:
     failed_tenants = {
         e.tenant_id for e in executions if e.status in FAILURE_STATUSES and e.tenant_id is not None
     }
-    where = f"{column(AlertState, 'firing')} = %s"
-    firing = {
-        pk
-        for pk, _same in select_by_ids(AlertState, "schedule", "schedule", succeeded, where, [True])
-    }
+    firing = keys_in(
+        AlertState, "schedule", succeeded, f"{column(AlertState, 'firing')} = %s", [True]
+    )
     watched = set(
         AlertRule.objects.filter(
             tenant_id__in=failed_tenants, enabled=True, consecutive_failures__isnull=False
