@@ -24,8 +24,11 @@ TEMPLATE`` (``STRATEGY FILE_COPY`` where the server has it) on PostgreSQL, dropp
    sync before it starts the scheduler).
 
    - cold full sync: ``JobSync.full()`` into the empty job store; its seconds and the time of
-     its phases; the child's RSS right before it (after Django setup) and its peak
-     (``VmHWM``) right after it;
+     its phases: those of the sync's own thread (reading, planning, signing; their rest is
+     bookkeeping and waiting for the writer), then, on PostgreSQL, those of the writer
+     thread, which overlap them (the upsert and ``next_run_at``; on SQLite they are written
+     in line, and listed as such); the child's RSS right before it (after
+     Django setup) and its peak (``VmHWM``) right after it;
    - warm full sync right after it, every job unchanged (the periodic reconcile);
    - one edit: one schedule's interval changed through the ORM (``save()``), then
      ``JobSync.incremental()`` until the job row carries the new trigger: seconds from the
@@ -286,8 +289,11 @@ class Probe:
 LOAD = "load schedule rows (ScheduleRow.load)"
 HEADERS = "read job headers"
 PLAN = "plan: fingerprints, triggers, jobs"
-REPLACE = "replace_jobs: sign, upsert, commit"
+SIGN = "sign job states (signed_rows)"
+REPLACE = "writer thread: upsert, next_run_at, commit"
 NEXT_RUN = "  of which schedules' next_run_at"
+# Spent on the writer's thread, while the sync's own thread reads and plans the next chunk.
+WRITER = (REPLACE, NEXT_RUN)
 ORPHANS = "remove jobs of deleted schedules"
 
 
@@ -299,12 +305,21 @@ def _probe_targets(sync: Any, store: Any) -> list[tuple[Any, str, str]]:
         (jobs.ScheduleRow, "load", LOAD),
         (store, "read_headers", HEADERS),
         (sync, "_plan", PLAN),
+        (store, "signed_rows", SIGN),
         (store, "replace_jobs", REPLACE),
         (sync_module, "store_next_run_times", NEXT_RUN),
         (sync, "_remove_orphans", ORPHANS),
     ]
     # Internal names of scheduling.scheduler: one that is gone is skipped (its time is "rest").
     return [(obj, name, label) for obj, name, label in targets if hasattr(obj, name)]
+
+
+def _pipelined() -> bool:
+    """Whether the full sync writes on a thread of its own here (PostgreSQL)."""
+    from scheduling.scheduler import sync as sync_module
+
+    can = getattr(sync_module, "_can_pipeline", None)
+    return bool(can and can())
 
 
 def _stored_fingerprint(job_id: str) -> bytes | None:
@@ -369,6 +384,7 @@ def child_sync(db: str, n: int, _tenants: int) -> dict[str, Any]:
 
     _unused, store, sync = _scheduler()
     connection.ensure_connection()
+    pipelined = _pipelined()
     before = _memory()
     probe = Probe()
     with probe.patched(_probe_targets(sync, store)):
@@ -379,7 +395,16 @@ def child_sync(db: str, n: int, _tenants: int) -> dict[str, Any]:
     after_cold = _memory()
     order = [label for _obj, _name, label in _probe_targets(sync, store)]
     phases = {label: probe.seconds[label] for label in order if label in probe.seconds}
-    phases["rest (bookkeeping)"] = cold - sum(v for k, v in phases.items() if k != NEXT_RUN)
+    own = sum(v for k, v in phases.items() if k not in WRITER)
+    phases = {k: v for k, v in phases.items() if k not in WRITER}
+    writes = {k: probe.seconds[k] for k in WRITER if k in probe.seconds}
+    if pipelined:
+        # What the sync's own thread did besides: bookkeeping, and waiting for the writer.
+        phases["rest: bookkeeping, waiting for the writer"] = cold - own
+        phases.update(writes)
+    else:
+        phases.update({k.replace("writer thread", "in line"): v for k, v in writes.items()})
+        phases["rest (bookkeeping)"] = cold - own - writes.get(REPLACE, 0.0)
 
     started = time.perf_counter()
     result = sync.full()

@@ -7,12 +7,15 @@ into slices of 900, under SQLite's limit of host parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from django.db import connection
 
 SLICE = 900
+# Rows from which a bulk write on PostgreSQL streams them through COPY (``staged``).
+COPY_FROM = 200
 
 
 def column(model: Any, name: str) -> str:
@@ -48,3 +51,33 @@ def keys_in(
 ) -> set[int]:
     """Those of ``ids`` that some row of ``model`` (and ``where``) has as its ``key``."""
     return {found for found, _same in select_by_ids(model, key, key, ids, where, params)}
+
+
+def copies() -> bool:
+    """Whether ``staged`` works on this connection (PostgreSQL through psycopg 3)."""
+    if connection.vendor != "postgresql":
+        return False
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return bool(is_psycopg3)
+
+
+@contextlib.contextmanager
+def staged(name: str, columns: str, rows: Iterable[Sequence[Any]]) -> Iterator[Any]:
+    """A temporary table ``name`` holding ``rows``, streamed in with ``COPY``; yield a cursor.
+
+    PostgreSQL only (``copies()``), inside a transaction. ``columns`` are SQL column
+    definitions. A statement per row, even pipelined, cost the server and the client more
+    than the rows' own writes; COPY hands them over in one stream, and one statement then
+    applies them all. The table is dropped when the block ends; on an error, the rollback of
+    the transaction that created it removes it.
+    """
+    table = connection.ops.quote_name(name)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({columns}) ON COMMIT DROP")
+        # psycopg's own cursor: Django's wrapper passes attributes through, copy() included.
+        with cursor.cursor.copy(f"COPY {table} FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        yield cursor
+        cursor.execute(f"DROP TABLE {table}")

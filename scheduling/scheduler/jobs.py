@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 from apscheduler.job import Job
+from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -150,26 +151,43 @@ class ScheduleRow(NamedTuple):
         else:
             # No ordering: SQLite would scan the name index instead of using updated_at's.
             rows = rows.order_by()
+        # The tenant's time zone is joined in where the tenant model has a column for it
+        # (a chunk of a full sync names thousands of tenants: building them cost more than
+        # reading the schedules); else the tenants are read (``tenant_timezones``).
+        joined = _tenant_zone_column()
+        tenant = f"tenant__{joined}" if joined else "tenant_id"
         # The annotation last, where the SQL has it: values_rows reads the compiler's rows.
         values = values_rows(
-            rows.values_list(
-                *columns, "timezone", "misfire_grace_seconds", "tenant_id", "has_upstreams"
-            )
+            rows.values_list(*columns, "timezone", "misfire_grace_seconds", tenant, "has_upstreams")
         )
-        # Only rows that name no time zone of their own need their tenant's.
-        zones = tenant_timezones({tenant for *_, zone, _g, tenant, _u in values if not zone})
+        zones: dict[Any, str] = {}
+        if not joined:
+            # Only rows that name no time zone of their own need their tenant's.
+            zones = tenant_timezones({tenant for *_, zone, _g, tenant, _u in values if not zone})
         default_grace = conf.DEFAULT_MISFIRE_GRACE
         return [
             cls._make(
                 (
                     *columns,
-                    zone or zones.get(tenant_id, "UTC"),
+                    zone or ((tenant or "UTC") if joined else zones.get(tenant, "UTC")),
                     default_grace if grace is None else grace,
                     has_upstreams,
                 )
             )
-            for *columns, zone, grace, tenant_id, has_upstreams in values
+            for *columns, zone, grace, tenant, has_upstreams in values
         ]
+
+
+def _tenant_zone_column() -> str | None:
+    """The tenant model's ``timezone`` field, where it is a text column (else None)."""
+    model = Schedule._meta.get_field("tenant").related_model
+    try:
+        field = model._meta.get_field("timezone")
+    except FieldDoesNotExist:
+        return None
+    concrete = getattr(field, "concrete", False) and not field.is_relation
+    text = field.get_internal_type() in ("CharField", "TextField")
+    return "timezone" if concrete and text else None
 
 
 def tenant_timezones(ids: set[Any]) -> dict[Any, str]:

@@ -32,6 +32,7 @@ from django.utils.encoding import force_bytes
 from django_apscheduler.jobstores import DjangoJobStore
 from django_apscheduler.models import DjangoJob
 
+from .. import sql as sql_helpers
 from ..conf import conf
 from ..models import Schedule
 from ..runner import datetime_writer
@@ -369,6 +370,12 @@ class SignedDjangoJobStore(DjangoJobStore):
         except (AttributeError, ValueError):
             return b""
 
+    def signed_rows(self, jobs: Iterable[Job]) -> list[tuple[str, Any, bytes]]:
+        """The ``(id, next_run_time, job_state)`` rows of ``jobs``, signed, for ``replace_jobs``."""
+        secret = signing_secret()
+        adapt = datetime_writer()
+        return [(job.id, adapt(job.next_run_time), self._serialize(job, secret)) for job in jobs]
+
     def write_jobs(self, jobs: Iterable[Job]) -> int:
         """Insert or replace ``jobs`` in bulk; return how many were written."""
         return self.replace_jobs(jobs)[0]
@@ -383,19 +390,20 @@ class SignedDjangoJobStore(DjangoJobStore):
         remove: Iterable[str] = (),
         then: Callable[[], Any] | None = None,
         batch_size: int = 500,
+        signed: list[tuple[str, Any, bytes]] | None = None,
     ) -> tuple[int, int]:
         """Upsert ``jobs``, delete ``remove``, run ``then``: one transaction, retried whole.
 
         Return ``(written, removed)``. The upsert is one ``executemany`` of plain SQL rather
         than ``bulk_create(update_conflicts=True)``: building a model instance per job and
         letting the compiler prepare each value cost half a full sync. The conflict clause is
-        the backend's own (``on_conflict_suffix_sql``).
+        the backend's own (``on_conflict_suffix_sql``). On PostgreSQL, many jobs are streamed
+        into a temporary table with ``COPY`` and upserted from it by one statement.
+        ``signed`` are the jobs' rows as ``signed_rows`` returned them, if the caller has them.
         """
-        secret = signing_secret()
-        ops = connection.ops
-        adapt = datetime_writer()
         # Signed outside the transaction: the slow part needs no database lock.
-        params = [(job.id, adapt(job.next_run_time), self._serialize(job, secret)) for job in jobs]
+        params = self.signed_rows(jobs) if signed is None else signed
+        ops = connection.ops
         ids = list(remove)
         if not (params or ids or then):
             return 0, 0
@@ -412,10 +420,14 @@ class SignedDjangoJobStore(DjangoJobStore):
             ),
         )
 
+        staged = len(params) >= sql_helpers.COPY_FROM and sql_helpers.copies()
+
         def write() -> int:
             removed = 0
             with transaction.atomic():
-                if params:
+                if staged:
+                    _upsert_staged(params)
+                elif params:
                     with connection.cursor() as cursor:
                         cursor.executemany(sql, params)
                 for start in range(0, len(ids), batch_size):
@@ -484,13 +496,39 @@ def _job_states(job_ids: list[str]) -> list[tuple[str, bytes]]:
         return cursor.fetchall()
 
 
-def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
+def _upsert_staged(params: list[tuple[str, Any, bytes]]) -> None:
+    """PostgreSQL: upsert ``(id, next_run_time, job_state)`` rows through a staged COPY."""
+    ops = connection.ops
+    table, key, next_run, state = (
+        ops.quote_name(name)
+        for name in (DjangoJob._meta.db_table, "id", "next_run_time", "job_state")
+    )
+    # One row per id: an upsert may not touch a row twice. The last one given wins, as it
+    # did with a statement per row.
+    rows = {row[0]: row for row in params}.values()
+    definition = "id varchar(255) NOT NULL, next_run_time timestamptz, job_state bytea NOT NULL"
+    with sql_helpers.staged("scheduling_job_stage", definition, rows) as cursor:
+        # Identifiers come from the model, quoted; the values are in the staged table.
+        cursor.execute(
+            f"INSERT INTO {table} ({key}, {next_run}, {state})"  # noqa: S608
+            f" SELECT id, next_run_time, job_state FROM scheduling_job_stage"
+            f" ON CONFLICT ({key}) DO UPDATE"
+            f" SET {next_run} = EXCLUDED.{next_run}, {state} = EXCLUDED.{state}"
+        )
+
+
+def store_next_run_times(values: list[tuple[int, datetime | None]], *, bulk: bool = False) -> None:
     """Write ``next_run_at`` of many schedules (bulk_update's CASE is slow).
 
     On PostgreSQL one UPDATE joins two arrays per ``NEXT_RUN_SLICE`` schedules (a
     statement per row costs a round trip and an index update each: half a cold full sync);
     elsewhere one ``executemany`` of plain UPDATEs (SQLite runs them in the process). Callers
     run it inside their transaction, next to the job store writes it mirrors.
+
+    ``bulk`` (a full sync's chunk): on PostgreSQL, from ``COPY_FROM`` values on, they are
+    streamed into a temporary table with ``COPY`` and applied by one UPDATE that leaves the
+    rows holding their value already alone. Not for the scheduler's passes: a temporary
+    table each second would churn the system catalogs.
     """
     ops = connection.ops
     # Identifiers come from the model, quoted; values are parameters.
@@ -500,6 +538,17 @@ def store_next_run_times(values: list[tuple[int, datetime | None]]) -> None:
     pk = ops.quote_name(cast("str", Schedule._meta.pk.column))
     adapt = datetime_writer()
     params = [(adapt(when), key) for key, when in values]
+    if bulk and len(params) >= sql_helpers.COPY_FROM and sql_helpers.copies():
+        # One value per schedule (the last given), as with a statement per row; a row that
+        # holds its value already is not rewritten (each rewrite updates every index).
+        rows = {key: (key, at) for at, key in params}.values()
+        definition = "id bigint NOT NULL, at timestamptz"
+        with sql_helpers.staged("scheduling_next_run", definition, rows) as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {column} = v.at FROM scheduling_next_run AS v"  # noqa: S608
+                f" WHERE {table}.{pk} = v.id AND {table}.{column} IS DISTINCT FROM v.at"
+            )
+        return
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.executemany(

@@ -21,6 +21,7 @@ import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -30,6 +31,7 @@ from django.db import connection
 from django.db.models import Field, Max, Model, Q
 from django.utils import timezone
 
+from .. import sql
 from ..exceptions import InvalidTrigger
 from ..models import Schedule, ScheduleDeletion
 from ..runner import datetime_reader
@@ -78,6 +80,73 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _can_pipeline() -> bool:
+    """Whether a full sync writes its chunks on a thread and connection of their own.
+
+    On PostgreSQL (through psycopg 3), where a chunk is a few statements (``COPY`` and one
+    statement each for the jobs and ``next_run_at``), during which the writer's thread does
+    not hold the interpreter's lock. Not on SQLite: a statement per row takes the lock back
+    for every row, and the two threads then took turns (a cold sync of 100,000 schedules
+    took 9.9 s instead of 8.0 s). Not inside a transaction either: its rows would be
+    invisible to another connection (tests, or a caller that syncs in its own transaction).
+    """
+    return sql.copies() and not connection.in_atomic_block
+
+
+class ChunkWriter:
+    """Writes a full sync's chunks one at a time on a thread (and connection) of its own.
+
+    While the database writes one chunk (SQLite and psycopg release the interpreter's lock
+    meanwhile), the sync reads and plans the next one: with two cores, the sync lasts about
+    as long as the longer of the two rather than their sum. At most one chunk is in flight;
+    a chunk's error is raised by the next ``write`` or when the block ends, and the sync
+    stops there, as it would writing in line. Every write is over when the block ends, and
+    the thread's connection is closed.
+
+    Not ``pipelined``: each chunk is written in line, on the caller's connection.
+    """
+
+    def __init__(self, apply: Callable[..., SyncResult], *, pipelined: bool) -> None:
+        self.apply = apply
+        self.results: list[SyncResult] = []
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduling-sync-writer")
+            if pipelined
+            else None
+        )
+        self._pending: Future[SyncResult] | None = None
+
+    def write(self, *args: Any) -> None:
+        self._wait()
+        if self._pool is None:
+            self.results.append(self.apply(*args))
+        else:
+            self._pending = self._pool.submit(self.apply, *args)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.results.append(pending.result())
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc_info: Any) -> None:
+        if self._pool is None:
+            return
+        try:
+            if exc_type is None:
+                self._wait()
+            else:
+                # Already failing: the write in flight ends (or fails) before the sync does.
+                with contextlib.suppress(Exception):
+                    self._wait()
+        finally:
+            # Looked up on the writer's thread: that thread's connection is closed.
+            self._pool.submit(lambda: connection.close()).result()
+            self._pool.shutdown()
 
 
 class JobSync:
@@ -145,13 +214,17 @@ class JobSync:
         remove: list[str],
         next_runs: list[tuple[int, datetime | None]],
         result: SyncResult,
+        signed: list[tuple[str, Any, bytes]] | None = None,
     ) -> SyncResult:
         if not (jobs or remove or next_runs):
             return result
         with self._jobstore_lock():
             # The jobs and their schedules' next_run_at change together or not at all.
             result.written, result.removed = self.store.replace_jobs(
-                jobs, remove, then=lambda: store_next_run_times(next_runs) if next_runs else None
+                jobs,
+                remove,
+                then=lambda: store_next_run_times(next_runs, bulk=True) if next_runs else None,
+                signed=signed,
             )
         if (jobs or remove) and self.scheduler.running:
             self.scheduler.wakeup()
@@ -173,26 +246,31 @@ class JobSync:
             recent: dict[int, datetime] = {}
             after = 0
             kept = 0  # jobs of the schedules read so far, after their chunk was written
-            while True:
-                with collector_paused():
-                    schedules = ScheduleRow.load(after_pk=after, limit=FULL_SYNC_CHUNK)
-                    if not schedules:
+            with ChunkWriter(self._apply, pipelined=_can_pipeline()) as writer:
+                while True:
+                    with collector_paused():
+                        schedules = ScheduleRow.load(after_pk=after, limit=FULL_SYNC_CHUNK)
+                        if not schedules:
+                            break
+                        headers = self.store.read_headers([s.job_id for s in schedules])
+                        jobs, remove, next_runs, part = self._plan(schedules, headers, now)
+                        # Signed here: the writer's thread only waits for the database.
+                        signed = self.store.signed_rows(jobs)
+                        writer.write(jobs, remove, next_runs, part, signed)
+                    if self.between_chunks is not None:
+                        self.between_chunks()
+                    kept += len(headers) - len(remove)
+                    kept += len([j for j in jobs if j.id not in headers])
+                    after = schedules[-1].pk
+                    for schedule in schedules:
+                        if newest is None or schedule.updated_at > newest:
+                            newest = schedule.updated_at
+                        if schedule.updated_at > started - MARGIN:
+                            recent[schedule.pk] = schedule.updated_at
+                    if len(schedules) < FULL_SYNC_CHUNK:
                         break
-                    headers = self.store.read_headers([s.job_id for s in schedules])
-                    jobs, remove, next_runs, part = self._plan(schedules, headers, now)
-                    self._apply(jobs, remove, next_runs, part)
+            for part in writer.results:
                 result.merge(part)
-                if self.between_chunks is not None:
-                    self.between_chunks()
-                kept += len(headers) - len(remove) + len([j for j in jobs if j.id not in headers])
-                after = schedules[-1].pk
-                for schedule in schedules:
-                    if newest is None or schedule.updated_at > newest:
-                        newest = schedule.updated_at
-                    if schedule.updated_at > started - MARGIN:
-                        recent[schedule.pk] = schedule.updated_at
-                if len(schedules) < FULL_SYNC_CHUNK:
-                    break
             if self.store.count_schedule_jobs() > kept:
                 # Jobs whose schedule is gone (no tombstone told us): find them.
                 result.removed += self._remove_orphans()

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
+from django_apscheduler.models import DjangoJob
 
+from scheduling import sql
 from scheduling.models import Execution, Schedule
 from scheduling.runner import Prepared, datetime_reader, datetime_writer, values_rows
-from scheduling.scheduler.jobs import ScheduleRow
+from scheduling.scheduler import jobs as jobs_module
+from scheduling.scheduler.jobs import ScheduleRow, make_job
+from scheduling.scheduler.jobstore import store_next_run_times
 from tests.factories import make_scan, make_tenant
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
@@ -133,3 +137,68 @@ def test_schedule_rows_hold_the_models_values():
         assert getattr(row, name) == getattr(scan, name), name
     assert row.effective_timezone == "Asia/Tokyo"
     assert row.trigger_fingerprint() == scan.trigger_fingerprint()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("joined", [True, False])
+def test_schedule_rows_take_their_tenants_time_zone_joined_or_read(monkeypatch, joined):
+    # The zone is joined in where the tenant model has a column for it, else the tenants are
+    # read; either way each row's zone is its model instance's.
+    if not joined:
+        monkeypatch.setattr(jobs_module, "_tenant_zone_column", lambda: None)
+    scans = [
+        make_scan(tenant=make_tenant(timezone="Asia/Tokyo"), timezone=""),
+        make_scan(tenant=make_tenant(timezone=""), timezone=""),
+        make_scan(tenant=make_tenant(timezone="Asia/Tokyo"), timezone="Europe/Paris"),
+    ]
+    rows = {row.pk: row for row in ScheduleRow.load(after_pk=0, limit=10)}
+    zones = [rows[scan.pk].effective_timezone for scan in scans]
+    assert zones == [scan.effective_timezone for scan in scans]
+    assert zones == ["Asia/Tokyo", "UTC", "Europe/Paris"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("copy_from", [2, 1_000_000])
+def test_bulk_job_writes_keep_the_last_job_given_and_mirror_next_run_at(
+    job_store, monkeypatch, copy_from
+):
+    # From ``COPY_FROM`` rows on, PostgreSQL streams them into a temporary table and applies
+    # them with one statement: the rows stored are those a statement per row stores, twice in
+    # one transaction too, and the last of two jobs (or run times) with one id wins.
+    monkeypatch.setattr(sql, "COPY_FROM", copy_from)
+    staged = copy_from == 2 and connection.vendor == "postgresql"
+    assert sql.copies() is (connection.vendor == "postgresql")
+    calls = []
+    original = sql.staged
+    monkeypatch.setattr(sql, "staged", lambda *args: calls.append(args[0]) or original(*args))
+    tenant = make_tenant()
+    scans = [make_scan(tenant=tenant, name=f"s{n}", interval_seconds=60 + n) for n in range(5)]
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    jobs = [make_job(job_store._scheduler, scan, now) for scan in scans]
+    later = now + timedelta(hours=5)
+    moved = make_job(job_store._scheduler, scans[0], now, next_run_time=later)
+    with transaction.atomic():
+        assert job_store.replace_jobs([*jobs, moved]) == (6, 0)
+        job_store.replace_jobs(jobs[1:3])
+        values = [(scan.pk, now + timedelta(minutes=scan.pk)) for scan in scans]
+        store_next_run_times(values, bulk=True)
+        store_next_run_times(values[2:])  # a pass's: never staged
+        store_next_run_times(
+            [(scans[0].pk, now), (scans[1].pk, None), (scans[0].pk, later)], bulk=True
+        )
+
+    assert calls == (["scheduling_job_stage"] * 2 + ["scheduling_next_run"] * 2 if staged else [])
+    stored = dict(DjangoJob.objects.values_list("id", "next_run_time"))
+    assert stored == {job.id: job.next_run_time for job in [moved, *jobs[1:]]}
+    for job in jobs:
+        restored = job_store.lookup_job(job.id)
+        assert (restored.id, restored.args, restored.name) == (job.id, job.args, job.name)
+    assert job_store.read_headers() == {
+        job.id: bytes.fromhex(job.kwargs["fingerprint"]) for job in jobs
+    }
+    next_runs = dict(Schedule.objects.values_list("pk", "next_run_at"))
+    assert next_runs == {
+        scans[0].pk: later,
+        scans[1].pk: None,
+        **{scan.pk: now + timedelta(minutes=scan.pk) for scan in scans[2:]},
+    }

@@ -3,6 +3,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import threading
 import zoneinfo
 from datetime import UTC, datetime, timedelta
 from unittest import mock
@@ -65,6 +66,20 @@ def echo_scan(tenant, **fields) -> PeriodicScan:
     fields.setdefault("scan_type", "test_echo")
     fields.setdefault("target", "x")
     return make_scan(tenant=tenant, **fields)
+
+
+def watched_apply(sync: JobSync, threads: list, fail_on: int = 0):
+    """Patch ``sync._apply`` to note the thread of each call in ``threads``, and to fail as a
+    lost database would on call number ``fail_on``."""
+    real_apply = sync._apply
+
+    def apply(*args, **kwargs):
+        threads.append(threading.current_thread())
+        if len(threads) == fail_on:
+            raise DatabaseError("the database went away")
+        return real_apply(*args, **kwargs)
+
+    return mock.patch.object(sync, "_apply", apply)
 
 
 def touch(schedule: Schedule, **fields) -> None:
@@ -181,7 +196,7 @@ class TestFullSync:
     def test_jobs_and_next_run_at_are_written_together_or_not_at_all(self, sync, monkeypatch):
         scan = echo_scan(make_tenant(), interval_seconds=300)
 
-        def fail(values):
+        def fail(values, **kwargs):
             raise DatabaseError("disk I/O error")
 
         monkeypatch.setattr("scheduling.scheduler.sync.store_next_run_times", fail)
@@ -476,21 +491,21 @@ class TestFullSyncInChunks:
     def test_each_chunk_commits_on_its_own(self, sync):
         tenant = make_tenant()
         scans = [echo_scan(tenant, interval_seconds=60) for _ in range(7)]
-        real_apply = sync._apply
         calls = []
-
-        def failing_third(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == 3:
-                raise DatabaseError("the database went away")
-            return real_apply(*args, **kwargs)
-
-        with mock.patch.object(sync, "_apply", failing_third), pytest.raises(DatabaseError):
+        with watched_apply(sync, calls, fail_on=3), pytest.raises(DatabaseError):
             sync.full()
         # The first two chunks stay written; the next full pass does the rest only.
         assert [job_row(s) is not None for s in scans] == [True] * 6 + [False]
         result = sync.full()
         assert (result.written, result.unchanged) == (1, 6)
+
+    def test_inside_a_transaction_chunks_are_written_in_line(self, sync):
+        # The caller's transaction holds rows another connection could not see.
+        echo_scan(make_tenant(), interval_seconds=60)
+        threads = []
+        with watched_apply(sync, threads):
+            assert sync.full().written == 1
+        assert threads == [threading.main_thread()]
 
     def test_only_rows_inside_the_incremental_margin_are_remembered(self, sync, frozen):
         tenant = make_tenant()
@@ -534,3 +549,69 @@ class TestFullSyncInChunks:
         # and only its job looked at.
         assert rows_read == [1]
         assert [list(c.args[0]) for c in read.call_args_list] == [[scans[3].job_id]]
+
+
+@pytest.mark.django_db(transaction=True)
+class TestPipelinedFullSync:
+    """On PostgreSQL, outside a transaction, a writer thread writes each chunk while the next
+    one is read. On SQLite each chunk is written in line; either way the outcome is one."""
+
+    @pytest.fixture(autouse=True)
+    def small_chunks(self, monkeypatch):
+        monkeypatch.setattr(sync_module, "FULL_SYNC_CHUNK", 3)
+
+    @pytest.fixture
+    def scans(self):
+        tenant = make_tenant()
+        return [echo_scan(tenant, interval_seconds=60 + n) for n in range(10)]
+
+    @staticmethod
+    def writer_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("scheduling-sync-writer")]
+
+    def test_every_chunk_lands_written_by_the_writer_thread(self, sync, scans):
+        threads = []
+        with watched_apply(sync, threads):
+            result = sync.full()
+        assert (result.written, result.removed, result.unchanged) == (10, 0, 0)
+        assert len(threads) == 4
+        assert len(set(threads)) == 1
+        pipelined = connection.vendor == "postgresql"
+        assert (threads[0] is not threading.main_thread()) is pipelined
+        # Every write is over, and its thread gone, when the sync returns.
+        assert self.writer_threads() == []
+        stored = dict(DjangoJob.objects.values_list("id", "next_run_time"))
+        mirrored = {
+            f"schedule:{pk}": at for pk, at in Schedule.objects.values_list("pk", "next_run_at")
+        }
+        assert stored == {s.job_id: mirrored[s.job_id] for s in scans}
+        assert None not in stored.values()
+        assert sync.full().unchanged == 10
+
+    def test_a_chunk_that_fails_ends_the_sync_and_the_chunks_before_it_stay(self, sync, scans):
+        calls = []
+        with watched_apply(sync, calls, fail_on=3), pytest.raises(DatabaseError):
+            sync.full()
+        # The fourth chunk was read while the third was written, and never written.
+        assert len(calls) == 3
+        assert [job_row(s) is not None for s in scans] == [True] * 6 + [False] * 4
+        assert self.writer_threads() == []
+        result = sync.full()
+        assert (result.written, result.unchanged) == (4, 6)
+
+    def test_a_lost_lease_between_chunks_ends_the_sync_once_the_write_in_flight_is_over(
+        self, sync, scans
+    ):
+        renewals = []
+
+        def renew():
+            renewals.append(1)
+            if len(renewals) == 2:
+                raise RuntimeError("another scheduler holds the lease")
+
+        sync.between_chunks = renew
+        with pytest.raises(RuntimeError, match="lease"):
+            sync.full()
+        # The second chunk was in flight when the lease was found lost: it was written whole.
+        assert [job_row(s) is not None for s in scans] == [True] * 6 + [False] * 4
+        assert self.writer_threads() == []
