@@ -63,20 +63,25 @@ def copies() -> bool:
 
 
 @contextlib.contextmanager
-def staged(name: str, columns: str, rows: Iterable[Sequence[Any]]) -> Iterator[Any]:
+def staged(
+    name: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]
+) -> Iterator[Any]:
     """A temporary table ``name`` holding ``rows``, streamed in with ``COPY``; yield a cursor.
 
-    PostgreSQL only (``copies()``), inside a transaction. ``columns`` are SQL column
-    definitions. A statement per row, even pipelined, cost the server and the client more
-    than the rows' own writes; COPY hands them over in one stream, and one statement then
-    applies them all. The table is dropped when the block ends; on an error, the rollback of
-    the transaction that created it removes it.
+    PostgreSQL only (``copies()``), inside a transaction. ``columns`` are ``(name, type)``
+    pairs; the rows travel in COPY's binary format (byte strings as they are, not escaped).
+    A statement per row, even pipelined, cost the server and the client more than the rows'
+    own writes; COPY hands them over in one stream, and one statement then applies them
+    all. The table is dropped when the block ends; on an error, the rollback of the
+    transaction that created it removes it.
     """
     table = connection.ops.quote_name(name)
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({columns}) ON COMMIT DROP")
+        definition = ", ".join(f"{column} {kind}" for column, kind in columns)
+        cursor.execute(f"CREATE TEMPORARY TABLE {table} ({definition}) ON COMMIT DROP")
         # psycopg's own cursor: Django's wrapper passes attributes through, copy() included.
-        with cursor.cursor.copy(f"COPY {table} FROM STDIN") as copy:
+        with cursor.cursor.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([kind for _column, kind in columns])
             for row in rows:
                 copy.write_row(row)
         yield cursor

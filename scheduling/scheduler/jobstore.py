@@ -439,9 +439,18 @@ class SignedDjangoJobStore(DjangoJobStore):
 
         return len(params), self._guard("write_jobs", write)
 
-    def read_headers(self, job_ids: Iterable[str] | None = None) -> dict[str, bytes | None]:
-        """Return ``{job_id: fingerprint}`` of schedule jobs (None where state is invalid)."""
-        if job_ids is None:
+    def read_headers(
+        self, job_ids: Iterable[str] | None = None, *, pks: tuple[int, int] | None = None
+    ) -> dict[str, bytes | None]:
+        """Return ``{job_id: fingerprint}`` of schedule jobs (None where state is invalid).
+
+        ``pks=(after, last)``: the jobs of the schedules whose primary key is in that range
+        (a chunk of a full sync), joined in one query instead of listing their ids: a
+        million ids in lists of 900 took a full sync on PostgreSQL 9 seconds.
+        """
+        if pks is not None:
+            rows = self._guard("read_headers", functools.partial(_job_states_between, *pks))
+        elif job_ids is None:
             qs = DjangoJob.objects.filter(id__startswith=JOB_PREFIX).values_list("id", "job_state")
             rows = self._guard("read_headers", lambda: list(qs))
         else:
@@ -480,6 +489,24 @@ class SignedDjangoJobStore(DjangoJobStore):
         )
 
 
+def _job_states_between(after: int, last: int) -> list[tuple[str, bytes]]:
+    """Return ``(id, job_state)`` of the jobs of the schedules with ``after < pk <= last``."""
+    ops = connection.ops
+    job, key, state = (
+        ops.quote_name(name) for name in (DjangoJob._meta.db_table, "id", "job_state")
+    )
+    schedule = ops.quote_name(Schedule._meta.db_table)
+    pk = ops.quote_name(cast("str", Schedule._meta.pk.column))
+    # Identifiers come from the models, quoted; values are parameters.
+    sql = (
+        f"SELECT j.{key}, j.{state} FROM {job} j INNER JOIN {schedule} s"  # noqa: S608
+        f" ON j.{key} = %s || CAST(s.{pk} AS TEXT) WHERE s.{pk} > %s AND s.{pk} <= %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [JOB_PREFIX, after, last])
+        return cursor.fetchall()
+
+
 def _job_states(job_ids: list[str]) -> list[tuple[str, bytes]]:
     """Return ``(id, job_state)`` of the jobs ``job_ids`` that exist."""
     ops = connection.ops
@@ -506,7 +533,7 @@ def _upsert_staged(params: list[tuple[str, Any, bytes]]) -> None:
     # One row per id: an upsert may not touch a row twice. The last one given wins, as it
     # did with a statement per row.
     rows = {row[0]: row for row in params}.values()
-    definition = "id varchar(255) NOT NULL, next_run_time timestamptz, job_state bytea NOT NULL"
+    definition = [("id", "text"), ("next_run_time", "timestamptz"), ("job_state", "bytea")]
     with sql_helpers.staged("scheduling_job_stage", definition, rows) as cursor:
         # Identifiers come from the model, quoted; the values are in the staged table.
         cursor.execute(
@@ -537,12 +564,13 @@ def store_next_run_times(values: list[tuple[int, datetime | None]], *, bulk: boo
     column = ops.quote_name(cast("str", Schedule._meta.get_field("next_run_at").column))
     pk = ops.quote_name(cast("str", Schedule._meta.pk.column))
     adapt = datetime_writer()
-    params = [(adapt(when), key) for key, when in values]
+    # One value per schedule, the last given: a join of an UPDATE would pick any of them.
+    params = [(adapt(when), key) for key, when in dict(values).items()]
     if bulk and len(params) >= sql_helpers.COPY_FROM and sql_helpers.copies():
-        # One value per schedule (the last given), as with a statement per row; a row that
-        # holds its value already is not rewritten (each rewrite updates every index).
-        rows = {key: (key, at) for at, key in params}.values()
-        definition = "id bigint NOT NULL, at timestamptz"
+        # A row that holds its value already is not rewritten (each rewrite updates every
+        # index).
+        rows = [(key, at) for at, key in params]
+        definition = [("id", "int8"), ("at", "timestamptz")]
         with sql_helpers.staged("scheduling_next_run", definition, rows) as cursor:
             cursor.execute(
                 f"UPDATE {table} SET {column} = v.at FROM scheduling_next_run AS v"  # noqa: S608

@@ -252,7 +252,7 @@ class JobSync:
                         schedules = ScheduleRow.load(after_pk=after, limit=FULL_SYNC_CHUNK)
                         if not schedules:
                             break
-                        headers = self.store.read_headers([s.job_id for s in schedules])
+                        headers = self._chunk_headers(after, schedules)
                         jobs, remove, next_runs, part = self._plan(schedules, headers, now)
                         # Signed here: the writer's thread only waits for the database.
                         signed = self.store.signed_rows(jobs)
@@ -291,6 +291,14 @@ class JobSync:
                 result.unchanged,
             )
         return result
+
+    def _chunk_headers(self, after: int, schedules: list[ScheduleRow]) -> dict[str, bytes | None]:
+        """The job headers of a chunk of schedules: those with ``after < pk <= last``."""
+        headers = self.store.read_headers(pks=(after, schedules[-1].pk))
+        # Not a job of a schedule committed inside the range since the chunk was read: its
+        # row was not planned (it counts as kept, or not, with its own chunk's next pass).
+        ids = {schedule.job_id for schedule in schedules}
+        return {job_id: value for job_id, value in headers.items() if job_id in ids}
 
     def _remove_orphans(self) -> int:
         """Remove the jobs whose schedule no longer exists, a page of job ids at a time."""

@@ -120,6 +120,9 @@ def test_values_rows_are_the_orms_rows():
     )
 
     assert values_rows(rows) == list(rows)
+    # Down to the time zone object: a datetime's repr (in a job's fingerprint) names it.
+    zones = [[repr(getattr(value, "tzinfo", None)) for value in row] for row in rows]
+    assert [[repr(getattr(v, "tzinfo", None)) for v in row] for row in values_rows(rows)] == zones
     assert [row[-1] for row in values_rows(rows)] == [False, True]
     # Columns the ORM reorders (an annotation before a field) take its own path.
     reordered = rows.values_list("has_upstreams", "pk", "start_at")
@@ -202,3 +205,20 @@ def test_bulk_job_writes_keep_the_last_job_given_and_mirror_next_run_at(
         scans[1].pk: None,
         **{scan.pk: now + timedelta(minutes=scan.pk) for scan in scans[2:]},
     }
+
+
+@pytest.mark.django_db
+def test_a_chunks_job_headers_joined_by_key_range_are_those_listed_by_id(job_store):
+    tenant = make_tenant()
+    scans = [make_scan(tenant=tenant, name=f"s{n}", interval_seconds=60 + n) for n in range(6)]
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    job_store.write_jobs([make_job(job_store._scheduler, scan, now) for scan in scans[:5]])
+    DjangoJob.objects.create(id="someone-elses", job_state=b"opaque")
+    DjangoJob.objects.create(id=f"schedule:{scans[-1].pk + 1000}", job_state=b"no schedule")
+    DjangoJob.objects.filter(id=scans[3].job_id).update(job_state=b"tampered")
+    after, last = scans[0].pk, scans[4].pk
+    listed = job_store.read_headers([s.job_id for s in scans if after < s.pk <= last])
+    assert job_store.read_headers(pks=(after, last)) == listed
+    assert set(listed) == {s.job_id for s in scans[1:5]}
+    assert listed[scans[3].job_id] is None  # does not verify
+    assert job_store.read_headers(pks=(scans[-1].pk, scans[-1].pk + 2000)) == {}
