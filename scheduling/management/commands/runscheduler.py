@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 from typing import Any
 
@@ -71,6 +72,12 @@ class Command(BaseCommand):
             lease_ttl=options["lease_ttl"],
             shutdown_grace=options["grace"],
         )
+        # Everything loaded so far (Django, the project, the app) lives as long as the process:
+        # moved out of the collector's reach, a full collection no longer walks it. Each one
+        # stopped every thread for 55 to 80 ms, every second or two at a thousand fires a
+        # second, in the middle of the bursts it was measured against.
+        gc.collect()
+        gc.freeze()
         code = service.run()
         if code:
             raise SystemExit(code)
