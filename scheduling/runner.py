@@ -50,7 +50,7 @@ from .models import (
     TriggerKind,
     TriggerType,
 )
-from .sql import keys_in
+from .sql import copies, keys_in
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -553,11 +553,7 @@ def _timestamptz_loader(db: Any) -> type | None:
     reads the value in the session's time zone, which Django set to the connection's; the
     caller then gives it that zone (``_zoned``), as Django's loader does.
     """
-    if db.vendor != "postgresql":
-        return None
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    if not is_psycopg3:
+    if not copies(db):
         return None
     import psycopg
     from psycopg.types.datetime import TimestamptzLoader

@@ -1,4 +1,4 @@
-"""Plain SQL lookups by primary or foreign key, for the scheduler's passes and batches.
+"""Plain SQL for the scheduler: lookups by key, and bulk writes staged through COPY.
 
 Building the ORM's ``__in`` lookup of a thousand ids cost more than running the query: the
 scheduler's pass and the recorder's batches read these columns by hand. Each id list is cut
@@ -53,9 +53,9 @@ def keys_in(
     return {found for found, _same in select_by_ids(model, key, key, ids, where, params)}
 
 
-def copies() -> bool:
-    """Whether ``staged`` works on this connection (PostgreSQL through psycopg 3)."""
-    if connection.vendor != "postgresql":
+def copies(db: Any = connection) -> bool:
+    """Whether ``db`` is PostgreSQL through psycopg 3 (``staged`` works on it)."""
+    if db.vendor != "postgresql":
         return False
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 

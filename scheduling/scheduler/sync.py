@@ -98,8 +98,8 @@ def _can_pipeline() -> bool:
 class ChunkWriter:
     """Writes a full sync's chunks one at a time on a thread (and connection) of its own.
 
-    While the database writes one chunk (SQLite and psycopg release the interpreter's lock
-    meanwhile), the sync reads and plans the next one: with two cores, the sync lasts about
+    While the database writes one chunk (psycopg releases the interpreter's lock meanwhile),
+    the sync reads and plans the next one: with two cores, the sync lasts about
     as long as the longer of the two rather than their sum. At most one chunk is in flight;
     a chunk's error is raised by the next ``write`` or when the block ends, and the sync
     stops there, as it would writing in line. Every write is over when the block ends, and
