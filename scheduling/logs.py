@@ -26,6 +26,7 @@ The level of the line that records an outcome follows the outcome (``OUTCOME_LEV
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -147,7 +148,15 @@ class ExecutionLogger(_Adapter):
 
 def execution_logger(execution: Execution, name: str = TASK_LOGGER) -> ExecutionLogger:
     """Return logger ``name`` writing with ``execution``'s fields, as it is running."""
-    return ExecutionLogger(logging.getLogger(name), execution=execution)
+    return ExecutionLogger(_logger(name), execution=execution)
+
+
+@functools.cache
+def _logger(name: str) -> logging.Logger:
+    # ``logging.getLogger`` takes the logging module's lock: every worker asked it for every
+    # execution. A name's logger is one object for the life of the process (configuring
+    # logging again changes it, does not replace it).
+    return logging.getLogger(name)
 
 
 def log_outcome(

@@ -242,8 +242,15 @@ class WorkerPool:
 
     def _work(self) -> None:
         idle = True  # no connection yet, or the thread waited for work since its last item
+        done: WorkItem | None = None  # the item just run, counted as running until the lock
         while True:
             with self._cond:
+                if done is not None:
+                    # One acquisition of the lock per item, for its end and the next take:
+                    # eight workers taking it twice per item queued behind one another
+                    # whenever the interpreter switched threads while one held it.
+                    self._finished(done)
+                    done = None
                 item = None
                 while not self._stop.is_set():
                     wait = self._release_held()
@@ -270,13 +277,12 @@ class WorkerPool:
                 logger.exception("Execution %s crashed its worker thread.", item.execution_id)
                 connection.close()
             finally:
-                with self._cond:
-                    self._finished(item)
                 if self._on_done is not None:
                     try:
                         self._on_done(item.execution_id)
                     except Exception:
                         logger.exception("on_done hook failed for execution %s", item.execution_id)
+                done = item
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
@@ -337,9 +343,9 @@ class ThreadExecutor(BaseExecutor):
 
     def __init__(self, context: ExecutorContext) -> None:
         super().__init__(context)
-        # Loaded executions (with schedule and kind) by id, until a worker takes them.
+        # Loaded executions (with schedule and kind) by id, until a worker takes them. No
+        # lock: setting and popping an int key are single, atomic dict operations.
         self._loaded: dict[int, tuple[Execution, float]] = {}
-        self._lock = threading.Lock()
         self.pool = WorkerPool(
             max_workers=context.max_workers,
             run=self._run,
@@ -363,8 +369,7 @@ class ThreadExecutor(BaseExecutor):
         limit = getattr(schedule.tenant if schedule else None, "max_concurrent_executions", None)
         if limit is None:
             limit = default_tenant_limit(self.context.max_workers)
-        with self._lock:
-            self._loaded[execution.pk] = (execution, timeout)
+        self._loaded[execution.pk] = (execution, timeout)
         self.pool.submit(
             execution.pk,
             priority=priority,
@@ -379,8 +384,7 @@ class ThreadExecutor(BaseExecutor):
         return timeout
 
     def _run(self, execution_id: int) -> None:
-        with self._lock:
-            execution, timeout = self._loaded.pop(execution_id, (None, float(conf.DEFAULT_TIMEOUT)))
+        execution, timeout = self._loaded.pop(execution_id, (None, float(conf.DEFAULT_TIMEOUT)))
         self.run(execution_id, execution, timeout)
 
     def run(self, execution_id: int, execution: Execution | None, timeout: float) -> None:

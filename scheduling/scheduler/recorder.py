@@ -39,6 +39,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,10 @@ class Recorder(runner.OutcomeWriter):
         self._busy = busy
         self.max_delay = max_delay
         self._pending: dict[int, _Entry] = {}
+        # Hand-overs not moved into ``_pending`` yet (``_drain``): ``(execution, start, final)``.
+        self._inbox: deque[tuple[Execution, dict[str, Any] | None, dict[str, Any] | None]]
+        self._inbox = deque()
+        self._sleeping = False  # the writer waits for a first entry
         # Finished executions whose outcome is taken by the writer and not committed yet.
         self._writing: set[int] = set()
         self._first_at = 0.0  # monotonic time of the oldest pending entry
@@ -111,29 +116,50 @@ class Recorder(runner.OutcomeWriter):
         self._hand_over(execution, final=values)
 
     def _hand_over(self, execution: Execution, **values: Any) -> None:
-        with self._cond:
-            if not self._stopped:
-                entry = self._pending.get(execution.pk)
-                if not self._pending:
-                    # The writer sleeps until a first entry; afterwards it polls the executor
-                    # (``_take``): waking it on every hand-over only made it contend for
-                    # this lock with the workers.
-                    self._first_at = time.monotonic()
+        # Without the lock: a worker appends to the inbox (one atomic deque operation), and
+        # whoever reads the pending entries moves the inbox into them first (``_drain``).
+        # Eight workers taking a lock twice per execution, and the pool's and the executor's
+        # besides, queued behind one another whenever the interpreter switched threads while
+        # one held it: a burst of trivial executions started at half the rate of one worker.
+        handed = (execution, values.get("start"), values.get("final"))
+        if not self._stopped:
+            self._inbox.append(handed)
+            if self._sleeping:
+                # The writer waits for a first entry (it set ``_sleeping`` before it looked
+                # at the inbox, so an entry appended before this read is one it saw).
+                with self._cond:
                     self._cond.notify_all()
-                if entry is None:
-                    self._pending[execution.pk] = _Entry(execution, **values)
-                else:
-                    entry.start = values.get("start") or entry.start
-                    entry.final = values.get("final") or entry.final
-                self._handed += 1
+            if not self._stopped:
                 return
+            try:
+                self._inbox.remove(handed)  # stop() came in between: write it here
+            except ValueError:
+                return  # stop() took it, and counted it among the entries given up
         # Stopped: a thread that outlived the shutdown grace writes its own outcome; it only
         # lands if the shutdown has not marked the execution interrupted already.
         try:
-            self._commit([_Entry(execution, **values)])
+            self._commit([_Entry(*handed)])
         except DatabaseError as exc:
             logger.error("Could not record execution %s (%s).", execution.pk, exc)
             connection.close()
+
+    def _drain(self) -> None:
+        """Move the inbox into the pending entries (call with the lock held)."""
+        inbox = self._inbox
+        if not inbox:
+            return
+        if not self._pending:
+            self._first_at = time.monotonic()
+        pending = self._pending
+        while inbox:
+            execution, start, final = inbox.popleft()
+            entry = pending.get(execution.pk)
+            if entry is None:
+                pending[execution.pk] = _Entry(execution, start, final)
+            else:
+                entry.start = start or entry.start
+                entry.final = final or entry.final
+            self._handed += 1
 
     # -- control ------------------------------------------------------------------------------
 
@@ -152,6 +178,7 @@ class Recorder(runner.OutcomeWriter):
         """Write everything handed over so far now; False if it is not written in ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._cond:
+            self._drain()
             target = self._handed
             if self._written >= target or self._thread is None:
                 return True
@@ -171,6 +198,7 @@ class Recorder(runner.OutcomeWriter):
         active in its overlap checks (instead of waiting for the writer to commit them).
         """
         with self._cond:
+            self._drain()
             pending = {pk for pk, entry in self._pending.items() if entry.final is not None}
             return pending | self._writing
 
@@ -178,6 +206,7 @@ class Recorder(runner.OutcomeWriter):
     def backlog(self) -> int:
         """Executions whose start or outcome is not written yet."""
         with self._cond:
+            self._drain()
             return len(self._pending)
 
     def stop(self, timeout: float = 5.0) -> int:
@@ -192,9 +221,10 @@ class Recorder(runner.OutcomeWriter):
         if self._thread is not None:
             self._thread.join(timeout)
         with self._cond:
+            self._stopped = True
+            self._drain()  # a hand-over that comes later is written by its worker
             lost = len(self._pending)
             self._pending.clear()
-            self._stopped = True
             self._written = self._handed
             self._cond.notify_all()
         if lost:
@@ -215,8 +245,14 @@ class Recorder(runner.OutcomeWriter):
         """
         while True:
             with self._cond:
+                self._drain()
                 while not self._pending and not self._stopping:
-                    self._cond.wait(0.5)
+                    self._sleeping = True
+                    self._drain()
+                    if not self._pending:
+                        self._cond.wait(0.5)
+                    self._sleeping = False
+                    self._drain()
                 if not self._pending:
                     return None
                 if (
@@ -227,6 +263,7 @@ class Recorder(runner.OutcomeWriter):
                     return self._take_batch()
             if not self._busy():
                 with self._cond:
+                    self._drain()
                     return self._take_batch()
             time.sleep(POLL)
 
@@ -276,6 +313,7 @@ class Recorder(runner.OutcomeWriter):
 
     def _put_back(self, batch: list[_Entry]) -> None:
         with self._cond:
+            self._drain()
             if not self._pending:
                 self._first_at = time.monotonic()
             for entry in batch:

@@ -447,6 +447,11 @@ class SchedulerService:
         )
 
     def _release_deferred(self, execution_id: int) -> None:
+        if execution_id not in self._by_execution:
+            # Not tracked (no overlap=queue): read without the lock, which every worker would
+            # take for every execution. The id was put there before its execution was handed
+            # over, and only this call, for this id, removes it.
+            return
         with self._deferred_lock:
             schedule_id = self._by_execution.pop(execution_id, None)
             if schedule_id is None or not self._deferred.get(schedule_id):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime
 
 import pytest
@@ -196,3 +197,91 @@ def test_an_outcome_written_after_stop_still_queues_its_dependents(recorder):
     rec.finish(execution, Status.SUCCEEDED, result={})  # a thread that outlived the grace
     queued = Execution.objects.get(schedule=dependent)
     assert (queued.trigger, queued.status) == ("dependency", Status.QUEUED)
+
+
+def _hand_over_from_threads(rec, executions, workers: int, during=None):
+    """Run ``executions`` through ``rec`` from ``workers`` threads at once (as the pool does)."""
+    from django.db import connection
+
+    barrier = threading.Barrier(workers + 1)
+    parts = [executions[index::workers] for index in range(workers)]
+
+    def work(part):
+        barrier.wait()
+        try:
+            for execution in part:
+                runner.execute(execution.pk, worker="w", execution=execution, writer=rec)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, args=(part,)) for part in parts]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    result = during() if during is not None else None
+    for thread in threads:
+        thread.join(30)
+    return result
+
+
+def test_hand_overs_from_many_workers_at_once_are_each_written_once(recorder):
+    # Workers hand over without a lock; the writer takes batches while they do, and a flush
+    # covers every hand-over made before it.
+    rec = recorder(max_delay=0.01)
+    scans = echo_scans(40)
+    executions = claimed(scans, NOW)
+
+    def flush_while_they_run():
+        flushed = 0
+        while flushed < 20:
+            assert rec.flush(timeout=10)
+            flushed += 1
+        return flushed
+
+    _hand_over_from_threads(rec, executions, 8, during=flush_while_they_run)
+    assert rec.flush(timeout=10)
+    assert rec.backlog == 0 and rec.finished_unwritten() == set()
+    statuses = dict(Execution.objects.values_list("pk", "status"))
+    assert statuses == {execution.pk: Status.SUCCEEDED for execution in executions}
+    assert sorted(Execution.objects.values_list("schedule__run_count", flat=True)) == [1] * 40
+
+
+class _StopsOnAppend(deque):
+    """An inbox whose first append meets ``stop()``: before the entry lands, or after."""
+
+    def __init__(self, rec, before: bool):
+        super().__init__()
+        self.rec, self.before, self.lost = rec, before, None
+
+    def append(self, item):
+        if self.before and self.lost is None:
+            self.lost = self.rec.stop(timeout=10)
+        super().append(item)
+        if not self.before and self.lost is None:
+            self.lost = self.rec.stop(timeout=10)
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["stop-then-append", "append-then-stop"])
+def test_a_hand_over_racing_stop_is_written_by_its_worker_or_counted_as_given_up(recorder, before):
+    # stop() can come between a worker's check of it and its hand-over.
+    rec = recorder(busy=lambda: True, max_delay=60)  # batches held back: stop() decides
+    (execution,) = claimed(echo_scans(1), NOW)
+    rec._inbox = inbox = _StopsOnAppend(rec, before)
+    assert rec.start(execution, worker="w1")
+    # Before: stop() found nothing, and the worker, seeing it had stopped, wrote the start
+    # itself. After: stop() had the writer write what was handed over.
+    row = Execution.objects.get(pk=execution.pk)
+    assert (inbox.lost, row.status, row.worker) == (0, Status.RUNNING, "w1")
+    assert not inbox
+
+
+def test_hand_overs_racing_stop_from_many_workers_are_written_or_counted(recorder):
+    rec = recorder(busy=lambda: True, max_delay=60)
+    executions = claimed(echo_scans(40), NOW)
+    lost = _hand_over_from_threads(rec, executions, 8, during=lambda: rec.stop(timeout=10))
+    rows = dict(Execution.objects.values_list("pk", "status"))
+    unwritten = [pk for pk, status in rows.items() if status in (Status.QUEUED, Status.RUNNING)]
+    # A given-up entry leaves its row queued or running (the shutdown marks it interrupted);
+    # a later outcome of the same execution may still have been written by its worker.
+    assert len(unwritten) <= lost
+    assert set(rows.values()) <= {Status.SUCCEEDED, Status.QUEUED, Status.RUNNING}
