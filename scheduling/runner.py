@@ -50,7 +50,7 @@ from .models import (
     TriggerKind,
     TriggerType,
 )
-from .sql import copies, keys_in
+from .sql import copies, keys_in, update_by_key
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -636,14 +636,8 @@ def write_rows(writes: list[tuple[Execution, dict[str, Any]]]) -> None:
         groups.setdefault(names, []).append(
             [*(prepare(_field(name), values[name]) for name in names)] + [execution.pk]
         )
-    quote = db.ops.quote_name
     for names, params in groups.items():
-        columns = ", ".join(f"{quote(cast('str', _field(name).column))} = %s" for name in names)
-        sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 (quoted identifiers)
-            quote(Execution._meta.db_table), columns, quote("id")
-        )
-        with db.cursor() as cursor:
-            cursor.executemany(sql, params)
+        update_by_key(db, Execution, names, params)
 
 
 # Rows per INSERT statement of ``insert_rows`` (fewer where the backend limits parameters).
@@ -804,10 +798,7 @@ def _update_schedules(updates: list[ScheduleUpdate]) -> None:
         rounds[index].append(update)
     db = connections[DEFAULT_DB_ALIAS]  # not the proxy (see write_rows)
     prepare = Prepared(db)
-    quote = db.ops.quote_name
     fields = {f.name: f for f in Schedule._meta.concrete_fields}
-    column = {name: quote(cast("str", f.column)) for name, f in fields.items()}
-    table, key = quote(Schedule._meta.db_table), column[Schedule._meta.pk.name]
     for updates_of_round in rounds:
         groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[list[Any]]] = {}
         for pk, values, increments in sorted(updates_of_round, key=lambda u: u[0]):
@@ -816,11 +807,7 @@ def _update_schedules(updates: list[ScheduleUpdate]) -> None:
                 [prepare(fields[name], values[name]) for name in names] + [pk]
             )
         for (names, increments), params in groups.items():
-            columns = [f"{column[name]} = %s" for name in names]
-            columns += [f"{column[name]} = {column[name]} + 1" for name in increments]
-            sql = f"UPDATE {table} SET {', '.join(columns)} WHERE {key} = %s"  # noqa: S608
-            with db.cursor() as cursor:
-                cursor.executemany(sql, params)
+            update_by_key(db, Schedule, names, params, increments)
 
 
 def announce(execution: Execution, *, language: str | None = None) -> None:

@@ -86,3 +86,53 @@ def staged(
                 copy.write_row(row)
         yield cursor
         cursor.execute(f"DROP TABLE {table}")
+
+
+def update_by_key(
+    db: Any,
+    model: Any,
+    names: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    increments: Sequence[str] = (),
+) -> None:
+    """Set fields ``names`` of many rows of ``model``: each row is its values, then its key.
+
+    The values are prepared already (``get_db_prep_save``), one row per key. On PostgreSQL
+    through psycopg 3 (``copies``) one UPDATE joins the columns as arrays, cast to each
+    field's type: a statement per row was parsed and planned by the server each time (the
+    statements are bound on the client), a third of a second per thousand rows in the
+    scheduler's recorder. Elsewhere one ``executemany`` of an UPDATE per row. Fields in
+    ``increments`` are incremented by one in every row.
+    """
+    if not rows:
+        return
+    quote = db.ops.quote_name
+    fields = [model._meta.get_field(name) for name in names]
+    table = quote(model._meta.db_table)
+    key = quote(cast("str", model._meta.pk.column))
+    columns = [quote(cast("str", field.column)) for field in fields]
+    bumped = [quote(cast("str", model._meta.get_field(name).column)) for name in increments]
+    # In key order: two writers of shared rows lock them in the same order.
+    rows = sorted(rows, key=lambda row: row[-1])
+    if copies(db) and len(rows) > 1:
+        if len({row[-1] for row in rows}) != len(rows):
+            raise ValueError("update_by_key: a key is given twice")
+        types = [field.db_type(db) for field in fields]
+        key_type = model._meta.pk.rel_db_type(db)
+        sets = [f"{column} = v.c{index}" for index, column in enumerate(columns)]
+        sets += [f"{column} = {table}.{column} + 1" for column in bumped]
+        arrays = [f"%s::{kind}[]" for kind in types] + [f"%s::{key_type}[]"]
+        aliases = [f"c{index}" for index in range(len(columns))] + ["k"]
+        sql = (
+            f"UPDATE {table} SET {', '.join(sets)}"  # noqa: S608 (quoted identifiers, types)
+            f" FROM unnest({', '.join(arrays)}) AS v({', '.join(aliases)})"
+            f" WHERE {table}.{key} = v.k"
+        )
+        with db.cursor() as cursor:
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
+        return
+    sets = [f"{column} = %s" for column in columns]
+    sets += [f"{column} = {column} + 1" for column in bumped]
+    sql = f"UPDATE {table} SET {', '.join(sets)} WHERE {key} = %s"  # noqa: S608
+    with db.cursor() as cursor:
+        cursor.executemany(sql, rows)

@@ -565,7 +565,8 @@ def store_next_run_times(values: list[tuple[int, datetime | None]], *, bulk: boo
     pk = ops.quote_name(cast("str", Schedule._meta.pk.column))
     adapt = datetime_writer()
     # One value per schedule, the last given: a join of an UPDATE would pick any of them.
-    params = [(adapt(when), key) for key, when in dict(values).items()]
+    # In key order: the recorder locks the same schedule rows in that order.
+    params = [(adapt(when), key) for key, when in sorted(dict(values).items())]
     if bulk and len(params) >= sql_helpers.COPY_FROM and sql_helpers.copies():
         # A row that holds its value already is not rewritten (each rewrite updates every
         # index).

@@ -222,3 +222,60 @@ def test_a_chunks_job_headers_joined_by_key_range_are_those_listed_by_id(job_sto
     assert set(listed) == {s.job_id for s in scans[1:5]}
     assert listed[scans[3].job_id] is None  # does not verify
     assert job_store.read_headers(pks=(scans[-1].pk, scans[-1].pk + 2000)) == {}
+
+
+ODD_TEXTS = ['say "hi", {a, b}', "back\\slash\\", "NULL", "", "tab\tnew\nline", "ünï 'q' €", "{}"]
+
+
+@pytest.mark.django_db
+def test_updates_by_key_write_each_rows_values_as_the_orm_would():
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduling.models import Status
+
+    tenant = make_tenant()
+    scans = [make_scan(tenant=tenant, name=f"odd {index}") for index in range(len(ODD_TEXTS))]
+    executions = [
+        Execution.objects.create(
+            schedule=scan,
+            tenant=tenant,
+            scheduled_for=datetime(2026, 6, 1, 12, tzinfo=UTC),
+            status=Status.QUEUED,
+        )
+        for scan in scans
+    ]
+    prepare = Prepared(connection)
+    names = ("error", "finished_at", "result", "status", "traceback")
+    wanted = {}
+    rows = []
+    for index, (execution, text) in enumerate(zip(executions, ODD_TEXTS, strict=True)):
+        values = {
+            "error": text,
+            "finished_at": datetime(2026, 6, 1, 12, index, tzinfo=zoneinfo.ZoneInfo("Asia/Tokyo")),
+            "result": None if index == 3 else {"text": text, "list": [1, None, "x"], "n": index},
+            "status": Status.SUCCEEDED,
+            "traceback": text * 2,
+        }
+        wanted[execution.pk] = values
+        field = Execution._meta.get_field
+        rows.append([prepare(field(name), values[name]) for name in names] + [execution.pk])
+    rows.reverse()  # any order: written in key order
+    with CaptureQueriesContext(connection) as queries:
+        sql.update_by_key(connection, Execution, names, rows)
+    # On PostgreSQL (psycopg 3) one statement; elsewhere one executemany.
+    assert len(queries) == 1
+    assert ("unnest(" in queries[0]["sql"]) is sql.copies()
+    for execution in Execution.objects.filter(pk__in=wanted):
+        assert {name: getattr(execution, name) for name in names} == wanted[execution.pk]
+    # Increments, and a key given twice is refused rather than written by either row.
+    before = dict(Schedule.objects.values_list("pk", "run_count"))
+    sql.update_by_key(
+        connection, Schedule, ["last_status"], [["failed", s.pk] for s in scans], ["run_count"]
+    )
+    after = Schedule.objects.filter(pk__in=before).values_list("pk", "run_count", "last_status")
+    assert {pk: (count, status) for pk, count, status in after} == {
+        pk: (count + 1, "failed") for pk, count in before.items()
+    }
+    if sql.copies():
+        with pytest.raises(ValueError, match="twice"):
+            sql.update_by_key(connection, Schedule, ["last_status"], [["x", 1], ["y", 1]])
