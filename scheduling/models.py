@@ -1705,14 +1705,14 @@ class ExecutionCounterQuerySet(models.QuerySet["ExecutionCounter"]):
                 totals[key] = totals.get(key, 0) + amount
         if not totals:
             return
-        if self._increment(totals) == len(totals):
+        found = self._increment(totals)
+        if len(found) == len(totals):
             return
         # First use of some keys: create their rows at 0 (a concurrent creator's row wins the
-        # conflict), then add to those only; the rows that existed have their share already.
-        present = set(
-            self.filter(self._matching(totals)).values_list("kind", "status", "series", "bucket")
-        )
-        missing = {key: amount for key, amount in totals.items() if key not in present}
+        # conflict), then add to those only: the rows the first statement found have their
+        # share already. Not those another transaction created since (asking which rows exist
+        # now instead lost those shares, and with none left to add, ran an empty statement).
+        missing = {key: amount for key, amount in totals.items() if key not in found}
         self.bulk_create(
             [self.model(kind=k, status=s, series=r, bucket=b) for k, s, r, b in sorted(missing)],
             ignore_conflicts=True,
@@ -1725,8 +1725,8 @@ class ExecutionCounterQuerySet(models.QuerySet["ExecutionCounter"]):
             where |= Q(kind=kind, status=status, series=series, bucket=bucket)
         return where
 
-    def _increment(self, totals: dict[CounterKey, int]) -> int:
-        """Add each amount to the row of its key, in one statement; return the rows found.
+    def _increment(self, totals: dict[CounterKey, int]) -> set[CounterKey]:
+        """Add each amount to the row of its key, in one statement; return the keys found.
 
         Plain SQL: compiling the same through the ORM cost a quarter of a Celery worker's time
         per execution. Where the database locks rows (PostgreSQL), they are locked in key order
@@ -1735,6 +1735,8 @@ class ExecutionCounterQuerySet(models.QuerySet["ExecutionCounter"]):
         deadlock, and an outcome lost until it is written again). Locked in key order, one
         that waits holds no row another needs first.
         """
+        if not totals:
+            return set()
         connection = connections[self.db]
         quote = connection.ops.quote_name
         table = quote(self.model._meta.db_table)
@@ -1760,9 +1762,20 @@ class ExecutionCounterQuerySet(models.QuerySet["ExecutionCounter"]):
         else:
             sql = f"{increment} WHERE ({columns}) IN ({key_list})"  # noqa: S608
             params = [*case_params, *key_params]
+        if not (
+            connection.vendor in ("postgresql", "sqlite")
+            and connection.features.can_return_rows_from_bulk_insert
+        ):
+            # No UPDATE ... RETURNING (SQLite before 3.35, which writes one transaction at a
+            # time, so no other creates a row in between; MySQL): the keys whose rows exist now.
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+            found = self.filter(self._matching(totals))
+            return set(found.values_list("kind", "status", "series", "bucket"))
+        returning = ", ".join(f"{table}.{name}" for name in names)
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.rowcount
+            cursor.execute(f"{sql} RETURNING {returning}", params)
+            return {(kind, status, series, bucket) for kind, status, series, bucket in cursor}
 
 
 class ExecutionCounter(models.Model):

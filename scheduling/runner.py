@@ -667,6 +667,29 @@ def insert_rows(rows: list[Execution]) -> list[Execution]:
     )
     tail = f" RETURNING {quote(cast('str', meta.pk.column))}" if meta.pk is not None else ""
     prepare = Prepared(db)
+    types = [f.rel_db_type(db) if f.is_relation else f.db_type(db) for f in fields]
+    if copies(db) and len(rows) > 1 and tail and all(types):
+        # PostgreSQL through psycopg 3: one INSERT of arrays, one per column, cast to each
+        # field's type. The statements of 100 rows each were bound on the client, then
+        # parsed and planned by the server: 115 to 175 ms for a pass's 1,000 claims,
+        # against 65 to 85 ms so. The keys come back in the order of the rows (ORDER BY the
+        # arrays' ordinality), as bulk_create relies on for a multi-row VALUES.
+        names = [f"c{index}" for index in range(len(fields))]
+        arrays = ", ".join(f"%s::{kind}[]" for kind in types)
+        sql = (
+            f"{head.removesuffix(' VALUES ')} SELECT {', '.join(names)}"  # noqa: S608
+            f" FROM unnest({arrays}) WITH ORDINALITY AS v({', '.join(names)}, n)"
+            f" ORDER BY n{tail}"
+        )
+        columns = [[prepare(f, getattr(row, f.attname)) for row in rows] for f in fields]
+        with db.cursor() as cursor:
+            cursor.execute(sql, columns)
+            keys = cursor.fetchall()
+        for row, (pk,) in zip(rows, keys, strict=True):
+            row.pk = pk
+            row._state.adding = False
+            row._state.db = db.alias
+        return rows
     with db.cursor() as cursor:
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]

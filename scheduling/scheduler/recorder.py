@@ -140,7 +140,7 @@ class Recorder(runner.OutcomeWriter):
         try:
             self._commit([_Entry(*handed)])
         except DatabaseError as exc:
-            logger.error("Could not record execution %s (%s).", execution.pk, exc)
+            logger.exception("Could not record execution %s (%s).", execution.pk, exc)
             connection.close()
 
     def _drain(self) -> None:

@@ -87,3 +87,32 @@ def test_a_writer_waiting_for_a_counter_row_holds_none_after_it():
     assert not errors, errors
     assert counter(Kind.REPORT).value == 1
     assert counter(Kind.SCAN).value == 1
+
+
+def test_counter_rows_created_by_another_outcome_meanwhile_still_get_this_ones_share(
+    monkeypatch,
+):
+    # First outcomes of a kind on a fresh database, from two workers at once: this one's
+    # first statement finds no row; before it creates them, the other worker has. Its share
+    # must still be added (it was once lost, and with nothing left to add an empty statement
+    # failed the whole outcome).
+    from scheduling.models import ExecutionCounterQuerySet
+
+    original = ExecutionCounterQuerySet._increment
+    calls = []
+
+    def increment(self, totals):
+        found = original(self, totals)
+        if not calls:
+            # Another worker creates the rows and counts its own outcome.
+            ExecutionCounter.objects.bulk_create(
+                [ExecutionCounter(kind=k, status=s, series=r, bucket=b) for k, s, r, b in totals],
+                ignore_conflicts=True,
+            )
+            original(self, dict.fromkeys(totals, 1))
+        calls.append(totals)
+        return found
+
+    monkeypatch.setattr(ExecutionCounterQuerySet, "_increment", increment)
+    ExecutionCounter.objects.count_finished([finished(Kind.SCAN), finished(Kind.SCAN)])
+    assert counter(Kind.SCAN).value == 3  # the other worker's one, and this one's two

@@ -16,7 +16,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_apscheduler.models import DjangoJob
 
-from scheduling import runner
+from scheduling import runner, sql
 from scheduling.models import Execution, PeriodicScan, Schedule, Status
 from scheduling.scheduler import dispatch
 from scheduling.scheduler.dispatch import ScheduleCache
@@ -277,7 +277,13 @@ class TestInsertRows:
             Execution.for_occurrence(scans[n % 3], NOW + timedelta(seconds=n), claimed_by="x")
             for n in range(runner.INSERT_BATCH * 2 + 7)
         ]
-        runner.insert_rows(rows)
+        rows.reverse()  # each key must come back to its own row, in any order of time
+        with CaptureQueriesContext(connection) as queries:
+            runner.insert_rows(rows)
+        # On PostgreSQL (psycopg 3) one INSERT of arrays; elsewhere a statement per batch.
+        arrays = sql.copies()
+        assert (len(queries) == 1) is arrays
+        assert all(("unnest(" in query["sql"]) is arrays for query in queries)
         stored = dict(Execution.objects.values_list("pk", "scheduled_for"))
         assert len(stored) == len(rows)
         assert all(stored[row.pk] == row.scheduled_for for row in rows)
