@@ -13,7 +13,10 @@ counts, for the occurrences scheduled inside a window of ``--seconds`` whole sec
   claimed ahead, ``SCHEDULING_CLAIM_AHEAD``) and how long it then waited for its time and a
   worker (``started_at - queued_at``);
 - missed runs = expected occurrences (schedules x seconds) without a succeeded execution, and
-  the executions recorded with status ``missed`` (or any other non-success status).
+  the executions recorded with status ``missed`` (or any other non-success status);
+- each second's latest start, on both sides: the occurrences of a second start together, so
+  its tail is how long the burst took to start; its spread over the window's seconds tells
+  a few slow seconds (which can set the p99 alone) from a burst that is slow every second.
 
 The baseline is the same load on a bare APScheduler ``BackgroundScheduler`` with a
 ``MemoryJobStore`` and a no-op job, in its own subprocess, with the same pool size: the job
@@ -37,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +121,9 @@ def child_baseline(
     codes = Counter(code for code, _at, _late in inside)
     return {
         "lateness": [late for code, _at, late in inside if code == EVENT_JOB_EXECUTED],
+        "worst_by_second": _worst_by_second(
+            (at, late) for code, at, late in inside if code == EVENT_JOB_EXECUTED
+        ),
         "expected": schedules * seconds,
         "succeeded": codes[EVENT_JOB_EXECUTED],
         "statuses": {
@@ -216,6 +223,9 @@ def run_service(
         ]
         return {
             "lateness": [(r[3] - r[1]).total_seconds() for r in succeeded],
+            "worst_by_second": _worst_by_second(
+                (r[1].timestamp(), (r[3] - r[1]).total_seconds()) for r in succeeded
+            ),
             "claim_lag": [(r[2] - r[1]).total_seconds() for r in succeeded],
             "queue_wait": [(r[3] - r[2]).total_seconds() for r in succeeded],
             "duration_ms": [r[4] or 0 for r in succeeded],
@@ -258,6 +268,15 @@ def on_postgres(run: Any) -> Any:
 
 
 # -- report -------------------------------------------------------------------------------------
+
+
+def _worst_by_second(runs: Iterable[tuple[float, Any]]) -> list[float]:
+    """The largest lateness of each second's occurrences (``(scheduled, lateness)`` pairs)."""
+    worst: dict[int, float] = {}
+    for at, late in runs:
+        second = math.floor(at)
+        worst[second] = max(worst.get(second, late), late)
+    return [worst[second] for second in sorted(worst)]
 
 
 def _ms(values: list[float], pct: float | None = None) -> str:
@@ -360,6 +379,19 @@ def main() -> None:
         f"  occurrences without a succeeded run: {missing}; executions with another status: "
         f"{recorded}   target 0 and 0 {_setup.verdict(missing == 0 and recorded == 0)}"
     )
+    # A second's occurrences start together: one slow second holds up to a thousand of the
+    # slowest, so a few slow seconds can set the p99 alone.
+    bound = TARGET_P99_RATIO * _setup.percentile(bare["lateness"], 99)
+    print("\n  each second's latest start (the burst's tail), over the window's seconds:")
+    for label, figures in (("runscheduler", ours), ("bare APScheduler", bare)):
+        worst = figures["worst_by_second"]
+        if not worst:
+            continue
+        over = sum(1 for late in worst if late > bound)
+        print(
+            f"    {label:<18} p50 {_ms(worst, 50):>8}  p90 {_ms(worst, 90):>8}  "
+            f"max {_ms(worst):>8}  seconds over {bound * 1000:.0f} ms: {over} of {len(worst)}"
+        )
     print("\n  where runscheduler's lateness goes (succeeded executions):")
     for label, key in (
         ("claimed (queued_at - scheduled_for)", "claim_lag"),
