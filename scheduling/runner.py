@@ -50,7 +50,7 @@ from .models import (
     TriggerKind,
     TriggerType,
 )
-from .sql import copies, keys_in, update_by_key
+from .sql import array_casts, copies, keys_in, update_by_key
 
 if TYPE_CHECKING:
     from tenants.models import Tenant
@@ -667,30 +667,23 @@ def insert_rows(rows: list[Execution]) -> list[Execution]:
     )
     tail = f" RETURNING {quote(cast('str', meta.pk.column))}" if meta.pk is not None else ""
     prepare = Prepared(db)
-    types = [f.rel_db_type(db) if f.is_relation else f.db_type(db) for f in fields]
-    if copies(db) and len(rows) > 1 and tail and all(types):
-        # PostgreSQL through psycopg 3: one INSERT of arrays, one per column, cast to each
-        # field's type. The statements of 100 rows each were bound on the client, then
-        # parsed and planned by the server: 115 to 175 ms for a pass's 1,000 claims,
-        # against 65 to 85 ms so. The keys come back in the order of the rows (ORDER BY the
-        # arrays' ordinality), as bulk_create relies on for a multi-row VALUES.
-        names = [f"c{index}" for index in range(len(fields))]
-        arrays = ", ".join(f"%s::{kind}[]" for kind in types)
-        sql = (
-            f"{head.removesuffix(' VALUES ')} SELECT {', '.join(names)}"  # noqa: S608
-            f" FROM unnest({arrays}) WITH ORDINALITY AS v({', '.join(names)}, n)"
-            f" ORDER BY n{tail}"
-        )
-        columns = [[prepare(f, getattr(row, f.attname)) for row in rows] for f in fields]
-        with db.cursor() as cursor:
-            cursor.execute(sql, columns)
-            keys = cursor.fetchall()
-        for row, (pk,) in zip(rows, keys, strict=True):
-            row.pk = pk
-            row._state.adding = False
-            row._state.db = db.alias
-        return rows
+    arrays = array_casts(db, fields) if copies(db) and len(rows) > 1 and tail else None
     with db.cursor() as cursor:
+        if arrays is not None:
+            # PostgreSQL through psycopg 3: one INSERT of arrays, one per column, cast to each
+            # field's type. The statements of 100 rows each were bound on the client, then
+            # parsed and planned by the server: 115 to 175 ms for a pass's 1,000 claims,
+            # against 65 to 85 ms so. The keys come back in the order of the rows (ORDER BY
+            # the arrays' ordinality), as bulk_create relies on for a multi-row VALUES.
+            names = ", ".join(f"c{index}" for index in range(len(fields)))
+            cursor.execute(
+                f"{head.removesuffix(' VALUES ')} SELECT {names}"  # noqa: S608
+                f" FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS v({names}, n)"
+                f" ORDER BY n{tail}",
+                [[prepare(f, getattr(row, f.attname)) for row in rows] for f in fields],
+            )
+            _set_keys(rows, cursor.fetchall(), db.alias)
+            return rows
         for start in range(0, len(rows), per_batch):
             batch = rows[start : start + per_batch]
             # The rows are complete (no auto_now field): their attributes are the values.
@@ -698,11 +691,16 @@ def insert_rows(rows: list[Execution]) -> list[Execution]:
                 prepare(field, getattr(row, field.attname)) for row in batch for field in fields
             ]
             cursor.execute(head + ", ".join([row_sql] * len(batch)) + tail, params)
-            for row, (pk,) in zip(batch, cursor.fetchall(), strict=True):
-                row.pk = pk
-                row._state.adding = False
-                row._state.db = db.alias
+            _set_keys(batch, cursor.fetchall(), db.alias)
     return rows
+
+
+def _set_keys(rows: list[Execution], keys: list[tuple[Any, ...]], alias: str) -> None:
+    """Give each inserted row its key (``RETURNING``'s rows, in the rows' order), as saved."""
+    for row, (pk,) in zip(rows, keys, strict=True):
+        row.pk = pk
+        row._state.adding = False
+        row._state.db = alias
 
 
 def _field(name: str) -> Field[Any, Any]:

@@ -88,6 +88,13 @@ def staged(
         cursor.execute(f"DROP TABLE {table}")
 
 
+def array_casts(db: Any, fields: Sequence[Any]) -> list[str] | None:
+    """``%s::type[]``: the placeholder of each field's column passed as one array (PostgreSQL),
+    cast to the field's own type; None where a field has no database type."""
+    types = [field.db_type(db) for field in fields]
+    return [f"%s::{kind}[]" for kind in types] if all(types) else None
+
+
 def update_by_key(
     db: Any,
     model: Any,
@@ -117,11 +124,10 @@ def update_by_key(
     if copies(db) and len(rows) > 1:
         if len({row[-1] for row in rows}) != len(rows):
             raise ValueError("update_by_key: a key is given twice")
-        types = [field.db_type(db) for field in fields]
         key_type = model._meta.pk.rel_db_type(db)
         sets = [f"{column} = v.c{index}" for index, column in enumerate(columns)]
         sets += [f"{column} = {table}.{column} + 1" for column in bumped]
-        arrays = [f"%s::{kind}[]" for kind in types] + [f"%s::{key_type}[]"]
+        arrays = [*(array_casts(db, fields) or []), f"%s::{key_type}[]"]
         aliases = [f"c{index}" for index in range(len(columns))] + ["k"]
         sql = (
             f"UPDATE {table} SET {', '.join(sets)}"  # noqa: S608 (quoted identifiers, types)
